@@ -1,0 +1,229 @@
+import { assertReserveRequest, assertSettleRequest } from "./validate.js";
+import type {
+  ReserveRequest,
+  ReserveResult,
+  ScopeState,
+  SettleRequest,
+  SettleStatus,
+  Store,
+} from "./types.js";
+
+interface Counter {
+  used: number;
+  reserved: number;
+  expireAtMs: number;
+}
+
+interface Reservation {
+  id: string;
+  tokens: number;
+  keys: string[];
+  expiresAtMs: number;
+}
+
+/** How long a settled id is remembered, so that a resent settlement is recognised (ms). */
+const SETTLED_MEMORY_MS = 24 * 3_600_000;
+/** How often counters past their GC time are swept (ms). */
+const GC_INTERVAL_MS = 60_000;
+
+/**
+ * A min-heap of reservations by expiry, so expired reservations are released in O(log n) each
+ * without scanning. Entries already settled are skipped when popped (lazy deletion).
+ */
+class ExpiryHeap {
+  private readonly items: Reservation[] = [];
+
+  get size(): number {
+    return this.items.length;
+  }
+
+  push(r: Reservation): void {
+    const a = this.items;
+    a.push(r);
+    let i = a.length - 1;
+    while (i > 0) {
+      const p = (i - 1) >> 1;
+      const parent = a[p] as Reservation;
+      if (parent.expiresAtMs <= r.expiresAtMs) break;
+      a[i] = parent;
+      i = p;
+    }
+    a[i] = r;
+  }
+
+  peek(): Reservation | undefined {
+    return this.items[0];
+  }
+
+  pop(): Reservation | undefined {
+    const a = this.items;
+    const top = a[0];
+    const last = a.pop();
+    if (a.length === 0 || last === undefined) return top;
+    let i = 0;
+    const n = a.length;
+    for (;;) {
+      const l = 2 * i + 1;
+      if (l >= n) break;
+      const r = l + 1;
+      let c = l;
+      if (r < n && (a[r] as Reservation).expiresAtMs < (a[l] as Reservation).expiresAtMs) c = r;
+      if ((a[c] as Reservation).expiresAtMs >= last.expiresAtMs) break;
+      a[i] = a[c] as Reservation;
+      i = c;
+    }
+    a[i] = last;
+    return top;
+  }
+}
+
+/** Options of {@link createMemoryStore}. */
+export interface MemoryStoreOptions {
+  /** Called when a reservation expires unsettled (for logs and metrics). */
+  onReservationExpired?: (id: string, tokens: number) => void;
+}
+
+/**
+ * The single-process store. Every method runs synchronously inside one event-loop turn, which is
+ * what makes check-and-reserve atomic here (no await between the check and the write).
+ * Counters are lost when the process exits.
+ */
+export class MemoryStore implements Store {
+  readonly kind = "memory";
+  private readonly counters = new Map<string, Counter>();
+  private readonly reservations = new Map<string, Reservation>();
+  private readonly settled = new Map<string, number>(); // id → forget-after ms
+  private readonly expiries = new ExpiryHeap();
+  private readonly switches = new Map<string, boolean>();
+  private lastGcMs = 0;
+
+  constructor(private readonly options: MemoryStoreOptions = {}) {}
+
+  async reserve(req: ReserveRequest): Promise<ReserveResult> {
+    return this.reserveSync(req);
+  }
+
+  /** Synchronous core of {@link reserve}; exported for benchmarks of the pure arithmetic. */
+  reserveSync(req: ReserveRequest): ReserveResult {
+    assertReserveRequest(req);
+    this.housekeeping(req.nowMs);
+    const { scopes, tokens } = req;
+    if (this.reservations.has(req.id) || this.settled.has(req.id)) {
+      return { ok: true, duplicate: true, states: scopes.map((s) => this.state(s.key)) };
+    }
+    for (let i = 0; i < scopes.length; i++) {
+      const s = scopes[i];
+      if (!s) continue;
+      const c = this.counters.get(s.key);
+      const used = c?.used ?? 0;
+      const reserved = c?.reserved ?? 0;
+      if (used + reserved + tokens > s.limit) {
+        return { ok: false, scopeIndex: i, state: { used, reserved } };
+      }
+    }
+    const states: ScopeState[] = [];
+    for (const s of scopes) {
+      let c = this.counters.get(s.key);
+      if (!c) {
+        c = { used: 0, reserved: 0, expireAtMs: s.expireAtMs };
+        this.counters.set(s.key, c);
+      }
+      c.reserved += tokens;
+      if (s.expireAtMs > c.expireAtMs) c.expireAtMs = s.expireAtMs;
+      states.push({ used: c.used, reserved: c.reserved });
+    }
+    const r: Reservation = {
+      id: req.id,
+      tokens,
+      keys: scopes.map((s) => s.key),
+      expiresAtMs: req.nowMs + req.ttlMs,
+    };
+    this.reservations.set(req.id, r);
+    this.expiries.push(r);
+    return { ok: true, duplicate: false, states };
+  }
+
+  async settle(req: SettleRequest): Promise<SettleStatus> {
+    assertSettleRequest(req);
+    this.housekeeping(req.nowMs);
+    if (this.settled.has(req.id)) return "duplicate";
+    const r = this.reservations.get(req.id);
+    const actual = req.actualTokens;
+    let status: SettleStatus;
+    if (r) {
+      this.reservations.delete(req.id);
+      for (const key of r.keys) {
+        const c = this.counters.get(key);
+        if (c) c.reserved -= r.tokens;
+      }
+      status = "settled";
+    } else {
+      status = "expired";
+    }
+    if (actual > 0) {
+      for (const s of req.scopes) {
+        let c = this.counters.get(s.key);
+        if (!c) {
+          c = { used: 0, reserved: 0, expireAtMs: s.expireAtMs };
+          this.counters.set(s.key, c);
+        }
+        c.used += actual;
+      }
+    }
+    this.settled.set(req.id, req.nowMs + SETTLED_MEMORY_MS);
+    return status;
+  }
+
+  async read(keys: readonly string[], nowMs: number): Promise<ScopeState[]> {
+    this.housekeeping(nowMs);
+    return keys.map((k) => this.state(k));
+  }
+
+  async getSwitches(): Promise<Record<string, boolean>> {
+    return Object.fromEntries(this.switches);
+  }
+
+  async setSwitch(feature: string, enabled: boolean | undefined): Promise<void> {
+    if (enabled === undefined) this.switches.delete(feature);
+    else this.switches.set(feature, enabled);
+  }
+
+  async close(): Promise<void> {}
+
+  /** Number of live reservations (tests and diagnostics). */
+  get reservationCount(): number {
+    return this.reservations.size;
+  }
+
+  private state(key: string): ScopeState {
+    const c = this.counters.get(key);
+    return { used: c?.used ?? 0, reserved: c?.reserved ?? 0 };
+  }
+
+  /** Release expired reservations; now and then drop counters and settled ids past their time. */
+  private housekeeping(nowMs: number): void {
+    for (let r = this.expiries.peek(); r && r.expiresAtMs <= nowMs; r = this.expiries.peek()) {
+      this.expiries.pop();
+      if (this.reservations.get(r.id) !== r) continue; // settled already
+      this.reservations.delete(r.id);
+      for (const key of r.keys) {
+        const c = this.counters.get(key);
+        if (c) c.reserved -= r.tokens;
+      }
+      this.options.onReservationExpired?.(r.id, r.tokens);
+    }
+    if (nowMs - this.lastGcMs < GC_INTERVAL_MS) return;
+    this.lastGcMs = nowMs;
+    for (const [k, c] of this.counters) {
+      if (c.expireAtMs <= nowMs && c.reserved === 0) this.counters.delete(k);
+    }
+    for (const [id, until] of this.settled) {
+      if (until <= nowMs) this.settled.delete(id);
+    }
+  }
+}
+
+/** The embedded single-process store (SPEC §4 `store: memory`). */
+export function createMemoryStore(options?: MemoryStoreOptions): MemoryStore {
+  return new MemoryStore(options);
+}

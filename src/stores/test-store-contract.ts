@@ -1,0 +1,124 @@
+import { randomUUID } from "node:crypto";
+import { afterAll, describe, expect, it } from "vitest";
+import { STORE_VECTORS, type StoreVector } from "./contract-vectors.js";
+import type { ScopeCharge, Store } from "./types.js";
+
+/** Makes a fresh, empty store (for Redis: a unique key prefix on a real server). */
+export type StoreFactory = () => Promise<Store>;
+
+const T0 = Date.UTC(2026, 10, 24, 12, 0, 0);
+
+function chargesFor(v: StoreVector, names: string[], ns: string): ScopeCharge[] {
+  return names.map((n) => {
+    const s = v.scopes[n];
+    if (!s) throw new Error(`vector ${v.name} names unknown scope ${n}`);
+    return {
+      key: `${ns}:${n}`,
+      kind: "user",
+      window: "day",
+      limit: s.limit,
+      resetAtMs: T0 + s.resetAtMs,
+      expireAtMs: T0 + s.resetAtMs + 3_600_000,
+    };
+  });
+}
+
+/**
+ * The store contract: every Store implementation must pass this suite unchanged.
+ * Call it from a test file with a factory for the implementation under test.
+ */
+export function describeStoreContract(name: string, factory: StoreFactory): void {
+  describe(`Store contract: ${name}`, () => {
+    const opened: Store[] = [];
+    const open = async () => {
+      const s = await factory();
+      opened.push(s);
+      return s;
+    };
+    afterAll(async () => {
+      await Promise.all(opened.map((s) => s.close()));
+    });
+
+    for (const v of STORE_VECTORS) {
+      it(`vector: ${v.name}`, async () => {
+        const store = await open();
+        const ns = `v-${randomUUID()}`;
+        for (const [i, step] of v.steps.entries()) {
+          const where = `step ${i} (${step.op})`;
+          if (step.op === "reserve") {
+            const r = await store.reserve({
+              id: `${ns}-${step.id}`,
+              tokens: step.tokens,
+              scopes: chargesFor(v, step.scopes, ns),
+              nowMs: T0 + step.at,
+              ttlMs: step.ttl ?? 600_000,
+            });
+            expect(r.ok, where).toBe(step.expect.ok);
+            if (r.ok && step.expect.ok) expect(r.duplicate, where).toBe(step.expect.duplicate ?? false);
+            if (!r.ok && !step.expect.ok) expect(r.scopeIndex, where).toBe(step.expect.scopeIndex);
+          } else if (step.op === "settle") {
+            const status = await store.settle({
+              id: `${ns}-${step.id}`,
+              actualTokens: step.actual,
+              scopes: chargesFor(v, step.scopes, ns),
+              nowMs: T0 + step.at,
+            });
+            expect(status, where).toBe(step.expect);
+          } else {
+            const states = await store.read(
+              step.keys.map((k) => `${ns}:${k}`),
+              T0 + step.at,
+            );
+            expect(
+              states.map((s) => [s.used, s.reserved]),
+              where,
+            ).toEqual(step.expect);
+          }
+        }
+      });
+    }
+
+    it("never admits more than the limit under 200 concurrent reservations", async () => {
+      const store = await open();
+      const ns = `c-${randomUUID()}`;
+      const scopes: ScopeCharge[] = [
+        { key: `${ns}:u`, kind: "user", window: "day", limit: 10_000, resetAtMs: T0 + 1e6, expireAtMs: T0 + 2e6 },
+        { key: `${ns}:g`, kind: "global", window: "minute", limit: 7_000, resetAtMs: T0 + 1e5, expireAtMs: T0 + 2e5 },
+      ];
+      const results = await Promise.all(
+        Array.from({ length: 200 }, (_, i) =>
+          store.reserve({ id: `${ns}-${i}`, tokens: 97, scopes, nowMs: T0, ttlMs: 60_000 }),
+        ),
+      );
+      const admitted = results.filter((r) => r.ok).length;
+      expect(admitted).toBe(Math.floor(7_000 / 97));
+      const [u, g] = await store.read([`${ns}:u`, `${ns}:g`], T0);
+      expect(u).toEqual({ used: 0, reserved: admitted * 97 });
+      expect(g).toEqual({ used: 0, reserved: admitted * 97 });
+    });
+
+    it("refuses malformed amounts and changes nothing", async () => {
+      const store = await open();
+      const ns = `m-${randomUUID()}`;
+      const scopes: ScopeCharge[] = [
+        { key: `${ns}:u`, kind: "user", window: "day", limit: 100, resetAtMs: T0 + 1e6, expireAtMs: T0 + 2e6 },
+      ];
+      for (const tokens of [-1, 1.5, Number.NaN, Number.POSITIVE_INFINITY]) {
+        await expect(store.reserve({ id: `${ns}-x`, tokens, scopes, nowMs: T0, ttlMs: 1000 })).rejects.toThrow();
+      }
+      await expect(store.settle({ id: `${ns}-x`, actualTokens: -5, scopes, nowMs: T0 })).rejects.toThrow();
+      expect(await store.read([`${ns}:u`], T0)).toEqual([{ used: 0, reserved: 0 }]);
+    });
+
+    it("keeps run-time feature switches", async () => {
+      const store = await open();
+      const f = `feat-${randomUUID()}`;
+      await store.setSwitch(f, false);
+      expect((await store.getSwitches())[f]).toBe(false);
+      await store.setSwitch(f, true);
+      expect((await store.getSwitches())[f]).toBe(true);
+      await store.setSwitch(f, undefined);
+      expect((await store.getSwitches())[f]).toBeUndefined();
+    });
+  });
+}
