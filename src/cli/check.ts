@@ -1,0 +1,130 @@
+import { readdirSync, statSync } from "node:fs";
+import { join } from "node:path";
+import { parse as parseYaml } from "yaml";
+import { validateAdmitRequest } from "../core/request.js";
+import type { ChatMessage, ToolDefinition } from "../core/types.js";
+import type { ResolvedConfig } from "../config/types.js";
+import { tokenizerForModel } from "../tokenizers/index.js";
+import { resolveCliConfig } from "./config-arg.js";
+import { CliError, type CliIo, parseCliArgs, readInput } from "./io.js";
+import { num, renderTable, usd } from "./table.js";
+
+/** The budget table `check` prints. */
+export function budgetTable(config: ResolvedConfig): string {
+  const features = renderTable([
+    ["feature", "model", "max_input", "max_output", "on_exceed", "daily_tokens", "hourly_cost", "enabled"],
+    ...Object.values(config.features).map((f) => [
+      f.name,
+      f.model,
+      num(f.maxInputTokens),
+      num(f.maxOutputTokens),
+      f.onExceed + (f.summarizeWith ? ` (${f.summarizeWith})` : ""),
+      num(f.dailyTokens),
+      usd(f.hourlyCostNanoUsd),
+      f.enabled ? "yes" : "no",
+    ]),
+  ]);
+  const tiers = renderTable([
+    ["tier", "daily_tokens", "tokens_per_minute", "time_zone"],
+    ...Object.values(config.tiers).map((t) => [
+      t.name + (t.name === config.defaultTier ? " (default)" : ""),
+      num(t.dailyTokens),
+      num(t.tokensPerMinute),
+      t.timeZone,
+    ]),
+  ]);
+  const store = config.store.kind === "memory" ? "memory" : `redis (on_error: ${config.store.onError})`;
+  const upstreams = config.upstreams.map((u) => `${u.name} (${u.type})`).join(", ");
+  return [
+    features,
+    "",
+    tiers,
+    "",
+    `global: ${num(config.global.tokensPerMinute)} tokens/minute${config.global.hourlyCostNanoUsd !== undefined ? `, ${usd(config.global.hourlyCostNanoUsd)}/hour` : ""}`,
+    `store: ${store}`,
+    `upstreams: ${upstreams}`,
+    `api keys: ${config.keys.length}`,
+  ].join("\n");
+}
+
+interface Fixture {
+  file: string;
+  feature: string;
+  messages: ChatMessage[];
+  tools?: ToolDefinition[];
+  model?: string;
+}
+
+function loadFixture(file: string, raw: string): Fixture {
+  let data: unknown;
+  try {
+    data = file.endsWith(".json") ? JSON.parse(raw) : parseYaml(raw);
+  } catch (e) {
+    throw new CliError(`${file}: not valid ${file.endsWith(".json") ? "JSON" : "YAML"}: ${(e as Error).message.split("\n")[0]}`);
+  }
+  if (typeof data !== "object" || data === null || Array.isArray(data)) {
+    throw new CliError(`${file}: expected an object with "feature" and "messages"`);
+  }
+  const o = data as Record<string, unknown>;
+  if (typeof o.feature !== "string") throw new CliError(`${file}: "feature" must be a string`);
+  const err = validateAdmitRequest({
+    feature: o.feature,
+    user: "check",
+    messages: o.messages as ChatMessage[],
+    tools: o.tools as ToolDefinition[] | undefined,
+  });
+  if (err) throw new CliError(`${file}: ${err.message}`);
+  return {
+    file,
+    feature: o.feature,
+    messages: o.messages as ChatMessage[],
+    ...(o.tools ? { tools: o.tools as ToolDefinition[] } : {}),
+    ...(typeof o.model === "string" ? { model: o.model } : {}),
+  };
+}
+
+/** `tokenfuse check [--config F] [--fixtures DIR]` */
+export async function runCheck(args: string[], io: CliIo): Promise<number> {
+  const { values, positionals } = parseCliArgs(args, { config: { type: "string" }, fixtures: { type: "string" } }, false);
+  void positionals;
+  const { config, source } = resolveCliConfig(values.config as string | undefined, io);
+  io.out(`config OK: ${source}\n\n${budgetTable(config)}\n`);
+  const dir = values.fixtures as string | undefined;
+  if (!dir) return 0;
+  let files: string[];
+  try {
+    if (!statSync(dir).isDirectory()) throw new Error("not a directory");
+    files = readdirSync(dir)
+      .filter((f) => /\.(json|ya?ml)$/.test(f))
+      .sort();
+  } catch (e) {
+    throw new CliError(`cannot read fixtures directory ${dir}: ${(e as Error).message}`);
+  }
+  if (files.length === 0) throw new CliError(`no fixtures (*.json, *.yaml) in ${dir}`);
+  const rows: string[][] = [["fixture", "feature", "model", "input_tokens", "max_input", "result"]];
+  let failed = 0;
+  for (const name of files) {
+    const fx = loadFixture(name, await readInput(join(dir, name), io));
+    const feature = Object.hasOwn(config.features, fx.feature) ? config.features[fx.feature] : undefined;
+    if (!feature) {
+      failed++;
+      rows.push([name, fx.feature, "-", "-", "-", "FAIL: unknown feature"]);
+      continue;
+    }
+    const model = fx.model && feature.allowedModels.includes(fx.model) ? fx.model : feature.model;
+    const tokenizer = tokenizerForModel(model);
+    const n = tokenizer.countChat(fx.messages, fx.tools);
+    const fits = n <= feature.maxInputTokens;
+    if (!fits) failed++;
+    rows.push([
+      name,
+      fx.feature,
+      model,
+      `${num(n)}${tokenizer.exact ? "" : " (est.)"}`,
+      num(feature.maxInputTokens),
+      fits ? "ok" : `FAIL: over by ${num(n - feature.maxInputTokens)} (on_exceed: ${feature.onExceed})`,
+    ]);
+  }
+  io.out(`\n${renderTable(rows)}\n\n${files.length - failed} of ${files.length} fixtures fit their feature\n`);
+  return failed > 0 ? 1 : 0;
+}

@@ -1,0 +1,22 @@
+import { existsSync } from "node:fs";
+import { defaultConfig, loadConfigFile } from "../config/load.js";
+import type { ResolvedConfig } from "../config/types.js";
+import type { CliIo } from "./io.js";
+
+/** The config a command runs on, and where it came from (for the first line it prints). */
+export interface CliConfig {
+  config: ResolvedConfig;
+  source: string;
+}
+
+/**
+ * `--config F`, else `./tokenfuse.yaml` (or `.yml`, `.json`) when present, else the built-in example.
+ * Config errors propagate as ConfigError (exit 2, every issue with its path).
+ */
+export function resolveCliConfig(path: string | undefined, io: CliIo): CliConfig {
+  const candidates = path ? [path] : ["tokenfuse.yaml", "tokenfuse.yml", "tokenfuse.json"];
+  for (const p of candidates) {
+    if (path || existsSync(p)) return { config: loadConfigFile(p, io.env), source: p };
+  }
+  return { config: defaultConfig(), source: "built-in example config" };
+}

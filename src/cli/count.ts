@@ -1,0 +1,80 @@
+import type { ChatMessage, ToolDefinition } from "../core/types.js";
+import { validateAdmitRequest } from "../core/request.js";
+import { tokenizerForModel } from "../tokenizers/index.js";
+import { CliError, type CliIo, parseCliArgs, readInput } from "./io.js";
+
+/** What `count` decided the input is. */
+export type CountInput =
+  | { kind: "chat"; messages: ChatMessage[]; tools?: ToolDefinition[] }
+  | { kind: "text"; text: string };
+
+function isMessageArray(v: unknown): v is ChatMessage[] {
+  return (
+    Array.isArray(v) &&
+    v.length > 0 &&
+    v.every((m) => typeof m === "object" && m !== null && !Array.isArray(m) && typeof (m as { role?: unknown }).role === "string")
+  );
+}
+
+/**
+ * SPEC §8: a JSON object with a `messages` array, or a JSON array whose items all have a `role`, is a
+ * chat request; anything else (or `--text`) is plain text.
+ */
+export function classifyCountInput(raw: string, forceText: boolean): CountInput {
+  if (forceText) return { kind: "text", text: raw };
+  const trimmed = raw.trimStart();
+  if (!trimmed.startsWith("{") && !trimmed.startsWith("[")) return { kind: "text", text: raw };
+  let parsed: unknown;
+  try {
+    parsed = JSON.parse(raw);
+  } catch {
+    return { kind: "text", text: raw };
+  }
+  if (isMessageArray(parsed)) return { kind: "chat", messages: parsed };
+  if (typeof parsed === "object" && parsed !== null && !Array.isArray(parsed)) {
+    const o = parsed as { messages?: unknown; tools?: unknown };
+    if (Array.isArray(o.messages)) {
+      const tools = Array.isArray(o.tools) ? (o.tools as ToolDefinition[]) : undefined;
+      return { kind: "chat", messages: o.messages as ChatMessage[], ...(tools ? { tools } : {}) };
+    }
+  }
+  return { kind: "text", text: raw };
+}
+
+/** `tokenfuse count [--model M] [--text] [--json] [FILE|-]` */
+export async function runCount(args: string[], io: CliIo): Promise<number> {
+  const { values, positionals } = parseCliArgs(
+    args,
+    { model: { type: "string", default: "gpt-4o" }, text: { type: "boolean" }, json: { type: "boolean" } },
+    true,
+  );
+  if (positionals.length > 1) throw new CliError("count takes at most one FILE (or - for standard input)");
+  const model = values.model as string;
+  const raw = await readInput(positionals[0], io);
+  const input = classifyCountInput(raw, values.text === true);
+  const tokenizer = tokenizerForModel(model);
+  let tokens: number;
+  if (input.kind === "chat") {
+    const err = validateAdmitRequest({ feature: "count", user: "cli", messages: input.messages, tools: input.tools });
+    if (err) throw new CliError(`not a valid chat request: ${err.message}`);
+    tokens = tokenizer.countChat(input.messages, input.tools);
+  } else {
+    tokens = tokenizer.countText(input.text);
+  }
+  if (values.json) {
+    const details = {
+      model,
+      encoding: tokenizer.encoding,
+      exact: tokenizer.exact,
+      kind: input.kind,
+      tokens,
+      ...(input.kind === "chat"
+        ? { messages: input.messages.length, tools: input.tools?.length ?? 0 }
+        : { characters: input.text.length, bytes: Buffer.byteLength(input.text, "utf8") }),
+    };
+    io.out(`${JSON.stringify(details, null, 2)}\n`);
+  } else {
+    io.out(`${tokens}\n`);
+  }
+  return 0;
+}

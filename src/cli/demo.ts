@@ -1,0 +1,81 @@
+import { isTokenBudgetError } from "../core/errors.js";
+import { silentLogger } from "../core/logger.js";
+import type { ChatMessage } from "../core/types.js";
+import { createTokenfuse } from "../tokenfuse.js";
+import { resolveCliConfig } from "./config-arg.js";
+import { type CliIo, parseCliArgs } from "./io.js";
+import { num, renderTable } from "./table.js";
+
+const WORDS =
+  "budget token model request history feature user limit reply question answer context window cost alert minute day stream".split(
+    " ",
+  );
+
+/** Deterministic filler text of about `words` words. */
+function sentence(seed: number, words: number): string {
+  const out: string[] = [];
+  let x = seed * 2654435761;
+  for (let i = 0; i < words; i++) {
+    x = (x * 1103515245 + 12345) >>> 0;
+    out.push(WORDS[x % WORDS.length] as string);
+  }
+  return `${out.join(" ")}.`;
+}
+
+/**
+ * `tokenfuse demo`: replays the incident tokenfuse exists for — a chat feature that re-sends its
+ * whole history on every turn — against the engine on a config, with a deterministic stand-in for
+ * the provider, and prints each decision.
+ */
+export async function runDemo(args: string[], io: CliIo): Promise<number> {
+  const { values } = parseCliArgs(args, { config: { type: "string" }, turns: { type: "string", default: "40" } }, false);
+  const turns = Number(values.turns);
+  if (!Number.isSafeInteger(turns) || turns < 1 || turns > 10_000) {
+    io.err("tokenfuse demo: --turns must be an integer from 1 to 10000\n");
+    return 2;
+  }
+  const { config, source } = resolveCliConfig(values.config as string | undefined, io);
+  const feature = config.features.chat ? "chat" : (Object.keys(config.features)[0] as string);
+  const tier = config.defaultTier;
+  io.out(
+    `tokenfuse demo on ${source}: feature "${feature}", a ${tier}-tier user, a provider stand-in that answers 50 tokens.\n` +
+      "Each turn re-sends the whole conversation (the unbounded-history bug); watch tokenfuse trim it and stop the user at the daily budget.\n\n",
+  );
+  const tf = createTokenfuse({ config: configSourceFor(values.config as string | undefined, source), logger: silentLogger, env: io.env });
+  const rows: string[][] = [["turn", "messages sent", "kept", "input tokens", "decision", "charged", "user remaining today"]];
+  const history: ChatMessage[] = [{ role: "system", content: "You are a helpful assistant." }];
+  let outcome = `stopped after ${turns} turns`;
+  for (let turn = 1; turn <= turns; turn++) {
+    history.push({ role: "user", content: sentence(turn, 120 + (turn % 7) * 40) });
+    try {
+      const a = await tf.admit({ feature, user: "demo-user", tier, messages: history });
+      const completion = Math.min(50, a.maxOutputTokens);
+      const s = await a.settle({ prompt_tokens: a.inputTokens, completion_tokens: completion });
+      rows.push([
+        String(turn),
+        String(history.length),
+        String(a.messages.length),
+        num(a.inputTokens),
+        a.decision,
+        num(s.chargedTokens),
+        num(a.userDay.remaining + a.reservedTokens - s.chargedTokens),
+      ]);
+      history.push({ role: "assistant", content: sentence(turn + 1000, 38) });
+    } catch (e) {
+      if (!isTokenBudgetError(e)) throw e;
+      rows.push([String(turn), String(history.length), "-", "-", `reject: ${e.code}`, "0", "-"]);
+      outcome = `turn ${turn} refused with ${e.code}: ${e.message}; retry in ${Math.ceil((e.retryAfterMs ?? 0) / 1000)} s`;
+      break;
+    }
+  }
+  io.out(`${renderTable(rows)}\n\n${outcome}\n`);
+  const report = await tf.remaining({ user: "demo-user", tier });
+  io.out(`\nbudget report (as GET /v1/budget returns it):\n${JSON.stringify(report, null, 2)}\n`);
+  await tf.close();
+  return 0;
+}
+
+function configSourceFor(path: string | undefined, source: string): string | undefined {
+  if (path) return path;
+  return source === "built-in example config" ? undefined : source;
+}

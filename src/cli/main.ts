@@ -1,0 +1,39 @@
+import { runCheck } from "./check.js";
+import { runCount } from "./count.js";
+import { runDemo } from "./demo.js";
+import { CliError, type CliIo, processIo } from "./io.js";
+
+const USAGE = `usage: tokenfuse <command> [options]
+
+commands:
+  check [--config F] [--fixtures DIR]        validate the config, print the budget table, check sample conversations
+  count [--model M] [--text] [--json] [FILE|-]   count tokens of a chat request or plain text
+  demo [--config F]                          show the engine at work on a config (default: the built-in example)
+
+exit codes: 0 ok, 1 check failed, 2 bad usage or config`;
+
+/** Runs the CLI; returns the exit code (SPEC §8: 0 ok, 1 check failed, 2 bad usage/config). */
+export async function main(argv: string[], io: CliIo = processIo): Promise<number> {
+  const [command, ...rest] = argv;
+  try {
+    switch (command) {
+      case "check":
+        return await runCheck(rest, io);
+      case "count":
+        return await runCount(rest, io);
+      case "demo":
+        return await runDemo(rest, io);
+      case undefined:
+      case "help":
+      case "--help":
+      case "-h":
+        io.out(`${USAGE}\n`);
+        return command === undefined ? 2 : 0;
+      default:
+        throw new CliError(`unknown command "${command}" (try: tokenfuse help)`);
+    }
+  } catch (e) {
+    io.err(`tokenfuse ${command ?? ""}: ${e instanceof Error ? e.message : String(e)}\n`);
+    return 2;
+  }
+}

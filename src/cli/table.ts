@@ -1,0 +1,23 @@
+/** Renders rows as a plain aligned text table (first row is the header). */
+export function renderTable(rows: string[][]): string {
+  const widths: number[] = [];
+  for (const r of rows) r.forEach((c, i) => (widths[i] = Math.max(widths[i] ?? 0, c.length)));
+  const line = (r: string[]) =>
+    r
+      .map((c, i) => c.padEnd(widths[i] ?? 0))
+      .join("  ")
+      .trimEnd();
+  const [head, ...body] = rows;
+  if (!head) return "";
+  return [line(head), widths.map((w) => "-".repeat(w)).join("  "), ...body.map(line)].join("\n");
+}
+
+/** Formats an integer with thousands separators (10 000 → "10,000"). */
+export function num(n: number | undefined): string {
+  return n === undefined ? "-" : n.toLocaleString("en-US");
+}
+
+/** Formats nano-USD as dollars. */
+export function usd(nano: number | undefined): string {
+  return nano === undefined ? "-" : `$${(nano / 1e9).toFixed(2)}`;
+}

@@ -1,0 +1,377 @@
+import { randomUUID } from "node:crypto";
+import type { FeatureConfig, ResolvedConfig, TierConfig } from "../config/types.js";
+import { applyInputPolicy, type Summarizer, summaryRequestMessages } from "../policies/input-policy.js";
+import type { ScopeCharge, SettleStatus, Store } from "../stores/types.js";
+import type { SwitchBoard } from "../switches/switch-board.js";
+import type { ChatTokenizer } from "../tokenizers/types.js";
+import { TokenBudgetError } from "./errors.js";
+import type { Logger } from "./logger.js";
+import { type AdmitRequest, outputCap, validateAdmitRequest } from "./request.js";
+import { NO_LIMIT, refusalCode, scopesFor } from "./scopes.js";
+import type { ChatMessage, Clock, Decision, OpenAIUsage, Usage } from "./types.js";
+import { chargedTokens, normalizeUsage } from "./usage.js";
+
+/** What a request was admitted with; settle it exactly once after the provider call. */
+export interface Admission {
+  /** Reservation id (the request id). */
+  id: string;
+  feature: string;
+  user: string;
+  tier: string;
+  /** Messages to send (possibly trimmed, truncated or summarized). */
+  messages: ChatMessage[];
+  /** Model to call. */
+  model: string;
+  /** Output cap to send as `max_tokens` / `max_completion_tokens`. */
+  maxOutputTokens: number;
+  /** Input tokens of `messages` (what the provider will report as `prompt_tokens` for exact models). */
+  inputTokens: number;
+  /** False when the model has no public tokenizer and `inputTokens` is a conservative estimate. */
+  inputTokensExact: boolean;
+  /** Tokens reserved in every scope: input + output cap × n. */
+  reservedTokens: number;
+  decision: Exclude<Decision, "reject">;
+  /** Messages dropped by the input policy. */
+  trimmedMessages: number;
+  /** Messages whose text was shortened (`truncate`). */
+  truncatedMessages: number;
+  /** True when dropped turns were replaced by a summary. */
+  summarized: boolean;
+  /** Limits and counters of the user's daily budget after this reservation (for rate-limit headers). */
+  userDay: { limit: number; remaining: number; resetAtMs: number };
+  /**
+   * Settle with the provider's usage (OpenAI shape). Call with no usage when the call failed before
+   * any output: the whole reservation is released. Idempotent: later calls return "duplicate".
+   */
+  settle(usage?: OpenAIUsage | null): Promise<SettlementResult>;
+}
+
+/** What a settlement did. */
+export interface SettlementResult {
+  status: SettleStatus;
+  /** Tokens charged to every scope. */
+  chargedTokens: number;
+  usage?: Usage;
+}
+
+/** Calls the provider for a summary (the raw call; the engine budgets it under `summarize_with`). */
+export type SummaryProvider = (req: {
+  model: string;
+  messages: ChatMessage[];
+  maxOutputTokens: number;
+}) => Promise<{ text: string; usage?: OpenAIUsage | null }>;
+
+/** Everything the engine needs, injected (ARCHITECTURE §1: a pure core). */
+export interface EngineDeps {
+  config: ResolvedConfig;
+  store: Store;
+  switches: SwitchBoard;
+  clock: Clock;
+  logger: Logger;
+  tokenizerFor(model: string): ChatTokenizer;
+  summaryProvider?: SummaryProvider | undefined;
+  newId?: () => string;
+  /** How long an unsettled reservation lives (ms), per feature. */
+  reservationTtlMs(feature: FeatureConfig): number;
+  /** Observer of decisions and settlements (metrics, usage log). */
+  events?: EngineEvents | undefined;
+}
+
+/** A decision, as reported to {@link EngineEvents}. */
+export interface DecisionEvent {
+  id: string;
+  atMs: number;
+  feature: string;
+  user: string;
+  tier: string;
+  model: string;
+  decision: Decision;
+  code?: string;
+  inputTokens?: number;
+  reservedTokens?: number;
+  trimmedMessages?: number;
+}
+
+/** A settlement, as reported to {@link EngineEvents}. */
+export interface SettleEvent {
+  id: string;
+  atMs: number;
+  feature: string;
+  user: string;
+  model: string;
+  status: SettleStatus;
+  chargedTokens: number;
+  usage?: Usage;
+}
+
+/** Observer interface for metrics and usage logs. */
+export interface EngineEvents {
+  decision(e: DecisionEvent): void;
+  settled(e: SettleEvent): void;
+}
+
+/** One scope in a budget report (SPEC §6 `GET /v1/budget`). */
+export interface BudgetWindow {
+  limit: number | null;
+  used: number;
+  reserved: number;
+  remaining: number | null;
+  resets_at: string;
+}
+
+/** The budget report (SPEC §6 `GET /v1/budget`; the library returns the same document). */
+export interface BudgetReport {
+  user: { id: string; tier: string; day: BudgetWindow; minute?: BudgetWindow };
+  features: Record<
+    string,
+    { enabled: boolean; max_input: number; max_output: number; used_today: number; daily?: BudgetWindow }
+  >;
+  global: { minute: BudgetWindow };
+}
+
+/** The policy engine: admit → (caller calls provider) → settle. */
+export interface Engine {
+  admit(req: AdmitRequest): Promise<Admission>;
+  remaining(q: { user: string; tier?: string | undefined; features?: string[] | undefined }): Promise<BudgetReport>;
+}
+
+function describeScope(s: ScopeCharge): string {
+  if (s.kind === "user") return s.window === "day" ? "user's daily token budget" : "user's tokens-per-minute limit";
+  if (s.kind === "feature") return "feature's daily token budget";
+  return "global tokens-per-minute limit";
+}
+
+/** Creates the engine over injected dependencies. */
+export function createEngine(deps: EngineDeps): Engine {
+  const { config, store, switches, clock, logger } = deps;
+  const newId = deps.newId ?? randomUUID;
+
+  function tierOf(name: string | undefined): TierConfig {
+    const tierName = name ?? config.defaultTier;
+    const tier = config.tiers[tierName];
+    if (!tier) {
+      throw new TokenBudgetError({ code: "invalid_request", message: `unknown tier "${tierName}"`, scope: "user" });
+    }
+    return tier;
+  }
+
+  function featureOf(name: string): FeatureConfig {
+    const f = Object.hasOwn(config.features, name) ? config.features[name] : undefined;
+    if (!f) throw new TokenBudgetError({ code: "unknown_feature", message: `unknown feature "${name}"`, scope: "request" });
+    return f;
+  }
+
+  function reject(e: TokenBudgetError, base: Omit<DecisionEvent, "decision" | "code" | "atMs">): never {
+    deps.events?.decision({ ...base, atMs: clock.nowMs(), decision: "reject", code: e.code });
+    throw e;
+  }
+
+  function summarizerFor(req: AdmitRequest, tier: TierConfig, feature: FeatureConfig): Summarizer | undefined {
+    const provider = deps.summaryProvider;
+    const withName = feature.summarizeWith;
+    if (!provider || !withName) return undefined;
+    return async (dropped, maxTokens) => {
+      // The summary call is a request of its own feature, budgeted like any other.
+      const adm = await admit({
+        feature: withName,
+        user: req.user,
+        tier: tier.name,
+        messages: summaryRequestMessages(dropped),
+        maxTokens,
+      });
+      try {
+        const out = await provider({ model: adm.model, messages: adm.messages, maxOutputTokens: adm.maxOutputTokens });
+        await adm.settle(out.usage ?? null);
+        return out.text;
+      } catch (e) {
+        await adm.settle(null);
+        throw e;
+      }
+    };
+  }
+
+  async function admit(req: AdmitRequest): Promise<Admission> {
+    const invalid = validateAdmitRequest(req);
+    const base = {
+      id: req?.requestId ?? newId(),
+      feature: String(req?.feature),
+      user: String(req?.user),
+      tier: String(req?.tier ?? config.defaultTier),
+      model: String(req?.model ?? ""),
+    };
+    if (invalid) reject(invalid, base);
+    let feature: FeatureConfig;
+    let tier: TierConfig;
+    try {
+      feature = featureOf(req.feature);
+      tier = tierOf(req.tier);
+    } catch (e) {
+      reject(e as TokenBudgetError, base);
+    }
+    if (!switches.isEnabled(feature.name)) {
+      reject(
+        new TokenBudgetError({
+          code: "feature_disabled",
+          message: `feature "${feature.name}" is switched off`,
+          scope: "feature",
+        }),
+        base,
+      );
+    }
+    const model = req.model && feature.allowedModels.includes(req.model) ? req.model : feature.model;
+    base.model = model;
+    const tokenizer = deps.tokenizerFor(model);
+    const policy = await applyInputPolicy({
+      messages: req.messages,
+      tools: req.tools,
+      maxInputTokens: feature.maxInputTokens,
+      onExceed: feature.onExceed,
+      tokenizer,
+      summarizer: feature.onExceed === "summarize" ? summarizerFor(req, tier, feature) : undefined,
+    });
+    if (policy instanceof TokenBudgetError) reject(policy, base);
+    if (policy.summaryFallback) {
+      logger.warn({ feature: feature.name, reason: policy.summaryFallback }, "summarize fell back to trim");
+    }
+    const maxOutputTokens = outputCap(feature.maxOutputTokens, req);
+    const n = req.n ?? 1;
+    const reservedTokens = policy.inputTokens + maxOutputTokens * n;
+    const nowMs = clock.nowMs();
+    const scopes = scopesFor(config, feature, req.user, tier, nowMs);
+    const r = await store.reserve({
+      id: base.id,
+      tokens: reservedTokens,
+      scopes,
+      nowMs,
+      ttlMs: deps.reservationTtlMs(feature),
+    });
+    if (!r.ok) {
+      const s = scopes[r.scopeIndex] as ScopeCharge;
+      const left = Math.max(0, s.limit - r.state.used - r.state.reserved);
+      reject(
+        new TokenBudgetError({
+          code: refusalCode(s.kind),
+          message: `request needs ${reservedTokens} tokens (${policy.inputTokens} input + ${maxOutputTokens}${n > 1 ? ` × ${n}` : ""} output) but the ${describeScope(s)} has ${left} of ${s.limit} left`,
+          scope: s.kind,
+          limit: s.limit,
+          requested: reservedTokens,
+          retryAfterMs: Math.max(0, s.resetAtMs - nowMs),
+        }),
+        base,
+      );
+    }
+    if (r.duplicate) logger.warn({ id: base.id }, "reservation id seen before; nothing charged again");
+    const decision = policy.reduced ? "trim" : "allow";
+    deps.events?.decision({
+      ...base,
+      atMs: nowMs,
+      decision,
+      inputTokens: policy.inputTokens,
+      reservedTokens,
+      trimmedMessages: policy.droppedMessages,
+    });
+    const userDayState = r.states[0] ?? { used: 0, reserved: 0 };
+    const userDay = scopes[0] as ScopeCharge;
+    let settled: Promise<SettlementResult> | undefined;
+    const admission: Admission = {
+      id: base.id,
+      feature: feature.name,
+      user: req.user,
+      tier: tier.name,
+      messages: policy.messages,
+      model,
+      maxOutputTokens,
+      inputTokens: policy.inputTokens,
+      inputTokensExact: tokenizer.exact,
+      reservedTokens,
+      decision,
+      trimmedMessages: policy.droppedMessages,
+      truncatedMessages: policy.truncatedMessages,
+      summarized: policy.summarized,
+      userDay: {
+        limit: userDay.limit,
+        remaining: Math.max(0, userDay.limit - userDayState.used - userDayState.reserved),
+        resetAtMs: userDay.resetAtMs,
+      },
+      settle(usage) {
+        // Exactly once: the first call decides; later calls get "duplicate" and charge nothing.
+        if (settled) return settled.then((s) => ({ ...s, status: "duplicate" as const, chargedTokens: 0 }));
+        settled = doSettle(usage);
+        return settled;
+      },
+    };
+    async function doSettle(usage: OpenAIUsage | null | undefined): Promise<SettlementResult> {
+      let u: Usage | undefined;
+      let actual = 0;
+      if (usage !== undefined && usage !== null) {
+        try {
+          u = normalizeUsage(usage);
+        } catch (e) {
+          settled = undefined; // bad input changes nothing: the caller may settle again correctly
+          throw e;
+        }
+        actual = chargedTokens(u);
+      }
+      const atMs = clock.nowMs();
+      const status = await store.settle({ id: base.id, actualTokens: actual, scopes, nowMs: atMs });
+      if (status === "expired") {
+        logger.warn({ id: base.id, feature: feature.name }, "settled after the reservation expired; charged the actual usage");
+      }
+      deps.events?.settled({ id: base.id, atMs, feature: feature.name, user: req.user, model, status, chargedTokens: actual, ...(u ? { usage: u } : {}) });
+      return { status, chargedTokens: actual, ...(u ? { usage: u } : {}) };
+    }
+    return admission;
+  }
+
+  async function remaining(q: { user: string; tier?: string | undefined; features?: string[] | undefined }): Promise<BudgetReport> {
+    if (typeof q?.user !== "string" || q.user === "") {
+      throw new TokenBudgetError({ code: "invalid_request", message: "user must be a non-empty string", scope: "request" });
+    }
+    const tier = tierOf(q.tier);
+    const nowMs = clock.nowMs();
+    const names = q.features ?? Object.keys(config.features);
+    const features = names.map(featureOf);
+    const first = features[0] ?? Object.values(config.features)[0];
+    if (!first) throw new Error("config has no features");
+    const base = scopesFor(config, first, q.user, tier, nowMs);
+    const featureScopes = features.map((f) => scopesFor(config, f, q.user, tier, nowMs).find((s) => s.kind === "feature") as ScopeCharge);
+    const userScopes = base.filter((s) => s.kind === "user");
+    const globalScope = base.find((s) => s.kind === "global") as ScopeCharge;
+    const all = [...userScopes, ...featureScopes, globalScope];
+    const states = await store.read(
+      all.map((s) => s.key),
+      nowMs,
+    );
+    const win = (s: ScopeCharge, i: number): BudgetWindow => {
+      const st = states[i] ?? { used: 0, reserved: 0 };
+      const limited = s.limit !== NO_LIMIT;
+      return {
+        limit: limited ? s.limit : null,
+        used: st.used,
+        reserved: st.reserved,
+        remaining: limited ? Math.max(0, s.limit - st.used - st.reserved) : null,
+        resets_at: new Date(s.resetAtMs).toISOString(),
+      };
+    };
+    const report: BudgetReport = {
+      user: { id: q.user, tier: tier.name, day: win(userScopes[0] as ScopeCharge, 0) },
+      features: {},
+      global: { minute: win(globalScope, all.length - 1) },
+    };
+    if (userScopes[1]) report.user.minute = win(userScopes[1], 1);
+    features.forEach((f, j) => {
+      const i = userScopes.length + j;
+      const w = win(featureScopes[j] as ScopeCharge, i);
+      report.features[f.name] = {
+        enabled: switches.isEnabled(f.name),
+        max_input: f.maxInputTokens,
+        max_output: f.maxOutputTokens,
+        used_today: w.used,
+        ...(f.dailyTokens !== undefined ? { daily: w } : {}),
+      };
+    });
+    return report;
+  }
+
+  return { admit, remaining };
+}

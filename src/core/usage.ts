@@ -1,0 +1,38 @@
+import type { OpenAIUsage, Usage } from "./types.js";
+
+function count(name: string, v: unknown): number {
+  if (v === undefined || v === null) return 0;
+  if (typeof v !== "number" || !Number.isSafeInteger(v) || v < 0) {
+    throw new TypeError(`usage.${name} must be a non-negative integer, got ${JSON.stringify(v)}`);
+  }
+  return v;
+}
+
+/**
+ * Normalises a provider's usage object (OpenAI shape, details included) to integers.
+ * Throws a TypeError for values that are not non-negative integers: a malformed usage must not be
+ * silently read as zero (that would under-charge).
+ */
+export function normalizeUsage(u: OpenAIUsage): Usage {
+  if (typeof u !== "object" || u === null) throw new TypeError("usage must be an object");
+  let inputTokens = count("prompt_tokens", u.prompt_tokens);
+  let outputTokens = count("completion_tokens", u.completion_tokens);
+  const total = count("total_tokens", u.total_tokens);
+  if (u.prompt_tokens == null && u.completion_tokens == null) {
+    if (u.total_tokens == null) throw new TypeError("usage has no prompt_tokens, completion_tokens or total_tokens");
+    // Only a total was reported: charge it all as input (the split cannot be known).
+    inputTokens = total;
+    outputTokens = 0;
+  }
+  return {
+    inputTokens,
+    outputTokens,
+    cachedInputTokens: count("prompt_tokens_details.cached_tokens", u.prompt_tokens_details?.cached_tokens),
+    reasoningTokens: count("completion_tokens_details.reasoning_tokens", u.completion_tokens_details?.reasoning_tokens),
+  };
+}
+
+/** Tokens a usage charges against token budgets: input + output (reasoning is part of output). */
+export function chargedTokens(u: Usage): number {
+  return u.inputTokens + u.outputTokens;
+}

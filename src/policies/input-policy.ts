@@ -1,0 +1,278 @@
+import { TokenBudgetError } from "../core/errors.js";
+import type { ChatMessage, ToolDefinition } from "../core/types.js";
+import type { OnExceed } from "../config/types.js";
+import type { ChatTokenizer } from "../tokenizers/types.js";
+import { type Conversation, splitConversation, type Unit } from "./units.js";
+
+/**
+ * Produces a summary of the dropped turns, within `maxTokens` output tokens, or throws. The engine
+ * wires this to the feature named in `summarize_with` (itself budgeted).
+ */
+export type Summarizer = (dropped: ChatMessage[], maxTokens: number) => Promise<string>;
+
+/** What an input policy is given. */
+export interface InputPolicyRequest {
+  messages: readonly ChatMessage[];
+  tools?: readonly ToolDefinition[] | undefined;
+  maxInputTokens: number;
+  onExceed: OnExceed;
+  tokenizer: ChatTokenizer;
+  summarizer?: Summarizer | undefined;
+}
+
+/** The outcome of applying a feature's `on_exceed` policy. */
+export interface InputPolicyResult {
+  messages: ChatMessage[];
+  /** Input tokens of `messages` (+ tools and reply priming), counted the same way the check was. */
+  inputTokens: number;
+  /** True when the input was reduced (decision `trim`). */
+  reduced: boolean;
+  /** Messages dropped whole. */
+  droppedMessages: number;
+  /** Messages whose text was shortened. */
+  truncatedMessages: number;
+  /** True when dropped turns were replaced by a summary. */
+  summarized: boolean;
+  /** Set when `summarize` fell back to `trim`, with the reason. */
+  summaryFallback?: string;
+}
+
+/** Prefix of the message that replaces summarized turns. */
+export const SUMMARY_PREFIX = "Summary of the earlier conversation:\n";
+
+interface Walk {
+  conv: Conversation;
+  /** Tokens of tools + priming + pinned messages. */
+  fixedTokens: number;
+  /** units[keptFrom..] fit, newest first. */
+  keptFrom: number;
+  /** Budget left after the fixed part and kept units. */
+  remaining: number;
+}
+
+function overError(maxInputTokens: number, detail: string): TokenBudgetError {
+  return new TokenBudgetError({
+    code: "input_budget_exceeded",
+    message: `input is over the feature's max_input of ${maxInputTokens} tokens: ${detail}`,
+    scope: "request",
+    limit: maxInputTokens,
+  });
+}
+
+function unitTokensUpTo(
+  messages: readonly ChatMessage[],
+  unit: Unit,
+  limit: number,
+  tokenizer: ChatTokenizer,
+): number {
+  let total = 0;
+  for (const i of unit.indexes) {
+    total += tokenizer.countMessageUpTo(messages[i] as ChatMessage, limit - total);
+    if (total > limit) return limit + 1;
+  }
+  return total;
+}
+
+/**
+ * Counts newest-first and stops at the cap: the cost is bounded by `max_input`, not by the size of
+ * the history (SPEC §3, issue: cost bounded by the budget).
+ */
+function walk(req: InputPolicyRequest): Walk | TokenBudgetError {
+  const { messages, maxInputTokens, tokenizer } = req;
+  const conv = splitConversation(messages);
+  let fixed = tokenizer.replyPrimingTokens + tokenizer.countTools(req.tools);
+  if (fixed > maxInputTokens) return overError(maxInputTokens, "the tool definitions alone do not fit");
+  for (const i of conv.pinned) {
+    fixed += tokenizer.countMessageUpTo(messages[i] as ChatMessage, maxInputTokens - fixed);
+    if (fixed > maxInputTokens) return overError(maxInputTokens, "the system messages alone do not fit");
+  }
+  let remaining = maxInputTokens - fixed;
+  let keptFrom = conv.units.length;
+  for (let u = conv.units.length - 1; u >= 0; u--) {
+    const t = unitTokensUpTo(messages, conv.units[u] as Unit, remaining, tokenizer);
+    if (t > remaining) break;
+    remaining -= t;
+    keptFrom = u;
+  }
+  return { conv, fixedTokens: fixed, keptFrom, remaining };
+}
+
+function collect(
+  messages: readonly ChatMessage[],
+  conv: Conversation,
+  keptFrom: number,
+  replace?: { at: number; message: ChatMessage; insert: boolean },
+): ChatMessage[] {
+  const keep = new Uint8Array(messages.length);
+  for (const i of conv.pinned) keep[i] = 1;
+  for (let u = keptFrom; u < conv.units.length; u++) {
+    for (const i of (conv.units[u] as Unit).indexes) keep[i] = 1;
+  }
+  const out: ChatMessage[] = [];
+  for (let i = 0; i < messages.length; i++) {
+    if (replace && i === replace.at) {
+      out.push(replace.message);
+      if (!replace.insert) continue;
+    }
+    if (keep[i]) out.push(messages[i] as ChatMessage);
+  }
+  return out;
+}
+
+function countDropped(conv: Conversation, keptFrom: number): number {
+  let n = 0;
+  for (let u = 0; u < keptFrom; u++) n += (conv.units[u] as Unit).indexes.length;
+  return n;
+}
+
+function textOf(m: ChatMessage): string | undefined {
+  if (typeof m.content === "string") return m.content;
+  if (Array.isArray(m.content) && m.content.length === 1) {
+    const p = m.content[0];
+    if (p && p.type === "text" && typeof p.text === "string") return p.text;
+  }
+  return undefined;
+}
+
+function withText(m: ChatMessage, text: string): ChatMessage {
+  if (typeof m.content === "string") return { ...m, content: text };
+  const part = (m.content as NonNullable<ChatMessage["content"]>)[0] as object;
+  return { ...m, content: [{ ...part, text }] };
+}
+
+/**
+ * Shortens message `m` so that it counts at most `budget` tokens, or returns undefined when it
+ * cannot be shortened (tool calls, multi-part content) or even its envelope does not fit.
+ */
+function truncateMessage(m: ChatMessage, budget: number, tokenizer: ChatTokenizer): ChatMessage | undefined {
+  if (m.role !== "user" && m.role !== "assistant") return undefined;
+  if (Array.isArray(m.tool_calls) && m.tool_calls.length > 0) return undefined;
+  const text = textOf(m);
+  if (text === undefined) return undefined;
+  const envelope = tokenizer.countMessage(withText(m, ""));
+  let textBudget = budget - envelope;
+  // Why a loop: token boundaries can shift where the cut text meets the message envelope, so the
+  // cut is verified with the same counter and tightened until the whole message fits.
+  for (let attempt = 0; attempt < 4 && textBudget > 0; attempt++) {
+    const cut = withText(m, tokenizer.truncateText(text, textBudget));
+    // The cut holds at most textBudget tokens of text, so counting it exactly is cheap.
+    const n = tokenizer.countMessage(cut);
+    if (n <= budget) return textOf(cut) === "" ? undefined : cut;
+    textBudget -= n - budget;
+  }
+  return undefined;
+}
+
+function fitted(
+  req: InputPolicyRequest,
+  w: Walk,
+  extra?: { message: ChatMessage; tokens: number; at: number; insert: boolean },
+  meta?: Partial<InputPolicyResult>,
+): InputPolicyResult {
+  const keptFrom = extra && !extra.insert ? w.keptFrom - 1 : w.keptFrom;
+  const messages = collect(req.messages, w.conv, w.keptFrom, extra);
+  return {
+    messages,
+    inputTokens: req.maxInputTokens - w.remaining + (extra?.tokens ?? 0),
+    reduced: true,
+    droppedMessages: countDropped(w.conv, keptFrom),
+    truncatedMessages: 0,
+    summarized: false,
+    ...meta,
+  };
+}
+
+function renderTranscript(messages: readonly ChatMessage[]): string {
+  const lines: string[] = [];
+  for (const m of messages) {
+    const text = typeof m.content === "string" ? m.content : Array.isArray(m.content) ? m.content.map((p) => p.text ?? "").join("") : "";
+    const calls = Array.isArray(m.tool_calls)
+      ? m.tool_calls.map((c) => ` [calls ${c.function?.name}(${c.function?.arguments})]`).join("")
+      : "";
+    lines.push(`${m.role}${m.name ? ` (${m.name})` : ""}: ${text}${calls}`);
+  }
+  return lines.join("\n");
+}
+
+/** Messages a summarizer receives: an instruction and the dropped turns as a transcript. */
+export function summaryRequestMessages(dropped: readonly ChatMessage[]): ChatMessage[] {
+  return [
+    {
+      role: "system",
+      content:
+        "Summarize the following earlier part of a conversation so it can replace it. Keep facts, decisions, names, numbers and open questions. Be concise.",
+    },
+    { role: "user", content: renderTranscript(dropped) },
+  ];
+}
+
+/**
+ * Applies the feature's `on_exceed` policy (SPEC §2): returns the messages to send and their exact
+ * input count, or the `input_budget_exceeded` error. Always keeps every system message and every
+ * message from the newest user message on, keeps order, and never separates a tool result from its
+ * call; the result always fits `maxInputTokens` by the same count it reports.
+ */
+export async function applyInputPolicy(req: InputPolicyRequest): Promise<InputPolicyResult | TokenBudgetError> {
+  const w = walk(req);
+  if (w instanceof TokenBudgetError) return w;
+  const { conv, keptFrom } = w;
+  if (keptFrom === 0) {
+    return {
+      messages: req.messages.slice(),
+      inputTokens: req.maxInputTokens - w.remaining,
+      reduced: false,
+      droppedMessages: 0,
+      truncatedMessages: 0,
+      summarized: false,
+    };
+  }
+  if (req.onExceed === "reject") return overError(req.maxInputTokens, "on_exceed is reject");
+
+  if (req.onExceed === "truncate") {
+    const blocked = conv.units[keptFrom - 1] as Unit;
+    if (blocked.indexes.length === 1 && keptFrom - 1 <= conv.anchor) {
+      const at = blocked.indexes[0] as number;
+      const cut = truncateMessage(req.messages[at] as ChatMessage, w.remaining, req.tokenizer);
+      if (cut) {
+        const tokens = req.tokenizer.countMessage(cut);
+        return fitted(req, w, { message: cut, tokens, at, insert: false }, { truncatedMessages: 1 });
+      }
+    }
+  }
+
+  if (keptFrom > conv.anchor) {
+    return overError(req.maxInputTokens, "the system messages and the newest user message do not fit");
+  }
+
+  if (req.onExceed === "summarize") {
+    const fallback = await trySummary(req, w);
+    if (typeof fallback !== "string") return fallback;
+    return fitted(req, w, undefined, { summaryFallback: fallback });
+  }
+  return fitted(req, w);
+}
+
+/** Summarizes the dropped turns; returns the result, or the reason to fall back to trim. */
+async function trySummary(req: InputPolicyRequest, w: Walk): Promise<InputPolicyResult | string> {
+  if (!req.summarizer) return "no summarizer is configured";
+  const { conv, keptFrom } = w;
+  const dropped: ChatMessage[] = [];
+  for (let u = 0; u < keptFrom; u++) {
+    for (const i of (conv.units[u] as Unit).indexes) dropped.push(req.messages[i] as ChatMessage);
+  }
+  const envelope = req.tokenizer.countMessage({ role: "system", content: SUMMARY_PREFIX });
+  const maxTokens = w.remaining - envelope;
+  if (maxTokens < 16) return "no room left for a summary";
+  let text: string;
+  try {
+    text = await req.summarizer(dropped, maxTokens);
+  } catch (e) {
+    return `summarizer failed: ${e instanceof Error ? e.message : String(e)}`;
+  }
+  if (typeof text !== "string" || text.trim() === "") return "summarizer returned no text";
+  const message: ChatMessage = { role: "system", content: `${SUMMARY_PREFIX}${text}` };
+  const tokens = req.tokenizer.countMessageUpTo(message, w.remaining);
+  if (tokens > w.remaining) return "the summary does not fit";
+  const at = (conv.units[keptFrom] as Unit).indexes[0] as number;
+  return fitted(req, w, { message, tokens, at, insert: true }, { summarized: true });
+}

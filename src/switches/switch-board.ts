@@ -1,0 +1,61 @@
+import type { ResolvedConfig } from "../config/types.js";
+import type { Logger } from "../core/logger.js";
+import type { Store } from "../stores/types.js";
+
+/** Options of {@link createSwitchBoard}. */
+export interface SwitchBoardOptions {
+  config: ResolvedConfig;
+  store: Store;
+  logger: Logger;
+  /** How often to re-read run-time switches from a shared store (ms); 0 disables polling. */
+  refreshMs: number;
+}
+
+/** Feature on/off state, read synchronously on the hot path. */
+export interface SwitchBoard {
+  /** True when `feature` is enabled (run-time switch, else the config's `enabled`). */
+  isEnabled(feature: string): boolean;
+  /** Flip a feature at run time (reaches other processes through the store). */
+  set(feature: string, enabled: boolean): Promise<void>;
+  /** Re-read the store now. */
+  refresh(): Promise<void>;
+  close(): void;
+}
+
+/**
+ * Keeps an in-memory snapshot of the switches so admission never waits on the store for them; the
+ * snapshot is refreshed in the background when the store is shared (ARCHITECTURE §3 step 2).
+ */
+export function createSwitchBoard(opts: SwitchBoardOptions): SwitchBoard {
+  const { config, store, logger } = opts;
+  let overrides: Record<string, boolean> = {};
+  let timer: NodeJS.Timeout | undefined;
+
+  const refresh = async () => {
+    try {
+      overrides = await store.getSwitches();
+    } catch (e) {
+      // Keep the last known snapshot: a store outage must not flip features on or off.
+      logger.warn({ err: e instanceof Error ? e.message : String(e) }, "could not refresh feature switches; keeping the last known state");
+    }
+  };
+  if (opts.refreshMs > 0) {
+    timer = setInterval(() => void refresh(), opts.refreshMs);
+    timer.unref();
+  }
+  return {
+    isEnabled(feature) {
+      const o = overrides[feature];
+      if (o !== undefined) return o;
+      return config.features[feature]?.enabled ?? false;
+    },
+    async set(feature, enabled) {
+      await store.setSwitch(feature, enabled);
+      overrides = { ...overrides, [feature]: enabled };
+    },
+    refresh,
+    close() {
+      if (timer) clearInterval(timer);
+    },
+  };
+}

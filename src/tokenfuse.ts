@@ -1,0 +1,110 @@
+import { loadConfig, defaultConfig } from "./config/load.js";
+import type { FeatureConfig, ResolvedConfig } from "./config/types.js";
+import { type Admission, type BudgetReport, createEngine, type EngineEvents, type SummaryProvider } from "./core/engine.js";
+import { createLogger, type Logger } from "./core/logger.js";
+import type { AdmitRequest } from "./core/request.js";
+import { type Clock, systemClock } from "./core/types.js";
+import { TokenBudgetError } from "./core/errors.js";
+import { createMemoryStore } from "./stores/memory-store.js";
+import type { Store } from "./stores/types.js";
+import { createSwitchBoard } from "./switches/switch-board.js";
+import { tokenizerForModel } from "./tokenizers/index.js";
+
+/** Options of {@link createTokenfuse}. */
+export interface TokenfuseOptions {
+  /** Path of a YAML/JSON config file, or a config object of the same shape; default: the built-in example. */
+  config?: string | Record<string, unknown> | undefined;
+  /** Store to use instead of the one the config names. */
+  store?: Store | undefined;
+  clock?: Clock | undefined;
+  logger?: Logger | undefined;
+  /** Raw provider call used by features with `on_exceed: summarize` (budgeted under `summarize_with`). */
+  summarizer?: SummaryProvider | undefined;
+  /** Observer of decisions and settlements. */
+  events?: EngineEvents | undefined;
+  /** Environment for `${env:NAME}` interpolation (default `process.env`). */
+  env?: Record<string, string | undefined> | undefined;
+}
+
+/** The library API (SPEC §9). */
+export interface Tokenfuse {
+  /** The resolved configuration in use. */
+  readonly config: ResolvedConfig;
+  /** Admit a request: returns what to send, or throws {@link TokenBudgetError}. */
+  admit(req: AdmitRequest): Promise<Admission>;
+  /** Every scope's budget for a user (the same document as the gateway's `GET /v1/budget`). */
+  remaining(q: { user: string; tier?: string; features?: string[] }): Promise<BudgetReport>;
+  /** Switch a feature on or off at run time (off → `feature_disabled`). */
+  setFeatureEnabled(feature: string, enabled: boolean): Promise<void>;
+  /** Whether a feature is currently enabled. */
+  isFeatureEnabled(feature: string): boolean;
+  /** Release the store and timers. */
+  close(): Promise<void>;
+}
+
+/** Extra time an unsettled reservation outlives its upstream's timeout (ms). */
+const RESERVATION_MARGIN_MS = 60_000;
+/** Upstream timeout assumed for a library caller whose upstream is not in the config (ms). */
+const DEFAULT_CALL_TIMEOUT_MS = 600_000;
+
+/**
+ * Creates a tokenfuse instance (SPEC §9). The memory store is used unless the config names another
+ * store or one is passed in.
+ */
+export function createTokenfuse(options: TokenfuseOptions = {}): Tokenfuse {
+  const logger = options.logger ?? createLogger();
+  const config = options.config === undefined ? defaultConfig() : loadConfig(options.config, options.env ?? process.env);
+  let store = options.store;
+  if (!store) {
+    if (config.store.kind !== "memory") {
+      throw new Error(`store "${config.store.kind}" needs a store instance: pass { store } (the Redis store is not built in yet)`);
+    }
+    store = createMemoryStore({
+      onReservationExpired: (id, tokens) => logger.warn({ id, tokens }, "reservation expired unsettled; released"),
+    });
+    logger.info({ store: "memory" }, "using the memory store: budgets live in this process only and are lost on restart");
+  }
+  const clock = options.clock ?? systemClock;
+  const switches = createSwitchBoard({ config, store, logger, refreshMs: store.kind === "memory" ? 0 : 500 });
+  const ready = switches.refresh();
+  const upstreamTimeout = (f: FeatureConfig) => {
+    const u = f.upstream ? config.upstreams.find((x) => x.name === f.upstream) : config.upstreams[0];
+    return u?.timeoutMs ?? DEFAULT_CALL_TIMEOUT_MS;
+  };
+  const engine = createEngine({
+    config,
+    store,
+    switches,
+    clock,
+    logger,
+    tokenizerFor: tokenizerForModel,
+    summaryProvider: options.summarizer,
+    events: options.events,
+    reservationTtlMs: (f) => upstreamTimeout(f) + RESERVATION_MARGIN_MS,
+  });
+  const usedStore = store;
+  return {
+    config,
+    async admit(req) {
+      await ready;
+      return engine.admit(req);
+    },
+    async remaining(q) {
+      await ready;
+      return engine.remaining(q);
+    },
+    async setFeatureEnabled(feature, enabled) {
+      if (!Object.hasOwn(config.features, feature)) {
+        throw new TokenBudgetError({ code: "unknown_feature", message: `unknown feature "${feature}"`, scope: "request" });
+      }
+      if (typeof enabled !== "boolean") throw new TypeError("enabled must be a boolean");
+      await ready;
+      await switches.set(feature, enabled);
+    },
+    isFeatureEnabled: (feature) => switches.isEnabled(feature),
+    async close() {
+      switches.close();
+      await usedStore.close();
+    },
+  };
+}

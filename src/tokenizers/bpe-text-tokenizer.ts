@@ -1,0 +1,259 @@
+/**
+ * Exact token counting for OpenAI's byte-level BPE encodings (o200k_base, cl100k_base).
+ *
+ * Text is split into pieces by the encoding's pre-tokenizer, lazily, one sticky-regex step at a
+ * time, so bounded calls stop as soon as their answer is known. Each piece is encoded to UTF-8 into
+ * a scratch buffer; a piece that is itself a token (most words) costs one hash lookup, anything else
+ * goes through {@link createBytePairMerger}. Special-token text such as `<|endoftext|>` is counted
+ * as ordinary text, as the OpenAI API does for message content.
+ */
+
+import { createBytePairMerger, type BytePairMerger } from "./byte-pair-merge.js";
+import { bytesLowerBound, textLowerBound } from "./lower-bound.js";
+import { createPieceRegExp, type BpeEncodingName } from "./pretokenizer.js";
+import { loadRankTable } from "./rank-loader.js";
+import type { RankTable } from "./rank-table.js";
+import type { TextTokenizer } from "./types.js";
+import { encodeUtf8Into, isInsidePair, utf8LengthAt } from "./utf8-scan.js";
+
+/** Pieces of more UTF-8 bytes than this get a lower-bound check before BPE in bounded calls. */
+const LONG_PIECE_BYTES = 256;
+/** Texts of more UTF-16 units than this get a whole-text lower bound before bounded counting. */
+const LOWER_BOUND_SCAN_UNITS = 4096;
+/** Scratch buffers above this many bytes are dropped after use instead of being kept. */
+const KEEP_SCRATCH_BYTES = 1 << 20;
+
+/** A {@link TextTokenizer} for an exact BPE encoding, with encoding and work counters. */
+export interface BpeTextTokenizer extends TextTokenizer {
+  readonly encoding: BpeEncodingName;
+  readonly exact: true;
+  /** Token ids of `text` (ordinary text; special-token strings are not special). */
+  encode(text: string): number[];
+  /** Number of pieces that needed byte-pair merging so far (work counter for tests and benches). */
+  readonly mergedPieces: number;
+}
+
+/** Options of {@link createBpeTextTokenizer}. */
+export interface BpeTextTokenizerOptions {
+  /** Rank table to use instead of the shared lazily loaded one (tests). */
+  table?: RankTable;
+  /** Byte length above which pieces are merged with the heap (tests exercise both paths). */
+  heapThreshold?: number;
+}
+
+interface State {
+  table: RankTable;
+  merger: BytePairMerger;
+  piece: RegExp;
+  bytes: Uint8Array;
+  histogram: Uint32Array;
+}
+
+/** Creates an exact tokenizer for `encoding`; its vocabulary loads on first use. */
+export function createBpeTextTokenizer(
+  encoding: BpeEncodingName,
+  options: BpeTextTokenizerOptions = {},
+): BpeTextTokenizer {
+  let state: State | undefined;
+  let mergedPieces = 0;
+
+  function init(): State {
+    if (state) return state;
+    const table = options.table ?? loadRankTable(encoding);
+    state = {
+      table,
+      merger: createBytePairMerger(table, options.heapThreshold),
+      piece: createPieceRegExp(encoding),
+      bytes: new Uint8Array(1024),
+      histogram: new Uint32Array(256),
+    };
+    return state;
+  }
+
+  /** UTF-8 of `text[from..to)` into the scratch buffer; returns its length. */
+  function encodeSlice(s: State, text: string, from: number, to: number): number {
+    const need = (to - from) * 3;
+    if (s.bytes.length < need) s.bytes = new Uint8Array(Math.max(need, s.bytes.length * 2));
+    return encodeUtf8Into(text, from, to, s.bytes);
+  }
+
+  function releaseScratch(s: State): void {
+    if (s.bytes.length > KEEP_SCRATCH_BYTES) s.bytes = new Uint8Array(1024);
+  }
+
+  /** End of the piece starting at `at`. */
+  function pieceEnd(s: State, text: string, at: number): number {
+    s.piece.lastIndex = at;
+    if (!s.piece.test(text) || s.piece.lastIndex <= at) {
+      // Unreachable for any string (see createPieceRegExp); failing loudly beats looping forever.
+      throw new Error(`tokenizer ${encoding}: no piece matches at offset ${at}`);
+    }
+    return s.piece.lastIndex;
+  }
+
+  /** Tokens of the piece already encoded in the scratch buffer. */
+  function countEncoded(s: State, length: number): number {
+    if (s.table.rankOf(s.bytes, 0, length) >= 0) return 1;
+    mergedPieces++;
+    return s.merger.count(s.bytes, length);
+  }
+
+  function countText(text: string): number {
+    const s = init();
+    let count = 0;
+    for (let at = 0; at < text.length; ) {
+      const end = pieceEnd(s, text, at);
+      count += countEncoded(s, encodeSlice(s, text, at, end));
+      at = end;
+    }
+    releaseScratch(s);
+    return count;
+  }
+
+  function countTextUpTo(text: string, limit: number): number {
+    if (limit === Number.POSITIVE_INFINITY) return countText(text);
+    const cap = Number.isFinite(limit) && limit > 0 ? Math.floor(limit) : 0;
+    const over = cap + 1;
+    if (text.length === 0) return 0;
+    const s = init();
+    // Every UTF-16 unit is at least one UTF-8 byte, so this bound costs nothing to check.
+    if (Math.ceil(text.length / s.table.maxTokenBytes) > cap) return over;
+    if (text.length > LOWER_BOUND_SCAN_UNITS && text.length > 2 * cap) {
+      if (textLowerBound(s.table, text, 0, text.length, s.histogram) > cap) return over;
+    }
+    let count = 0;
+    for (let at = 0; at < text.length; ) {
+      const end = pieceEnd(s, text, at);
+      const length = encodeSlice(s, text, at, end);
+      // Why: BPE cost grows with the piece; never feed a long piece to it when a cheap bound
+      // already proves the cap is exceeded (a 500 kB run of one character is one piece).
+      if (length > LONG_PIECE_BYTES && count + bytesLowerBound(s.table, s.bytes, length, s.histogram) > cap) {
+        releaseScratch(s);
+        return over;
+      }
+      count += countEncoded(s, length);
+      if (count > cap) {
+        releaseScratch(s);
+        return over;
+      }
+      at = end;
+    }
+    releaseScratch(s);
+    return count;
+  }
+
+  /**
+   * Walks whole pieces while they fit in `maxTokens`. Returns the piece starts walked and where the
+   * walk stopped; `overflowEnd` is -1 when the whole text fits.
+   */
+  function walkFitting(
+    s: State,
+    text: string,
+    maxTokens: number,
+  ): { boundaries: number[]; at: number; overflowEnd: number; count: number } {
+    const boundaries: number[] = [];
+    let count = 0;
+    for (let at = 0; at < text.length; ) {
+      const end = pieceEnd(s, text, at);
+      const length = encodeSlice(s, text, at, end);
+      if (length > LONG_PIECE_BYTES && count + bytesLowerBound(s.table, s.bytes, length, s.histogram) > maxTokens) {
+        return { boundaries, at, overflowEnd: end, count };
+      }
+      const tokens = countEncoded(s, length);
+      if (count + tokens > maxTokens) return { boundaries, at, overflowEnd: end, count };
+      count += tokens;
+      boundaries.push(at);
+      at = end;
+    }
+    return { boundaries, at: text.length, overflowEnd: -1, count };
+  }
+
+  /** Offset in `text` after the code points of `text[from..)` that fit in `byteBudget` UTF-8 bytes. */
+  function unitsForBytes(text: string, from: number, byteBudget: number): number {
+    let at = from;
+    let used = 0;
+    while (at < text.length) {
+      const { bytes, units } = utf8LengthAt(text, at);
+      if (used + bytes > byteBudget) break;
+      used += bytes;
+      at += units;
+    }
+    return at;
+  }
+
+  function truncateText(text: string, maxTokens: number): string {
+    const cap = Number.isFinite(maxTokens) ? Math.max(0, Math.floor(maxTokens)) : text.length * 3;
+    if (cap === 0 || text.length === 0) return "";
+    const s = init();
+    const walk = walkFitting(s, text, cap);
+    if (walk.overflowEnd < 0) {
+      releaseScratch(s);
+      return text;
+    }
+    const candidates: number[] = [];
+    const remaining = cap - walk.count;
+    if (remaining > 0) {
+      // Only a bounded prefix of the overflowing piece can matter: `remaining` tokens cover at most
+      // remaining * maxTokenBytes bytes, hence at most that many UTF-16 units.
+      let limitEnd = Math.min(walk.overflowEnd, walk.at + (remaining + 1) * s.table.maxTokenBytes);
+      if (limitEnd < walk.overflowEnd && isInsidePair(text, limitEnd)) limitEnd--;
+      const length = encodeSlice(s, text, walk.at, limitEnd);
+      mergedPieces++;
+      const { count, ends } = s.merger.tokenEnds(s.bytes, length);
+      const take = Math.min(remaining, count);
+      if (take > 0) candidates.push(unitsForBytes(text, walk.at, ends[take - 1] ?? 0));
+    }
+    // Fallbacks, longest first: the overflowing piece's start, then 1, 2, 4... pieces further back.
+    candidates.push(walk.at);
+    for (let back = 1; back <= walk.boundaries.length; back *= 2) {
+      candidates.push(walk.boundaries[walk.boundaries.length - back] ?? 0);
+    }
+    releaseScratch(s);
+    for (const end of candidates) {
+      if (end <= 0) continue;
+      const prefix = text.slice(0, end);
+      // Why: pieces near the cut can split differently in the prefix than in the whole text (the
+      // `\s+(?!\S)` lookahead) and BPE of a cut piece need not reuse the piece's tokens, so only the
+      // exact count of the prefix itself decides.
+      if (countTextUpTo(prefix, cap) <= cap) return prefix;
+    }
+    return "";
+  }
+
+  function encode(text: string): number[] {
+    const s = init();
+    const ids: number[] = [];
+    for (let at = 0; at < text.length; ) {
+      const end = pieceEnd(s, text, at);
+      const length = encodeSlice(s, text, at, end);
+      const whole = s.table.rankOf(s.bytes, 0, length);
+      if (whole >= 0) {
+        ids.push(whole);
+      } else {
+        mergedPieces++;
+        const { count, ends } = s.merger.tokenEnds(s.bytes, length);
+        let start = 0;
+        for (let i = 0; i < count; i++) {
+          const stop = ends[i] ?? length;
+          ids.push(s.table.rankOf(s.bytes, start, stop));
+          start = stop;
+        }
+      }
+      at = end;
+    }
+    releaseScratch(s);
+    return ids;
+  }
+
+  return {
+    encoding,
+    exact: true,
+    countText,
+    countTextUpTo,
+    truncateText,
+    encode,
+    get mergedPieces() {
+      return mergedPieces;
+    },
+  };
+}
