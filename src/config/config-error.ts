@@ -12,6 +12,8 @@ export interface ConfigIssue {
 export interface RawConfigIssue {
   path: readonly PathSegment[];
   message: string;
+  /** Shown instead of the path when the problem has no config path (a YAML syntax error's line). */
+  location?: string;
 }
 
 /**
@@ -24,10 +26,13 @@ export class ConfigError extends Error {
   readonly code = "invalid_config" as const;
   /** Every issue, in the order found. */
   readonly issues: readonly ConfigIssue[];
+  /** The file the config came from, when it came from one. */
+  readonly source: string | undefined;
 
-  constructor(issues: readonly ConfigIssue[]) {
+  constructor(issues: readonly ConfigIssue[], source?: string) {
     super(issues.map((issue) => `${issue.path}: ${issue.message}`).join("\n"));
     this.issues = issues;
+    this.source = source;
   }
 }
 
@@ -44,7 +49,7 @@ export function finalizeIssues(raw: readonly RawConfigIssue[]): ConfigIssue[] {
   const seen = new Set<string>();
   const out: ConfigIssue[] = [];
   for (const issue of raw) {
-    const path = formatPath(issue.path);
+    const path = issue.location ?? formatPath(issue.path);
     const key = `${path}\u0000${issue.message}`;
     if (seen.has(key)) continue;
     seen.add(key);

@@ -14,7 +14,10 @@ export const NANO_USD_DECIMALS = 9;
 export const PRICE_PICO_DECIMALS = 6;
 
 /** Why a decimal could not be converted. */
-export type ScaleFailure = "not_finite" | "negative" | "too_precise" | "too_large";
+export type ScaleFailure = "not_finite" | "negative" | "too_precise" | "too_many_digits" | "too_large";
+
+/** Significant digits a double holds for sure: every decimal with at most 15 round-trips unchanged. */
+export const MAX_SIGNIFICANT_DIGITS = 15;
 
 /** Result of {@link scaleDecimal}: the exact integer, or why there is none. */
 export type ScaleResult = { ok: true; value: number } | { ok: false; reason: ScaleFailure };
@@ -23,9 +26,11 @@ const DECIMAL = /^(\d+)(?:\.(\d+))?(?:e([+-]\d+))?$/;
 
 /**
  * Returns `value × 10^decimals` as an exact safe integer, or a failure when `value` has more than
- * `decimals` decimal places, is negative or not finite, or the result exceeds `Number.MAX_SAFE_INTEGER`.
- * Exact for every number whose shortest decimal form has at most `decimals` places (so `0.1` → 10^8
- * nano when `decimals` is 9, never 99 999 999).
+ * `decimals` decimal places or more than 15 significant digits, is negative or not finite, or the
+ * result exceeds `Number.MAX_SAFE_INTEGER`. The result is exactly the decimal that was written
+ * (`0.1` → 10^8 nano when `decimals` is 9, never 99 999 999): a decimal of at most 15 significant
+ * digits survives parsing into a double and back unchanged; with more, the double may differ from what
+ * was written (9007199.254740991 reads back as 9007199.25474099), so such values are refused.
  */
 export function scaleDecimal(value: number, decimals: number): ScaleResult {
   if (!Number.isFinite(value)) return { ok: false, reason: "not_finite" };
@@ -35,6 +40,9 @@ export function scaleDecimal(value: number, decimals: number): ScaleResult {
   const match = DECIMAL.exec(String(value));
   if (match === null) return { ok: false, reason: "not_finite" };
   const [, whole = "", fraction = "", exponent = "0"] = match;
+  if ((whole + fraction).replace(/^0+/, "").length > MAX_SIGNIFICANT_DIGITS) {
+    return { ok: false, reason: "too_many_digits" };
+  }
   const digits = BigInt(whole + fraction);
   const shift = Number(exponent) - fraction.length + decimals;
   let scaled: bigint;

@@ -10,7 +10,13 @@ import type { FeatureInput, TierInput, UpstreamInput } from "./schema.js";
 export const DEFAULT_FEATURES = {
   chat: { model: "gpt-4o", max_input: 4000, max_output: 1000, on_exceed: "trim" },
   summarize: { model: "gpt-4o-mini", max_input: 16000, max_output: 500, on_exceed: "reject" },
-  code_review: { model: "gpt-4.1", max_input: 32000, max_output: 2000, on_exceed: "reject", hourly_cost_usd: 20 },
+  code_review: {
+    model: "gpt-4.1",
+    max_input: 32000,
+    max_output: 2000,
+    on_exceed: "reject",
+    hourly_cost_usd: 20,
+  },
   quick_answer: { model: "gpt-4.1-nano", max_input: 1000, max_output: 200, on_exceed: "truncate" },
 } as const satisfies Record<string, FeatureInput>;
 

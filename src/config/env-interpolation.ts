@@ -53,7 +53,9 @@ export function interpolateString(
     const match = ENV_NAME.exec(text.slice(i + 2, close));
     const name = match?.[1];
     if (name === undefined) {
-      errors.push("expected ${env:NAME} with NAME made of letters, digits and _ (write $${ for a literal ${)");
+      errors.push(
+        "expected ${env:NAME} with NAME made of letters, digits and _ (write $${ for a literal ${)",
+      );
     } else {
       const found = Object.hasOwn(env, name) ? env[name] : undefined;
       if (found === undefined) errors.push(`environment variable ${name} is not set`);
@@ -104,7 +106,10 @@ export function interpolateEnv(tree: unknown, env: Env): InterpolationResult {
       case "object":
         break;
       default:
-        return fail(path, `expected plain data (string, number, boolean, list or mapping), got a ${typeof node}`);
+        return fail(
+          path,
+          `expected plain data (string, number, boolean, list or mapping), got a ${typeof node}`,
+        );
     }
     if (node === null) return null;
     if (ancestors.has(node)) return fail(path, "circular reference");
@@ -116,7 +121,10 @@ export function interpolateEnv(tree: unknown, env: Env): InterpolationResult {
     }
     const proto = Object.getPrototypeOf(node);
     if (proto !== Object.prototype && proto !== null) {
-      return fail(path, "expected plain data (string, number, boolean, list or mapping), got a class instance");
+      return fail(
+        path,
+        "expected plain data (string, number, boolean, list or mapping), got a class instance",
+      );
     }
     ancestors.add(node);
     const copy: Record<string, unknown> = {};

@@ -3,13 +3,21 @@
  * says what was expected; none echoes a string value (it may be a secret), only numbers and types.
  */
 import { z } from "zod";
-import { NANO_USD_DECIMALS, PRICE_PICO_DECIMALS, scaleDecimal } from "./decimal-units.js";
+import {
+  MAX_SIGNIFICANT_DIGITS,
+  NANO_USD_DECIMALS,
+  PRICE_PICO_DECIMALS,
+  scaleDecimal,
+} from "./decimal-units.js";
 
 /** Largest delay Node timers accept; larger values silently fire after 1 ms (TimeoutOverflowWarning). */
 export const MAX_TIMER_MS = 2_147_483_647;
 
-/** Describes a value for an error message without revealing strings. */
-export function describeValue(value: unknown): string {
+/**
+ * Describes a value for an error message without revealing strings; numbers and booleans are shown
+ * unless `masked` (for secret fields, where even a number may be the secret).
+ */
+export function describeValue(value: unknown, masked = false): string {
   if (value === null) return "null";
   if (Array.isArray(value)) return "a list";
   switch (typeof value) {
@@ -17,7 +25,7 @@ export function describeValue(value: unknown): string {
       return "a string";
     case "number":
     case "boolean":
-      return String(value);
+      return masked ? `a ${typeof value}` : String(value);
     case "object":
       return "a mapping";
     default:
@@ -29,11 +37,11 @@ export function describeValue(value: unknown): string {
  * An error map that reports `required: expected <what>` for a missing value and
  * `expected <what>, got <value>` otherwise (the value only when it is not a string).
  */
-export function expecting(what: string): z.core.$ZodErrorMap {
+export function expecting(what: string, masked = false): z.core.$ZodErrorMap {
   return (issue) => {
     if (issue.input === undefined) return `required: expected ${what}`;
     if (issue.code === "invalid_type" || typeof issue.input !== "string") {
-      return `expected ${what}, got ${describeValue(issue.input)}`;
+      return `expected ${what}, got ${describeValue(issue.input, masked)}`;
     }
     return `expected ${what}`;
   };
@@ -67,14 +75,18 @@ function decimalAmount(kind: "cap" | "price") {
   const decimals = kind === "cap" ? NANO_USD_DECIMALS : PRICE_PICO_DECIMALS;
   const what = kind === "cap" ? "a positive amount of USD" : "an amount of USD per 1M tokens (≥ 0)";
   const error = expecting(what);
-  const base = kind === "cap" ? z.number({ error }).positive({ error }) : z.number({ error }).nonnegative({ error });
+  const base =
+    kind === "cap" ? z.number({ error }).positive({ error }) : z.number({ error }).nonnegative({ error });
   return base.superRefine((value, ctx) => {
     const result = scaleDecimal(value, decimals);
-    if (result.ok) return;
+    // Negative and non-finite values were already reported by the checks above.
+    if (result.ok || result.reason === "negative" || result.reason === "not_finite") return;
     const message =
       result.reason === "too_precise"
         ? `expected at most ${decimals} decimal places (${kind === "cap" ? "nano-USD" : "pico-USD per token"} precision)`
-        : `expected ${what} small enough to count exactly in integers`;
+        : result.reason === "too_many_digits"
+          ? `expected at most ${MAX_SIGNIFICANT_DIGITS} significant digits (more cannot be read exactly)`
+          : `expected ${what} small enough to count exactly in integers`;
     ctx.addIssue({ code: "custom", message, input: value });
   });
 }
@@ -119,13 +131,17 @@ export function nameRef(kind: string) {
 
 /** A user id (keys' `user`): no whitespace, ":" or "/", which separate namespaced end users. */
 export function userId() {
-  const error = expecting('a user id: 1-128 letters, digits, "_", "-", ".", "@" or "+", starting with a letter or digit');
+  const error = expecting(
+    'a user id: 1-128 letters, digits, "_", "-", ".", "@" or "+", starting with a letter or digit',
+  );
   return z.string({ error }).regex(USER, { error });
 }
 
 /** A model name as the provider spells it (printable ASCII, no spaces). */
 export function modelName() {
-  const error = expecting("a model name: 1-200 printable ASCII characters without spaces, starting with a letter or digit");
+  const error = expecting(
+    "a model name: 1-200 printable ASCII characters without spaces, starting with a letter or digit",
+  );
   return z.string({ error }).regex(MODEL, { error });
 }
 
@@ -135,7 +151,7 @@ export function modelName() {
  */
 export function secret(minLength = 1) {
   const what = minLength > 1 ? `a secret of at least ${minLength} characters` : "a non-empty secret";
-  const error = expecting(what);
+  const error = expecting(what, true);
   return z
     .string({ error })
     .min(minLength, { error })
@@ -176,12 +192,10 @@ export function httpUrl() {
   return z.string({ error }).refine(isHttpUrl, { error }).meta({ format: "uri", pattern: "^https?://" });
 }
 
-/** Message for a store value that is neither `memory` nor a Redis URL. */
-export const STORE_STRING_EXPECTED = 'expected "memory" or a redis:// or rediss:// URL such as redis://127.0.0.1:6379/0';
-
-/** A redis:// or rediss:// URL. */
-export function redisUrl() {
-  const error = expecting('"memory" or a redis:// or rediss:// URL such as redis://127.0.0.1:6379/0');
+/** A redis:// or rediss:// URL (`orMemory`: the message also offers "memory", for the short form). */
+export function redisUrl(orMemory = false) {
+  const url = "a redis:// or rediss:// URL such as redis://127.0.0.1:6379/0";
+  const error = expecting(orMemory ? `"memory" or ${url}` : url);
   return z.string({ error }).refine(isRedisUrl, { error }).meta({ format: "uri", pattern: "^rediss?://" });
 }
 
@@ -217,7 +231,13 @@ export function uniqueList<T extends z.ZodType>(item: T, what: string) {
     list.forEach((entry, index) => {
       const first = seen.get(entry);
       if (first === undefined) seen.set(entry, index);
-      else ctx.addIssue({ code: "custom", path: [index], message: `duplicate of entry [${first}]`, input: entry });
+      else
+        ctx.addIssue({
+          code: "custom",
+          path: [index],
+          message: `duplicate of entry [${first}]`,
+          input: entry,
+        });
     });
   });
 }

@@ -25,7 +25,7 @@ export interface FeatureConfig {
   hourlyCostNanoUsd?: number;
   /** Initial switch state; run-time switches in the store override it. */
   enabled: boolean;
-  /** Name of the upstream this feature uses (default: the first upstream). */
+  /** Name of the upstream this feature uses; the loader always sets it (the first upstream by default). */
   upstream?: string;
 }
 
@@ -41,10 +41,12 @@ export interface TierConfig {
 /** What a store does when it cannot be reached (SPEC §4). */
 export type OnStoreError = "deny" | "allow" | "local";
 
+/** Where counters live: this process's memory, or a Redis shared by every process using it. */
 export type StoreConfig =
   | { kind: "memory" }
   | { kind: "redis"; url: string; keyPrefix: string; onError: OnStoreError; commandTimeoutMs: number };
 
+/** A provider requests are sent to (`mock`: the built-in deterministic one). `apiKey` is a secret. */
 export type UpstreamConfig =
   | {
       name: string;
@@ -72,17 +74,19 @@ export interface KeyConfig {
   tier?: string;
   /** Features this key may use; undefined = all. */
   features?: string[];
-  /** Feature used when the request names none (default: the key's only feature). */
+  /** Feature used when the request names none; the loader sets it to the key's only feature by default. */
   defaultFeature?: string;
   /** May name end users with `x-tokenfuse-user` (namespaced under the key's user). */
   trusted: boolean;
 }
 
+/** Where alerts go. A webhook's `url` and `secret` are secrets (never logged). */
 export type AlertSinkConfig = { type: "log" } | { type: "webhook"; url: string; secret?: string };
 
+/** Cost and budget alerts. */
 export interface AlertsConfig {
   hourlyCostNanoUsd?: number;
-  /** Fractions of a daily budget at which to alert (e.g. 0.8 and 1). */
+  /** Fractions of a daily budget at which to alert (e.g. 0.8 and 1), ascending, no repeats. */
   dailyBudgetThresholds: number[];
   sinks: AlertSinkConfig[];
 }
@@ -98,6 +102,10 @@ export interface PriceConfig {
   reasoningPicoUsdPerToken?: number;
 }
 
+/**
+ * The whole resolved config. The `features`, `tiers` and `prices` records have no prototype, so a name
+ * taken from a request (`constructor`, `__proto__`) never finds anything by accident.
+ */
 export interface ResolvedConfig {
   store: StoreConfig;
   /** Upstreams in file order; the first is the default. */
