@@ -1,7 +1,7 @@
 import { randomUUID } from "node:crypto";
 import type { FeatureConfig, ResolvedConfig, TierConfig } from "../config/types.js";
 import { applyInputPolicy, type Summarizer, summaryRequestMessages } from "../policies/input-policy.js";
-import type { ScopeCharge, SettleStatus, Store } from "../stores/types.js";
+import { isStoreUnavailable, type ScopeCharge, type SettleStatus, type Store } from "../stores/types.js";
 import type { SwitchBoard } from "../switches/switch-board.js";
 import type { ChatTokenizer } from "../tokenizers/types.js";
 import { TokenBudgetError } from "./errors.js";
@@ -37,6 +37,12 @@ export interface Admission {
   truncatedMessages: number;
   /** True when dropped turns were replaced by a summary. */
   summarized: boolean;
+  /**
+   * `ok`, or how the reservation was admitted while the shared store was unreachable (SPEC §4
+   * `on_error`): `store_unavailable` (allow: not counted until the store is back) or `local`
+   * (within this process's safety cap).
+   */
+  storeStatus: "ok" | "store_unavailable" | "local";
   /** Limits and counters of the user's daily budget after this reservation (for rate-limit headers). */
   userDay: { limit: number; remaining: number; resetAtMs: number };
   /**
@@ -87,6 +93,8 @@ export interface DecisionEvent {
   model: string;
   decision: Decision;
   code?: string;
+  /** Set when admitted while the shared store was unreachable. */
+  storeStatus?: "store_unavailable" | "local";
   inputTokens?: number;
   reservedTokens?: number;
   trimmedMessages?: number;
@@ -238,16 +246,24 @@ export function createEngine(deps: EngineDeps): Engine {
     const reservedTokens = policy.inputTokens + maxOutputTokens * n;
     const nowMs = clock.nowMs();
     const scopes = scopesFor(config, feature, req.user, tier, nowMs);
-    const r = await store.reserve({
-      id: base.id,
-      tokens: reservedTokens,
-      scopes,
-      nowMs,
-      ttlMs: deps.reservationTtlMs(feature),
-    });
+    let r: Awaited<ReturnType<Store["reserve"]>>;
+    try {
+      r = await store.reserve({ id: base.id, tokens: reservedTokens, scopes, nowMs, ttlMs: deps.reservationTtlMs(feature) });
+    } catch (e) {
+      if (!isStoreUnavailable(e)) throw e;
+      reject(
+        new TokenBudgetError({
+          code: "budget_store_unavailable",
+          message: "the budget store is unavailable and on_error is deny",
+          scope: "store",
+          retryAfterMs: 1000,
+        }),
+        base,
+      );
+    }
     if (!r.ok) {
       const s = scopes[r.scopeIndex] as ScopeCharge;
-      const left = Math.max(0, s.limit - r.state.used - r.state.reserved);
+      const left = Math.max(0, s.limit - r.committed);
       reject(
         new TokenBudgetError({
           code: refusalCode(s.kind),
@@ -262,15 +278,19 @@ export function createEngine(deps: EngineDeps): Engine {
     }
     if (r.duplicate) logger.warn({ id: base.id }, "reservation id seen before; nothing charged again");
     const decision = policy.reduced ? "trim" : "allow";
+    if (r.degraded) {
+      logger.warn({ id: base.id, feature: feature.name, user: req.user, onError: r.degraded }, "admitted while the budget store is unavailable");
+    }
     deps.events?.decision({
       ...base,
       atMs: nowMs,
       decision,
+      ...(r.degraded ? { storeStatus: r.degraded === "allow" ? ("store_unavailable" as const) : ("local" as const) } : {}),
       inputTokens: policy.inputTokens,
       reservedTokens,
       trimmedMessages: policy.droppedMessages,
     });
-    const userDayState = r.states[0] ?? { used: 0, reserved: 0 };
+    const userDayCommitted = r.committed[0] ?? 0;
     const userDay = scopes[0] as ScopeCharge;
     let settled: Promise<SettlementResult> | undefined;
     const admission: Admission = {
@@ -288,32 +308,32 @@ export function createEngine(deps: EngineDeps): Engine {
       trimmedMessages: policy.droppedMessages,
       truncatedMessages: policy.truncatedMessages,
       summarized: policy.summarized,
+      storeStatus: r.degraded === "allow" ? "store_unavailable" : r.degraded === "local" ? "local" : "ok",
       userDay: {
         limit: userDay.limit,
-        remaining: Math.max(0, userDay.limit - userDayState.used - userDayState.reserved),
+        remaining: Math.max(0, userDay.limit - userDayCommitted),
         resetAtMs: userDay.resetAtMs,
       },
       settle(usage) {
-        // Exactly once: the first call decides; later calls get "duplicate" and charge nothing.
+        // Exactly once: the first valid call decides; later calls get "duplicate" and charge nothing.
         if (settled) return settled.then((s) => ({ ...s, status: "duplicate" as const, chargedTokens: 0 }));
-        settled = doSettle(usage);
+        let u: Usage | undefined;
+        if (usage !== undefined && usage !== null) {
+          try {
+            u = normalizeUsage(usage);
+          } catch (e) {
+            // Bad input changes nothing: the caller may still settle correctly.
+            return Promise.reject(e);
+          }
+        }
+        settled = doSettle(u);
         return settled;
       },
     };
-    async function doSettle(usage: OpenAIUsage | null | undefined): Promise<SettlementResult> {
-      let u: Usage | undefined;
-      let actual = 0;
-      if (usage !== undefined && usage !== null) {
-        try {
-          u = normalizeUsage(usage);
-        } catch (e) {
-          settled = undefined; // bad input changes nothing: the caller may settle again correctly
-          throw e;
-        }
-        actual = chargedTokens(u);
-      }
+    async function doSettle(u: Usage | undefined): Promise<SettlementResult> {
+      const actual = u ? chargedTokens(u) : 0;
       const atMs = clock.nowMs();
-      const status = await store.settle({ id: base.id, actualTokens: actual, scopes, nowMs: atMs });
+      const status = await store.settle({ id: base.id, actualTokens: actual, reservedTokens, scopes, nowMs: atMs });
       if (status === "expired") {
         logger.warn({ id: base.id, feature: feature.name }, "settled after the reservation expired; charged the actual usage");
       }

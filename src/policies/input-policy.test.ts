@@ -143,7 +143,7 @@ describe("input policies (examples)", () => {
   ];
 
   it("trim drops the oldest turns whole and reports how many", async () => {
-    const res = await applyInputPolicy({ messages: history, maxInputTokens: 700, onExceed: "trim", tokenizer: tok });
+    const res = await applyInputPolicy({ messages: history, maxInputTokens: 400, onExceed: "trim", tokenizer: tok });
     if (res instanceof TokenBudgetError) throw res;
     expect(res.messages[0]).toBe(sys);
     expect(res.messages.at(-1)).toBe(history[5]);
@@ -158,12 +158,15 @@ describe("input policies (examples)", () => {
   });
 
   it("truncate fills the room left with the start of the next older message", async () => {
-    const res = await applyInputPolicy({ messages: history, maxInputTokens: 700, onExceed: "truncate", tokenizer: tok });
+    const res = await applyInputPolicy({ messages: history, maxInputTokens: 400, onExceed: "truncate", tokenizer: tok });
     if (res instanceof TokenBudgetError) throw res;
     expect(res.truncatedMessages).toBe(1);
+    expect(res.droppedMessages).toBe(2);
     expect(res.messages).toHaveLength(4);
-    expect(res.inputTokens).toBeGreaterThan(690);
-    expect(res.inputTokens).toBeLessThanOrEqual(700);
+    expect(res.messages[1]?.role).toBe("user");
+    expect((history[3]?.content as string).startsWith(res.messages[1]?.content as string)).toBe(true);
+    expect(res.inputTokens).toBeGreaterThanOrEqual(395);
+    expect(res.inputTokens).toBeLessThanOrEqual(400);
   });
 
   it("truncate shortens a newest user message that alone is over the cap", async () => {
@@ -192,7 +195,7 @@ describe("input policies (examples)", () => {
     const seen: ChatMessage[][] = [];
     const res = await applyInputPolicy({
       messages: history,
-      maxInputTokens: 700,
+      maxInputTokens: 400,
       onExceed: "summarize",
       tokenizer: tok,
       summarizer: async (dropped) => {
@@ -208,7 +211,7 @@ describe("input policies (examples)", () => {
 
   it("summarize falls back to trim when the summarizer fails or the summary does not fit", async () => {
     for (const summarizer of [async () => Promise.reject(new Error("boom")), async () => long(5000)]) {
-      const res = await applyInputPolicy({ messages: history, maxInputTokens: 700, onExceed: "summarize", tokenizer: tok, summarizer });
+      const res = await applyInputPolicy({ messages: history, maxInputTokens: 400, onExceed: "summarize", tokenizer: tok, summarizer });
       if (res instanceof TokenBudgetError) throw res;
       expect(res.summarized).toBe(false);
       expect(res.summaryFallback).toBeDefined();

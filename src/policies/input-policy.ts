@@ -1,5 +1,5 @@
 import { TokenBudgetError } from "../core/errors.js";
-import type { ChatMessage, ToolDefinition } from "../core/types.js";
+import type { ChatMessage, ContentPart, ToolDefinition } from "../core/types.js";
 import type { OnExceed } from "../config/types.js";
 import type { ChatTokenizer } from "../tokenizers/types.js";
 import { type Conversation, splitConversation, type Unit } from "./units.js";
@@ -136,7 +136,7 @@ function textOf(m: ChatMessage): string | undefined {
 
 function withText(m: ChatMessage, text: string): ChatMessage {
   if (typeof m.content === "string") return { ...m, content: text };
-  const part = (m.content as NonNullable<ChatMessage["content"]>)[0] as object;
+  const part = (m.content as ContentPart[])[0] as ContentPart;
   return { ...m, content: [{ ...part, text }] };
 }
 

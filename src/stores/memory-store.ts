@@ -109,7 +109,7 @@ export class MemoryStore implements Store {
     this.housekeeping(req.nowMs);
     const { scopes, tokens } = req;
     if (this.reservations.has(req.id) || this.settled.has(req.id)) {
-      return { ok: true, duplicate: true, states: scopes.map((s) => this.state(s.key)) };
+      return { ok: true, duplicate: true, committed: scopes.map((s) => this.committed(s.key)) };
     }
     for (let i = 0; i < scopes.length; i++) {
       const s = scopes[i];
@@ -118,10 +118,10 @@ export class MemoryStore implements Store {
       const used = c?.used ?? 0;
       const reserved = c?.reserved ?? 0;
       if (used + reserved + tokens > s.limit) {
-        return { ok: false, scopeIndex: i, state: { used, reserved } };
+        return { ok: false, scopeIndex: i, committed: used + reserved };
       }
     }
-    const states: ScopeState[] = [];
+    const committed: number[] = [];
     for (const s of scopes) {
       let c = this.counters.get(s.key);
       if (!c) {
@@ -130,7 +130,7 @@ export class MemoryStore implements Store {
       }
       c.reserved += tokens;
       if (s.expireAtMs > c.expireAtMs) c.expireAtMs = s.expireAtMs;
-      states.push({ used: c.used, reserved: c.reserved });
+      committed.push(c.used + c.reserved);
     }
     const r: Reservation = {
       id: req.id,
@@ -140,7 +140,7 @@ export class MemoryStore implements Store {
     };
     this.reservations.set(req.id, r);
     this.expiries.push(r);
-    return { ok: true, duplicate: false, states };
+    return { ok: true, duplicate: false, committed };
   }
 
   async settle(req: SettleRequest): Promise<SettleStatus> {
@@ -193,6 +193,11 @@ export class MemoryStore implements Store {
   /** Number of live reservations (tests and diagnostics). */
   get reservationCount(): number {
     return this.reservations.size;
+  }
+
+  private committed(key: string): number {
+    const c = this.counters.get(key);
+    return c ? c.used + c.reserved : 0;
   }
 
   private state(key: string): ScopeState {

@@ -43,9 +43,11 @@ export function describeStoreContract(name: string, factory: StoreFactory): void
       it(`vector: ${v.name}`, async () => {
         const store = await open();
         const ns = `v-${randomUUID()}`;
+        const reservedById = new Map<string, number>();
         for (const [i, step] of v.steps.entries()) {
           const where = `step ${i} (${step.op})`;
           if (step.op === "reserve") {
+            if (!reservedById.has(step.id)) reservedById.set(step.id, step.tokens);
             const r = await store.reserve({
               id: `${ns}-${step.id}`,
               tokens: step.tokens,
@@ -54,12 +56,19 @@ export function describeStoreContract(name: string, factory: StoreFactory): void
               ttlMs: step.ttl ?? 600_000,
             });
             expect(r.ok, where).toBe(step.expect.ok);
-            if (r.ok && step.expect.ok) expect(r.duplicate, where).toBe(step.expect.duplicate ?? false);
-            if (!r.ok && !step.expect.ok) expect(r.scopeIndex, where).toBe(step.expect.scopeIndex);
+            if (r.ok && step.expect.ok) {
+              expect(r.duplicate, where).toBe(step.expect.duplicate ?? false);
+              if (step.expect.committed) expect(r.committed, where).toEqual(step.expect.committed);
+            }
+            if (!r.ok && !step.expect.ok) {
+              expect(r.scopeIndex, where).toBe(step.expect.scopeIndex);
+              if (step.expect.committed !== undefined) expect(r.committed, where).toBe(step.expect.committed);
+            }
           } else if (step.op === "settle") {
             const status = await store.settle({
               id: `${ns}-${step.id}`,
               actualTokens: step.actual,
+              reservedTokens: reservedById.get(step.id) ?? 0,
               scopes: chargesFor(v, step.scopes, ns),
               nowMs: T0 + step.at,
             });
@@ -106,7 +115,8 @@ export function describeStoreContract(name: string, factory: StoreFactory): void
       for (const tokens of [-1, 1.5, Number.NaN, Number.POSITIVE_INFINITY]) {
         await expect(store.reserve({ id: `${ns}-x`, tokens, scopes, nowMs: T0, ttlMs: 1000 })).rejects.toThrow();
       }
-      await expect(store.settle({ id: `${ns}-x`, actualTokens: -5, scopes, nowMs: T0 })).rejects.toThrow();
+      await expect(store.settle({ id: `${ns}-x`, actualTokens: -5, reservedTokens: 0, scopes, nowMs: T0 })).rejects.toThrow();
+      await expect(store.reserve({ id: "a\nb", tokens: 1, scopes, nowMs: T0, ttlMs: 1000 })).rejects.toThrow(/line breaks/);
       expect(await store.read([`${ns}:u`], T0)).toEqual([{ used: 0, reserved: 0 }]);
     });
 

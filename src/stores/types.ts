@@ -51,14 +51,20 @@ export type ReserveResult =
       ok: true;
       /** True when this id was already reserved (or settled): nothing was charged again. */
       duplicate: boolean;
-      /** Counter states after the reservation, in the order of `scopes`. */
-      states: ScopeState[];
+      /** `used + reserved` of each scope after the reservation, in the order of `scopes`. */
+      committed: number[];
+      /**
+       * Set when the shared store was unreachable and the reservation was admitted anyway by the
+       * store's `on_error` mode: `allow` (not counted anywhere yet) or `local` (per-process cap).
+       */
+      degraded?: "allow" | "local";
     }
   | {
       ok: false;
       /** Index in `scopes` of the first scope that could not take the reservation. */
       scopeIndex: number;
-      state: ScopeState;
+      /** `used + reserved` of that scope (what was already committed when the request was refused). */
+      committed: number;
     };
 
 /** A settlement: the actual tokens to charge for reservation `id`. */
@@ -66,6 +72,8 @@ export interface SettleRequest {
   id: string;
   /** Actual tokens used (input + output); 0 releases the whole reservation. */
   actualTokens: number;
+  /** The tokens the reservation held (what `reserve` was called with). */
+  reservedTokens: number;
   /**
    * The scopes of the reservation. Why carried again: a settlement that arrives after its
    * reservation expired must still charge what was really used, and by then the store has dropped
@@ -82,7 +90,9 @@ export type SettleStatus =
   /** This id was settled before; nothing changed. */
   | "duplicate"
   /** The reservation had expired (its tokens already released); the actual usage was charged. */
-  | "expired";
+  | "expired"
+  /** The store was unreachable; the settlement is queued and will be applied when it is back. */
+  | "deferred";
 
 /** The budget store. All methods are safe to call concurrently. */
 export interface Store {
@@ -100,4 +110,17 @@ export interface Store {
   setSwitch(feature: string, enabled: boolean | undefined): Promise<void>;
   /** Release resources (connections, timers). */
   close(): Promise<void>;
+}
+
+/**
+ * Thrown by a store that cannot be reached or did not answer in time. The command may or may not
+ * have run (a timeout is ambiguous), which is why every write is idempotent by request id.
+ */
+export class StoreUnavailableError extends Error {
+  override readonly name = "StoreUnavailableError";
+}
+
+/** True for {@link StoreUnavailableError} (also across module copies). */
+export function isStoreUnavailable(e: unknown): e is StoreUnavailableError {
+  return e instanceof Error && e.name === "StoreUnavailableError";
 }

@@ -21,9 +21,16 @@ function assertScopes(scopes: readonly ScopeCharge[]): void {
   }
 }
 
+function assertId(id: string): void {
+  // Ids are part of stored records and keys: bounded, and no line breaks (the record separator).
+  if (typeof id !== "string" || id.length === 0 || id.length > 256 || /[\r\n]/.test(id)) {
+    throw new TypeError("reservation id must be a string of 1 to 256 characters without line breaks");
+  }
+}
+
 /** Throws when a reservation request is malformed. */
 export function assertReserveRequest(req: ReserveRequest): void {
-  if (typeof req.id !== "string" || req.id.length === 0) throw new TypeError("reservation id must be a non-empty string");
+  assertId(req.id);
   assertCount("tokens", req.tokens);
   assertCount("nowMs", req.nowMs);
   assertCount("ttlMs", req.ttlMs);
@@ -32,8 +39,9 @@ export function assertReserveRequest(req: ReserveRequest): void {
 
 /** Throws when a settlement request is malformed. */
 export function assertSettleRequest(req: SettleRequest): void {
-  if (typeof req.id !== "string" || req.id.length === 0) throw new TypeError("reservation id must be a non-empty string");
+  assertId(req.id);
   assertCount("actualTokens", req.actualTokens);
+  assertCount("reservedTokens", req.reservedTokens);
   assertCount("nowMs", req.nowMs);
   assertScopes(req.scopes);
 }
