@@ -1,9 +1,10 @@
 // Benchmark of admit() on the memory store: the engine's own cost per request, and the time to decide
 // on a 1 MiB message of pathological content against a 4 000-token feature, for every on_exceed.
 // Run: npm run build && node bench/admit.bench.js
+
+import { silentLogger } from "../dist/core/logger.js";
 import { createMemoryStore } from "../dist/stores/memory-store.js";
 import { createTokenfuse } from "../dist/tokenfuse.js";
-import { silentLogger } from "../dist/core/logger.js";
 import { measure, table, us } from "./util.js";
 
 const config = {
@@ -52,7 +53,9 @@ await bench("admit+settle, 200-turn history + 1 new message (trim)", async () =>
 const MiB = 1 << 20;
 // A different string every run (unique prefix), so no count cache can help.
 const fresh = (blob, n) => `${n}${blob.slice(String(n).length)}`;
-const b64 = Buffer.alloc(786_432, 0).map((_, k) => (k * 2654435761) & 0xff).toString("base64");
+const b64 = Buffer.alloc(786_432, 0)
+  .map((_, k) => (k * 2654435761) & 0xff)
+  .toString("base64");
 const blobs = {
   "repeated 'a'": "a".repeat(MiB),
   spaces: " ".repeat(MiB),
@@ -64,14 +67,22 @@ const blobs = {
 for (const [name, blob] of Object.entries(blobs)) {
   for (const feature of ["rej", "chat", "trunc"]) {
     let n = 0;
-    await bench(`1 MiB ${name}, on_exceed=${config.features[feature].on_exceed}`, async () => {
-      try {
-        const a = await tf.admit({ feature, user: "big", messages: [{ role: "user", content: fresh(blob, n++) }] });
-        await a.settle();
-      } catch (e) {
-        if (e.code !== "input_budget_exceeded") throw e;
-      }
-    }, { warmup: 3, minMs: 300, minRuns: 10 });
+    await bench(
+      `1 MiB ${name}, on_exceed=${config.features[feature].on_exceed}`,
+      async () => {
+        try {
+          const a = await tf.admit({
+            feature,
+            user: "big",
+            messages: [{ role: "user", content: fresh(blob, n++) }],
+          });
+          await a.settle();
+        } catch (e) {
+          if (e.code !== "input_budget_exceeded") throw e;
+        }
+      },
+      { warmup: 3, minMs: 300, minRuns: 10 },
+    );
   }
 }
 

@@ -39,9 +39,30 @@ const store = createRedisStore({ url, keyPrefix: prefix, commandTimeoutMs: 5000 
 const raw = new Redis(url, { enableAutoPipelining: true });
 const now = Date.now();
 const scopes = (u) => [
-  { key: `user:{u${u}}:day:d`, kind: "user", window: "day", limit: 1e15, resetAtMs: now + 864e5, expireAtMs: now + 2 * 864e5 },
-  { key: "feature:{chat}:day:d", kind: "feature", window: "day", limit: 1e15, resetAtMs: now + 864e5, expireAtMs: now + 2 * 864e5 },
-  { key: "global:minute:m", kind: "global", window: "minute", limit: 1e15, resetAtMs: now + 6e4, expireAtMs: now + 12e4 },
+  {
+    key: `user:{u${u}}:day:d`,
+    kind: "user",
+    window: "day",
+    limit: 1e15,
+    resetAtMs: now + 864e5,
+    expireAtMs: now + 2 * 864e5,
+  },
+  {
+    key: "feature:{chat}:day:d",
+    kind: "feature",
+    window: "day",
+    limit: 1e15,
+    resetAtMs: now + 864e5,
+    expireAtMs: now + 2 * 864e5,
+  },
+  {
+    key: "global:minute:m",
+    kind: "global",
+    window: "minute",
+    limit: 1e15,
+    resetAtMs: now + 6e4,
+    expireAtMs: now + 12e4,
+  },
 ];
 let seq = 0;
 const tfReserve = async () => {
@@ -57,7 +78,8 @@ const tfAdmitCycle = async () => {
 
 // Baselines on the same server.
 await raw.script("LOAD", "return 1");
-const bare3 = "redis.call('INCRBY', KEYS[1], ARGV[1]) redis.call('INCRBY', KEYS[2], ARGV[1]) redis.call('INCRBY', KEYS[3], ARGV[1]) return 1";
+const bare3 =
+  "redis.call('INCRBY', KEYS[1], ARGV[1]) redis.call('INCRBY', KEYS[2], ARGV[1]) redis.call('INCRBY', KEYS[3], ARGV[1]) return 1";
 const bareSha = await raw.script("LOAD", bare3);
 const bareLua = async () => {
   await raw.evalsha(bareSha, 3, `${prefix}b1:${seq++ % 100}`, `${prefix}b2`, `${prefix}b3`, 500);
@@ -105,7 +127,9 @@ const N = 1000;
 for (let i = 0; i < N; i++) await tfAdmitCycle();
 store.redis.sendCommand = origSend;
 table(rows);
-console.log(`\nRound trips per admission (reserve + settle), counted on the client: ${(sent / N).toFixed(2)}`);
+console.log(
+  `\nRound trips per admission (reserve + settle), counted on the client: ${(sent / N).toFixed(2)}`,
+);
 
 // Clean up this run's keys.
 let cursor = "0";

@@ -45,7 +45,18 @@ export function prose(seed, chars) {
 /** TypeScript-like code of about `chars` characters. */
 export function code(seed, chars) {
   const random = createRandom(seed);
-  const names = ["value", "count", "index", "result", "buffer", "tokens", "limit", "items", "config", "error"];
+  const names = [
+    "value",
+    "count",
+    "index",
+    "result",
+    "buffer",
+    "tokens",
+    "limit",
+    "items",
+    "config",
+    "error",
+  ];
   const lines = [];
   let n = 0;
   let depth = 0;
@@ -89,7 +100,23 @@ export function cjk(seed, chars) {
   return s.slice(0, chars);
 }
 
-const EMOJI = ["😀", "😂", "👍", "🙏", "🔥", "🎉", "🚀", "❤️", "✅", "🤖", "👨‍👩‍👧‍👦", "👩🏽‍💻", "🏳️‍🌈", "🇫🇷", "🇯🇵"];
+const EMOJI = [
+  "😀",
+  "😂",
+  "👍",
+  "🙏",
+  "🔥",
+  "🎉",
+  "🚀",
+  "❤️",
+  "✅",
+  "🤖",
+  "👨‍👩‍👧‍👦",
+  "👩🏽‍💻",
+  "🏳️‍🌈",
+  "🇫🇷",
+  "🇯🇵",
+];
 
 /** Emoji-dense chat text of about `chars` UTF-16 units. */
 export function emoji(seed, chars) {
@@ -112,6 +139,7 @@ export function mixed(seed, chars) {
   const random = createRandom(seed);
   const kinds = [prose, code, cjk, emoji, base64];
   let s = "";
-  while (s.length < chars) s += `${pick(random, kinds)(Math.floor(random() * 1e9), 500 + Math.floor(random() * 3000))}\n`;
+  while (s.length < chars)
+    s += `${pick(random, kinds)(Math.floor(random() * 1e9), 500 + Math.floor(random() * 3000))}\n`;
   return s.slice(0, chars);
 }

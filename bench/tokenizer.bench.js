@@ -21,8 +21,14 @@ try {
   console.error("dist/ is missing or stale: run `npx tsc -p tsconfig.build.json` first.\n", error.message);
   process.exit(2);
 }
-const { getChatTokenizer, getTextTokenizer, createChatTokenizer, createTokenCountCache, O200K_CHAT_FORMAT, rankLoadTimings } =
-  tokenizers;
+const {
+  getChatTokenizer,
+  getTextTokenizer,
+  createChatTokenizer,
+  createTokenCountCache,
+  O200K_CHAT_FORMAT,
+  rankLoadTimings,
+} = tokenizers;
 
 function median(values) {
   const sorted = [...values].sort((a, b) => a - b);
@@ -121,12 +127,20 @@ for (const [name, text, otherRuns] of inputs) {
     let jsMs = Number.NaN;
     let wasmMs = Number.NaN;
     if (otherRuns > 0) {
-      jsMs = otherRuns === 1 ? once(() => js[encoding].encode(text).length).ms : time(() => js[encoding].encode(text).length, otherRuns);
-      wasmMs = otherRuns === 1 ? once(() => wasm[encoding].encode_ordinary(text).length).ms : time(() => wasm[encoding].encode_ordinary(text).length, otherRuns);
+      jsMs =
+        otherRuns === 1
+          ? once(() => js[encoding].encode(text).length).ms
+          : time(() => js[encoding].encode(text).length, otherRuns);
+      wasmMs =
+        otherRuns === 1
+          ? once(() => wasm[encoding].encode_ordinary(text).length).ms
+          : time(() => wasm[encoding].encode_ordinary(text).length, otherRuns);
     }
     const ratio = (ms) => (Number.isNaN(ms) ? "—" : `${(ms / oursMs).toFixed(1)}×`);
     const rate = (ms) => (Number.isNaN(ms) ? "(skipped)" : `${mbps(bytes, ms)} (${fmt(ms)} ms)`);
-    print(`| ${name} | ${encoding} | ${mbps(bytes, oursMs)} (${fmt(oursMs)} ms) | ${rate(jsMs)} | ${rate(wasmMs)} | ${ratio(jsMs)} | ${ratio(wasmMs)} |`);
+    print(
+      `| ${name} | ${encoding} | ${mbps(bytes, oursMs)} (${fmt(oursMs)} ms) | ${rate(jsMs)} | ${rate(wasmMs)} | ${ratio(jsMs)} | ${ratio(wasmMs)} |`,
+    );
   }
 }
 print();
@@ -134,7 +148,9 @@ print();
 // 3. Bounded decisions on 1 MiB messages.
 print("## 1 MiB message vs a 4 000-token cap (o200k_base / cl100k_base, ms)");
 print();
-print("| content | countTextUpTo o200k | truncateText o200k | countTextUpTo cl100k | truncateText cl100k | js-tiktoken full count o200k |");
+print(
+  "| content | countTextUpTo o200k | truncateText o200k | countTextUpTo cl100k | truncateText cl100k | js-tiktoken full count o200k |",
+);
 print("|---|---:|---:|---:|---:|---:|");
 const big = [
   ["100 % 'a'", "a".repeat(MIB)],
@@ -142,7 +158,10 @@ const big = [
   ["100 % '-'", "-".repeat(MIB)],
   ["base64", base64(6, MIB)],
   ["CJK", cjk(7, MIB)],
-  ["CJK, no punctuation", Array.from({ length: MIB }, (_, i) => "的一是不了人我在有他这中大来上国"[(i * 7) % 16]).join("")],
+  [
+    "CJK, no punctuation",
+    Array.from({ length: MIB }, (_, i) => "的一是不了人我在有他这中大来上国"[(i * 7) % 16]).join(""),
+  ],
   ["emoji", emoji(8, MIB)],
   ["prose", prose(9, MIB)],
   ["mixed", mixed(10, MIB)],
@@ -157,7 +176,8 @@ for (const [name, text] of big) {
     if (ours.countText(cut) > 4000) throw new Error(`${name} truncation does not fit`);
     row.push(`${fmt(time(() => ours.truncateText(text, 4000), 7))} (${ours.countText(cut)} tok)`);
   }
-  const full = quick || /^100 %/.test(name) ? "(skipped)" : fmt(once(() => js.o200k_base.encode(text).length).ms);
+  const full =
+    quick || /^100 %/.test(name) ? "(skipped)" : fmt(once(() => js.o200k_base.encode(text).length).ms);
   print(`| ${name} | ${row.join(" | ")} | ${full} |`);
 }
 print();
@@ -167,9 +187,15 @@ print("## 200-turn conversation (o200k_base)");
 print();
 const turns = [{ role: "system", content: prose(11, 2_000) }];
 for (let i = 0; i < 200; i++) {
-  turns.push({ role: i % 2 === 0 ? "user" : "assistant", content: i % 5 === 0 ? code(100 + i, 1_500) : prose(100 + i, 1_200) });
+  turns.push({
+    role: i % 2 === 0 ? "user" : "assistant",
+    content: i % 5 === 0 ? code(100 + i, 1_500) : prose(100 + i, 1_200),
+  });
 }
-const next = { role: "user", content: "Thanks. One more question: how many tokens is this conversation now?" };
+const next = {
+  role: "user",
+  content: "Thanks. One more question: how many tokens is this conversation now?",
+};
 const text = getTextTokenizer("o200k_base");
 const scratchMs = time(() => {
   const fresh = createChatTokenizer({ text, format: O200K_CHAT_FORMAT, cache: createTokenCountCache() });
@@ -182,10 +208,14 @@ const recountMs = time(() => cached.countChat([...turns, next]), 21);
 const chars = turns.reduce((n, m) => n + m.content.length, 0);
 print("| what | ms |");
 print("|---|---:|");
-print(`| count ${turns.length} messages (${(chars / 1000).toFixed(0)} k chars, ${total} tokens) from scratch | ${fmt(scratchMs)} |`);
+print(
+  `| count ${turns.length} messages (${(chars / 1000).toFixed(0)} k chars, ${total} tokens) from scratch | ${fmt(scratchMs)} |`,
+);
 print(`| recount after adding one message (cache warm) | ${fmt(recountMs)} |`);
 print(`| speed-up | ${(scratchMs / recountMs).toFixed(0)}× |`);
 print();
-print(`Node ${process.version}, ${process.platform}/${process.arch}; shared chat tokenizer check: ${getChatTokenizer("o200k_base").countChat([next])} tokens.`);
+print(
+  `Node ${process.version}, ${process.platform}/${process.arch}; shared chat tokenizer check: ${getChatTokenizer("o200k_base").countChat([next])} tokens.`,
+);
 
 for (const e of Object.values(wasm)) e.free();

@@ -13,7 +13,13 @@ export async function measure(fn, { warmup = 20, minMs = 1000, minRuns = 20, max
   samples.sort((a, b) => a - b);
   const q = (p) => samples[Math.min(samples.length - 1, Math.floor(p * samples.length))];
   const mean = samples.reduce((s, x) => s + x, 0) / samples.length;
-  return { runs: samples.length, meanUs: mean, p50Us: q(0.5), p99Us: q(0.99), maxUs: samples[samples.length - 1] };
+  return {
+    runs: samples.length,
+    meanUs: mean,
+    p50Us: q(0.5),
+    p99Us: q(0.99),
+    maxUs: samples[samples.length - 1],
+  };
 }
 
 /** Formats µs for tables. */

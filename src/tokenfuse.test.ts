@@ -8,14 +8,24 @@ import { getChatTokenizer } from "./tokenizers/index.js";
 
 function fixedClock(iso: string) {
   let now = Date.parse(iso);
-  return { nowMs: () => now, advance: (ms: number) => (now += ms), set: (s: string) => (now = Date.parse(s)) };
+  return {
+    nowMs: () => now,
+    advance: (ms: number) => (now += ms),
+    set: (s: string) => (now = Date.parse(s)),
+  };
 }
 
 const baseConfig = {
   features: {
     chat: { model: "gpt-4o", max_input: 4000, max_output: 1000, on_exceed: "trim" },
     summarize: { model: "gpt-4o-mini", max_input: 16000, max_output: 500, on_exceed: "reject" },
-    quick: { model: "gpt-4.1-nano", max_input: 1000, max_output: 200, on_exceed: "truncate", allowed_models: ["gpt-4.1-mini"] },
+    quick: {
+      model: "gpt-4.1-nano",
+      max_input: 1000,
+      max_output: 200,
+      on_exceed: "truncate",
+      allowed_models: ["gpt-4.1-mini"],
+    },
     capped: { model: "gpt-4o", max_input: 1000, max_output: 100, on_exceed: "reject", daily_tokens: 1000 },
   },
   tiers: {
@@ -58,17 +68,35 @@ describe("createTokenfuse: admit and settle", () => {
     expect(a.messages).toEqual(m);
     await a.settle({ prompt_tokens: a.inputTokens, completion_tokens: 7, total_tokens: a.inputTokens + 7 });
     const r = await tf.remaining({ user: "u1" });
-    expect(r.user.day).toMatchObject({ limit: 10000, used: a.inputTokens + 7, reserved: 0, remaining: 10000 - a.inputTokens - 7 });
+    expect(r.user.day).toMatchObject({
+      limit: 10000,
+      used: a.inputTokens + 7,
+      reserved: 0,
+      remaining: 10000 - a.inputTokens - 7,
+    });
     expect(r.features.chat?.used_today).toBe(a.inputTokens + 7);
     expect(r.global.minute.used).toBe(a.inputTokens + 7);
   });
 
   it("keeps an allowed model, lowers a larger caller cap, keeps a smaller one, multiplies by n", async () => {
     const tf = make();
-    const a = await tf.admit({ feature: "quick", user: "u", messages: msgs("hi"), model: "gpt-4.1-mini", maxTokens: 5000 });
+    const a = await tf.admit({
+      feature: "quick",
+      user: "u",
+      messages: msgs("hi"),
+      model: "gpt-4.1-mini",
+      maxTokens: 5000,
+    });
     expect(a.model).toBe("gpt-4.1-mini");
     expect(a.maxOutputTokens).toBe(200);
-    const b = await tf.admit({ feature: "quick", user: "u", messages: msgs("hi"), maxCompletionTokens: 50, maxTokens: 80, n: 3 });
+    const b = await tf.admit({
+      feature: "quick",
+      user: "u",
+      messages: msgs("hi"),
+      maxCompletionTokens: 50,
+      maxTokens: 80,
+      n: 3,
+    });
     expect(b.maxOutputTokens).toBe(50);
     expect(b.reservedTokens).toBe(b.inputTokens + 150);
   });
@@ -97,10 +125,19 @@ describe("createTokenfuse: admit and settle", () => {
     const tf = make();
     await expectCode(tf.admit({ feature: "nope", user: "u", messages: msgs("x") }), "unknown_feature");
     await expectCode(tf.admit({ feature: "chat", user: "u", messages: [] }), "invalid_request");
-    await expectCode(tf.admit({ feature: "chat", user: "u", messages: msgs("x"), maxTokens: 0 }), "invalid_request");
-    await expectCode(tf.admit({ feature: "chat", user: "u", messages: msgs("x"), n: 1.5 }), "invalid_request");
+    await expectCode(
+      tf.admit({ feature: "chat", user: "u", messages: msgs("x"), maxTokens: 0 }),
+      "invalid_request",
+    );
+    await expectCode(
+      tf.admit({ feature: "chat", user: "u", messages: msgs("x"), n: 1.5 }),
+      "invalid_request",
+    );
     await tf.setFeatureEnabled("chat", false);
-    const e = await expectCode(tf.admit({ feature: "chat", user: "u", messages: msgs("x") }), "feature_disabled");
+    const e = await expectCode(
+      tf.admit({ feature: "chat", user: "u", messages: msgs("x") }),
+      "feature_disabled",
+    );
     expect(e.status).toBe(503);
     await tf.setFeatureEnabled("chat", true);
     await tf.admit({ feature: "chat", user: "u", messages: msgs("x") });
@@ -109,7 +146,10 @@ describe("createTokenfuse: admit and settle", () => {
 
   it("rejects over-cap input with input_budget_exceeded and charges nothing", async () => {
     const tf = make();
-    await expectCode(tf.admit({ feature: "summarize", user: "u4", messages: msgs("word ".repeat(20000)) }), "input_budget_exceeded");
+    await expectCode(
+      tf.admit({ feature: "summarize", user: "u4", messages: msgs("word ".repeat(20000)) }),
+      "input_budget_exceeded",
+    );
     expect((await tf.remaining({ user: "u4" })).user.day).toMatchObject({ used: 0, reserved: 0 });
   });
 
@@ -138,7 +178,12 @@ describe("budgets", () => {
     for (let i = 0; i < 100 && !refused; i++) {
       const before = await tf.remaining({ user: "loop" });
       try {
-        const a = await tf.admit({ feature: "chat", user: "loop", messages: msgs(`turn ${i} ${"x ".repeat(50)}`), maxTokens: 400 });
+        const a = await tf.admit({
+          feature: "chat",
+          user: "loop",
+          messages: msgs(`turn ${i} ${"x ".repeat(50)}`),
+          maxTokens: 400,
+        });
         const out = 100 + ((i * 37) % 300);
         await a.settle({ prompt_tokens: a.inputTokens, completion_tokens: out });
         settledTotal += a.inputTokens + out;
@@ -172,12 +217,24 @@ describe("budgets", () => {
   it("enforces a tier's tokens per minute with retry after the minute", async () => {
     const clock = fixedClock("2026-11-24T12:00:10Z");
     const tf = make(clock);
-    const a = await tf.admit({ feature: "quick", user: "m", tier: "pro", messages: msgs("hi"), maxTokens: 100 });
+    const a = await tf.admit({
+      feature: "quick",
+      user: "m",
+      tier: "pro",
+      messages: msgs("hi"),
+      maxTokens: 100,
+    });
     await a.settle({ prompt_tokens: a.inputTokens, completion_tokens: 100 });
     let e: TokenBudgetError | undefined;
     for (let i = 0; i < 30 && !e; i++) {
       try {
-        const b = await tf.admit({ feature: "quick", user: "m", tier: "pro", messages: msgs("hi"), maxTokens: 200 });
+        const b = await tf.admit({
+          feature: "quick",
+          user: "m",
+          tier: "pro",
+          messages: msgs("hi"),
+          maxTokens: 200,
+        });
         await b.settle({ prompt_tokens: b.inputTokens, completion_tokens: 200 });
       } catch (err) {
         e = err as TokenBudgetError;
@@ -192,23 +249,36 @@ describe("budgets", () => {
     const tf = make();
     const a = await tf.admit({ feature: "capped", user: "f1", messages: msgs("hi") });
     await a.settle({ prompt_tokens: a.inputTokens, completion_tokens: 100 });
-    const e = await expectCode(tf.admit({ feature: "capped", user: "f2", messages: msgs("x ".repeat(800)) }), "feature_budget_exceeded");
+    const e = await expectCode(
+      tf.admit({ feature: "capped", user: "f2", messages: msgs("x ".repeat(800)) }),
+      "feature_budget_exceeded",
+    );
     expect(e.status).toBe(429);
   });
 
   it("enforces the global tokens per minute with global_rate_limited", async () => {
-    const tf = make(fixedClock("2026-11-24T12:00:00Z"), { ...baseConfig, global: { tokens_per_minute: 1500 } });
+    const tf = make(fixedClock("2026-11-24T12:00:00Z"), {
+      ...baseConfig,
+      global: { tokens_per_minute: 1500 },
+    });
     await tf.admit({ feature: "chat", user: "g1", messages: msgs("hi"), maxTokens: 1000 });
-    const e = await expectCode(tf.admit({ feature: "chat", user: "g2", messages: msgs("hi"), maxTokens: 1000 }), "global_rate_limited");
+    const e = await expectCode(
+      tf.admit({ feature: "chat", user: "g2", messages: msgs("hi"), maxTokens: 1000 }),
+      "global_rate_limited",
+    );
     expect(e.retryAfterMs).toBe(60_000);
   });
 
   it("200 concurrent admits in one process never admit more than the budget", async () => {
     const tf = make();
     const results = await Promise.allSettled(
-      Array.from({ length: 200 }, (_, i) => tf.admit({ feature: "quick", user: "burst", messages: msgs(`q${i}`), maxTokens: 40 })),
+      Array.from({ length: 200 }, (_, i) =>
+        tf.admit({ feature: "quick", user: "burst", messages: msgs(`q${i}`), maxTokens: 40 }),
+      ),
     );
-    const admitted = results.filter((r) => r.status === "fulfilled").map((r) => (r as PromiseFulfilledResult<{ reservedTokens: number }>).value);
+    const admitted = results
+      .filter((r) => r.status === "fulfilled")
+      .map((r) => (r as PromiseFulfilledResult<{ reservedTokens: number }>).value);
     const refused = results.filter((r) => r.status === "rejected");
     const reserved = admitted.reduce((s, a) => s + a.reservedTokens, 0);
     expect(reserved).toBeLessThanOrEqual(10000);

@@ -1,10 +1,16 @@
-import { loadConfig, defaultConfig } from "./config/load.js";
+import { defaultConfig, loadConfig } from "./config/load.js";
 import type { FeatureConfig, ResolvedConfig } from "./config/types.js";
-import { type Admission, type BudgetReport, createEngine, type EngineEvents, type SummaryProvider } from "./core/engine.js";
+import {
+  type Admission,
+  type BudgetReport,
+  createEngine,
+  type EngineEvents,
+  type SummaryProvider,
+} from "./core/engine.js";
+import { TokenBudgetError } from "./core/errors.js";
 import { createLogger, type Logger } from "./core/logger.js";
 import type { AdmitRequest } from "./core/request.js";
 import { type Clock, systemClock } from "./core/types.js";
-import { TokenBudgetError } from "./core/errors.js";
 import { createGuardedStore } from "./stores/guarded-store.js";
 import { createMemoryStore } from "./stores/memory-store.js";
 import { createRedisStore } from "./stores/redis/redis-store.js";
@@ -55,22 +61,35 @@ const DEFAULT_CALL_TIMEOUT_MS = 600_000;
  */
 export function createTokenfuse(options: TokenfuseOptions = {}): Tokenfuse {
   const logger = options.logger ?? createLogger();
-  const config = options.config === undefined ? defaultConfig() : loadConfig(options.config, options.env ?? process.env);
+  const config =
+    options.config === undefined ? defaultConfig() : loadConfig(options.config, options.env ?? process.env);
   let store = options.store;
   if (!store) {
     if (config.store.kind === "redis") {
       const sc = config.store;
       store = createGuardedStore({
-        primary: createRedisStore({ url: sc.url, keyPrefix: sc.keyPrefix, commandTimeoutMs: sc.commandTimeoutMs, logger }),
+        primary: createRedisStore({
+          url: sc.url,
+          keyPrefix: sc.keyPrefix,
+          commandTimeoutMs: sc.commandTimeoutMs,
+          logger,
+        }),
         onError: sc.onError,
         logger,
       });
-      logger.info({ store: "redis", keyPrefix: sc.keyPrefix, onError: sc.onError }, "using the redis store: budgets are shared by every process on it");
+      logger.info(
+        { store: "redis", keyPrefix: sc.keyPrefix, onError: sc.onError },
+        "using the redis store: budgets are shared by every process on it",
+      );
     } else {
       store = createMemoryStore({
-        onReservationExpired: (id, tokens) => logger.warn({ id, tokens }, "reservation expired unsettled; released"),
+        onReservationExpired: (id, tokens) =>
+          logger.warn({ id, tokens }, "reservation expired unsettled; released"),
       });
-      logger.info({ store: "memory" }, "using the memory store: budgets live in this process only and are lost on restart");
+      logger.info(
+        { store: "memory" },
+        "using the memory store: budgets live in this process only and are lost on restart",
+      );
     }
   }
   const clock = options.clock ?? systemClock;
@@ -104,7 +123,11 @@ export function createTokenfuse(options: TokenfuseOptions = {}): Tokenfuse {
     },
     async setFeatureEnabled(feature, enabled) {
       if (!Object.hasOwn(config.features, feature)) {
-        throw new TokenBudgetError({ code: "unknown_feature", message: `unknown feature "${feature}"`, scope: "request" });
+        throw new TokenBudgetError({
+          code: "unknown_feature",
+          message: `unknown feature "${feature}"`,
+          scope: "request",
+        });
       }
       if (typeof enabled !== "boolean") throw new TypeError("enabled must be a boolean");
       await ready;

@@ -99,7 +99,9 @@ describe("multi-process: 4 processes share one Redis budget", () => {
       expect(Number(h.u ?? 0), `feature ${f} used`).toBe(byFeature.get(f) ?? 0);
       expect(Number(h.t ?? 0), `feature ${f} used + reserved`).toBe(byFeature.get(f) ?? 0);
     }
-    expect(Number((await redis.hgetall(`${prefix}c:feature:{chat}:day:${day}`)).u ?? 0)).toBeLessThanOrEqual(40_000);
+    expect(Number((await redis.hgetall(`${prefix}c:feature:{chat}:day:${day}`)).u ?? 0)).toBeLessThanOrEqual(
+      40_000,
+    );
     const g = await redis.hgetall(`${prefix}c:global:minute:${minute}`);
     expect(Number(g.u)).toBe(total);
     expect(Number(g.t)).toBe(total);
@@ -108,9 +110,12 @@ describe("multi-process: 4 processes share one Redis budget", () => {
   it("the limits were really hit: many requests were refused, none failed for another reason", () => {
     const admitted = ledgers.reduce((s, l) => s + l.admitted, 0);
     const refused: Record<string, number> = {};
-    for (const l of ledgers) for (const [c, n] of Object.entries(l.refused)) refused[c] = (refused[c] ?? 0) + n;
+    for (const l of ledgers)
+      for (const [c, n] of Object.entries(l.refused)) refused[c] = (refused[c] ?? 0) + n;
     expect(admitted + Object.values(refused).reduce((s, n) => s + n, 0)).toBe(WORKERS * REQUESTS_PER_WORKER);
-    expect(Object.keys(refused).every((c) => c === "user_budget_exceeded" || c === "feature_budget_exceeded")).toBe(true);
+    expect(
+      Object.keys(refused).every((c) => c === "user_budget_exceeded" || c === "feature_budget_exceeded"),
+    ).toBe(true);
     expect(refused.user_budget_exceeded ?? 0).toBeGreaterThan(100);
     expect(admitted).toBeGreaterThan(50);
   });

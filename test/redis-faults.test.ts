@@ -79,7 +79,11 @@ describe("Redis faults", () => {
       expect(await direct.zcard(`${prefix}exp`)).toBe(0);
 
       // A settlement whose reply is lost is deferred, retried, and charged exactly once.
-      await until(() => (store as unknown as { opts: { primary: { ready: boolean } } }).opts.primary.ready, 5000, "reconnect");
+      await until(
+        () => (store as unknown as { opts: { primary: { ready: boolean } } }).opts.primary.ready,
+        5000,
+        "reconnect",
+      );
       const a = await tf.admit({ feature: "chat", user: "lr", messages });
       proxy.loseNextReply();
       const s = await a.settle({ prompt_tokens: a.inputTokens, completion_tokens: 40 });
@@ -170,7 +174,8 @@ describe("Redis faults", () => {
         // Usage recorded during the outage reaches Redis once it is back (allow/local): nothing lost.
         await until(async () => store.pendingSettlements === 0, 5000, "deferred settlements to flush");
         const h = await direct.hgetall(userDay(prefix, "k"));
-        const perRequest = (await tf.admit({ feature: "chat", user: "probe", messages, maxTokens: 100 })).inputTokens + 50;
+        const perRequest =
+          (await tf.admit({ feature: "chat", user: "probe", messages, maxTokens: 100 })).inputTokens + 50;
         expect(Number(h.u ?? 0)).toBe(mode === "deny" ? 0 : deferred * perRequest);
       } finally {
         await tf.close();

@@ -1,9 +1,9 @@
 import { readdirSync, statSync } from "node:fs";
 import { join } from "node:path";
 import { parse as parseYaml } from "yaml";
+import type { ResolvedConfig } from "../config/types.js";
 import { validateAdmitRequest } from "../core/request.js";
 import type { ChatMessage, ToolDefinition } from "../core/types.js";
-import type { ResolvedConfig } from "../config/types.js";
 import { tokenizerForModel } from "../tokenizers/index.js";
 import { resolveCliConfig } from "./config-arg.js";
 import { CliError, type CliIo, parseCliArgs, readInput } from "./io.js";
@@ -60,7 +60,9 @@ function loadFixture(file: string, raw: string): Fixture {
   try {
     data = file.endsWith(".json") ? JSON.parse(raw) : parseYaml(raw);
   } catch (e) {
-    throw new CliError(`${file}: not valid ${file.endsWith(".json") ? "JSON" : "YAML"}: ${(e as Error).message.split("\n")[0]}`);
+    throw new CliError(
+      `${file}: not valid ${file.endsWith(".json") ? "JSON" : "YAML"}: ${(e as Error).message.split("\n")[0]}`,
+    );
   }
   if (typeof data !== "object" || data === null || Array.isArray(data)) {
     throw new CliError(`${file}: expected an object with "feature" and "messages"`);
@@ -85,7 +87,11 @@ function loadFixture(file: string, raw: string): Fixture {
 
 /** `tokenfuse check [--config F] [--fixtures DIR]` */
 export async function runCheck(args: string[], io: CliIo): Promise<number> {
-  const { values, positionals } = parseCliArgs(args, { config: { type: "string" }, fixtures: { type: "string" } }, false);
+  const { values, positionals } = parseCliArgs(
+    args,
+    { config: { type: "string" }, fixtures: { type: "string" } },
+    false,
+  );
   void positionals;
   const { config, source } = resolveCliConfig(values.config as string | undefined, io);
   io.out(`config OK: ${source}\n\n${budgetTable(config)}\n`);
@@ -125,6 +131,8 @@ export async function runCheck(args: string[], io: CliIo): Promise<number> {
       fits ? "ok" : `FAIL: over by ${num(n - feature.maxInputTokens)} (on_exceed: ${feature.onExceed})`,
     ]);
   }
-  io.out(`\n${renderTable(rows)}\n\n${files.length - failed} of ${files.length} fixtures fit their feature\n`);
+  io.out(
+    `\n${renderTable(rows)}\n\n${files.length - failed} of ${files.length} fixtures fit their feature\n`,
+  );
   return failed > 0 ? 1 : 0;
 }

@@ -1,5 +1,5 @@
-import type { ChatMessage, ToolDefinition } from "../core/types.js";
 import { validateAdmitRequest } from "../core/request.js";
+import type { ChatMessage, ToolDefinition } from "../core/types.js";
 import { tokenizerForModel } from "../tokenizers/index.js";
 import { CliError, type CliIo, parseCliArgs, readInput } from "./io.js";
 
@@ -12,7 +12,13 @@ function isMessageArray(v: unknown): v is ChatMessage[] {
   return (
     Array.isArray(v) &&
     v.length > 0 &&
-    v.every((m) => typeof m === "object" && m !== null && !Array.isArray(m) && typeof (m as { role?: unknown }).role === "string")
+    v.every(
+      (m) =>
+        typeof m === "object" &&
+        m !== null &&
+        !Array.isArray(m) &&
+        typeof (m as { role?: unknown }).role === "string",
+    )
   );
 }
 
@@ -55,7 +61,12 @@ export async function runCount(args: string[], io: CliIo): Promise<number> {
   const tokenizer = tokenizerForModel(model);
   let tokens: number;
   if (input.kind === "chat") {
-    const err = validateAdmitRequest({ feature: "count", user: "cli", messages: input.messages, tools: input.tools });
+    const err = validateAdmitRequest({
+      feature: "count",
+      user: "cli",
+      messages: input.messages,
+      tools: input.tools,
+    });
     if (err) throw new CliError(`not a valid chat request: ${err.message}`);
     tokens = tokenizer.countChat(input.messages, input.tools);
   } else {

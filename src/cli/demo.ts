@@ -28,7 +28,11 @@ function sentence(seed: number, words: number): string {
  * the provider, and prints each decision.
  */
 export async function runDemo(args: string[], io: CliIo): Promise<number> {
-  const { values } = parseCliArgs(args, { config: { type: "string" }, turns: { type: "string", default: "40" } }, false);
+  const { values } = parseCliArgs(
+    args,
+    { config: { type: "string" }, turns: { type: "string", default: "60" }, tier: { type: "string" } },
+    false,
+  );
   const turns = Number(values.turns);
   if (!Number.isSafeInteger(turns) || turns < 1 || turns > 10_000) {
     io.err("tokenfuse demo: --turns must be an integer from 1 to 10000\n");
@@ -36,13 +40,26 @@ export async function runDemo(args: string[], io: CliIo): Promise<number> {
   }
   const { config, source } = resolveCliConfig(values.config as string | undefined, io);
   const feature = config.features.chat ? "chat" : (Object.keys(config.features)[0] as string);
-  const tier = config.defaultTier;
+  // A pro user by default: enough budget to see trimming before the daily budget runs out.
+  const tier = (values.tier as string | undefined) ?? (config.tiers.pro ? "pro" : config.defaultTier);
+  if (!config.tiers[tier]) {
+    io.err(
+      `tokenfuse demo: no tier "${tier}" in the config (tiers: ${Object.keys(config.tiers).join(", ")})\n`,
+    );
+    return 2;
+  }
   io.out(
     `tokenfuse demo on ${source}: feature "${feature}", a ${tier}-tier user, a provider stand-in that answers 50 tokens.\n` +
       "Each turn re-sends the whole conversation (the unbounded-history bug); watch tokenfuse trim it and stop the user at the daily budget.\n\n",
   );
-  const tf = createTokenfuse({ config: configSourceFor(values.config as string | undefined, source), logger: silentLogger, env: io.env });
-  const rows: string[][] = [["turn", "messages sent", "kept", "input tokens", "decision", "charged", "user remaining today"]];
+  const tf = createTokenfuse({
+    config: configSourceFor(values.config as string | undefined, source),
+    logger: silentLogger,
+    env: io.env,
+  });
+  const rows: string[][] = [
+    ["turn", "messages sent", "kept", "input tokens", "decision", "charged", "user remaining today"],
+  ];
   const history: ChatMessage[] = [{ role: "system", content: "You are a helpful assistant." }];
   let outcome = `stopped after ${turns} turns`;
   for (let turn = 1; turn <= turns; turn++) {
@@ -64,7 +81,7 @@ export async function runDemo(args: string[], io: CliIo): Promise<number> {
     } catch (e) {
       if (!isTokenBudgetError(e)) throw e;
       rows.push([String(turn), String(history.length), "-", "-", `reject: ${e.code}`, "0", "-"]);
-      outcome = `turn ${turn} refused with ${e.code}: ${e.message}; retry in ${Math.ceil((e.retryAfterMs ?? 0) / 1000)} s`;
+      outcome = `turn ${turn} refused with ${e.code}: ${e.message}; retry in ${duration(e.retryAfterMs ?? 0)}`;
       break;
     }
   }
@@ -78,4 +95,9 @@ export async function runDemo(args: string[], io: CliIo): Promise<number> {
 function configSourceFor(path: string | undefined, source: string): string | undefined {
   if (path) return path;
   return source === "built-in example config" ? undefined : source;
+}
+
+function duration(ms: number): string {
+  const m = Math.ceil(ms / 60_000);
+  return m >= 60 ? `${Math.floor(m / 60)} h ${m % 60} min` : `${m} min`;
 }

@@ -1,5 +1,5 @@
 import { readFileSync } from "node:fs";
-import { parseArgs, type ParseArgsConfig } from "node:util";
+import { type ParseArgsConfig, parseArgs } from "node:util";
 
 /** Where the CLI reads and writes; injected so commands can be tested in-process. */
 export interface CliIo {
@@ -28,11 +28,16 @@ export class CliError extends Error {
 }
 
 /** `node:util` parseArgs, with its errors turned into one clear CliError line. */
-export function parseCliArgs<T extends ParseArgsConfig["options"]>(args: string[], options: T, allowPositionals: boolean) {
+export function parseCliArgs(
+  args: string[],
+  options: NonNullable<ParseArgsConfig["options"]>,
+  allowPositionals: boolean,
+): { values: Record<string, string | boolean | undefined>; positionals: string[] } {
   try {
-    return parseArgs({ args, options, allowPositionals, strict: true });
+    const r = parseArgs({ args, options, allowPositionals, strict: true });
+    return { values: r.values as Record<string, string | boolean | undefined>, positionals: r.positionals };
   } catch (e) {
-    throw new CliError(e instanceof Error ? e.message.split("\n")[0] ?? e.message : String(e));
+    throw new CliError(e instanceof Error ? (e.message.split("\n")[0] ?? e.message) : String(e));
   }
 }
 
@@ -43,6 +48,8 @@ export async function readInput(path: string | undefined, io: CliIo): Promise<st
     return readFileSync(path, "utf8");
   } catch (e) {
     const code = (e as NodeJS.ErrnoException).code;
-    throw new CliError(`cannot read ${path}: ${code === "ENOENT" ? "no such file" : code === "EISDIR" ? "is a directory" : (e as Error).message}`);
+    throw new CliError(
+      `cannot read ${path}: ${code === "ENOENT" ? "no such file" : code === "EISDIR" ? "is a directory" : (e as Error).message}`,
+    );
   }
 }

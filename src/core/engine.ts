@@ -140,11 +140,16 @@ export interface BudgetReport {
 /** The policy engine: admit → (caller calls provider) → settle. */
 export interface Engine {
   admit(req: AdmitRequest): Promise<Admission>;
-  remaining(q: { user: string; tier?: string | undefined; features?: string[] | undefined }): Promise<BudgetReport>;
+  remaining(q: {
+    user: string;
+    tier?: string | undefined;
+    features?: string[] | undefined;
+  }): Promise<BudgetReport>;
 }
 
 function describeScope(s: ScopeCharge): string {
-  if (s.kind === "user") return s.window === "day" ? "user's daily token budget" : "user's tokens-per-minute limit";
+  if (s.kind === "user")
+    return s.window === "day" ? "user's daily token budget" : "user's tokens-per-minute limit";
   if (s.kind === "feature") return "feature's daily token budget";
   return "global tokens-per-minute limit";
 }
@@ -158,14 +163,23 @@ export function createEngine(deps: EngineDeps): Engine {
     const tierName = name ?? config.defaultTier;
     const tier = config.tiers[tierName];
     if (!tier) {
-      throw new TokenBudgetError({ code: "invalid_request", message: `unknown tier "${tierName}"`, scope: "user" });
+      throw new TokenBudgetError({
+        code: "invalid_request",
+        message: `unknown tier "${tierName}"`,
+        scope: "user",
+      });
     }
     return tier;
   }
 
   function featureOf(name: string): FeatureConfig {
     const f = Object.hasOwn(config.features, name) ? config.features[name] : undefined;
-    if (!f) throw new TokenBudgetError({ code: "unknown_feature", message: `unknown feature "${name}"`, scope: "request" });
+    if (!f)
+      throw new TokenBudgetError({
+        code: "unknown_feature",
+        message: `unknown feature "${name}"`,
+        scope: "request",
+      });
     return f;
   }
 
@@ -174,7 +188,11 @@ export function createEngine(deps: EngineDeps): Engine {
     throw e;
   }
 
-  function summarizerFor(req: AdmitRequest, tier: TierConfig, feature: FeatureConfig): Summarizer | undefined {
+  function summarizerFor(
+    req: AdmitRequest,
+    tier: TierConfig,
+    feature: FeatureConfig,
+  ): Summarizer | undefined {
     const provider = deps.summaryProvider;
     const withName = feature.summarizeWith;
     if (!provider || !withName) return undefined;
@@ -188,7 +206,11 @@ export function createEngine(deps: EngineDeps): Engine {
         maxTokens,
       });
       try {
-        const out = await provider({ model: adm.model, messages: adm.messages, maxOutputTokens: adm.maxOutputTokens });
+        const out = await provider({
+          model: adm.model,
+          messages: adm.messages,
+          maxOutputTokens: adm.maxOutputTokens,
+        });
         await adm.settle(out.usage ?? null);
         return out.text;
       } catch (e) {
@@ -248,7 +270,13 @@ export function createEngine(deps: EngineDeps): Engine {
     const scopes = scopesFor(config, feature, req.user, tier, nowMs);
     let r: Awaited<ReturnType<Store["reserve"]>>;
     try {
-      r = await store.reserve({ id: base.id, tokens: reservedTokens, scopes, nowMs, ttlMs: deps.reservationTtlMs(feature) });
+      r = await store.reserve({
+        id: base.id,
+        tokens: reservedTokens,
+        scopes,
+        nowMs,
+        ttlMs: deps.reservationTtlMs(feature),
+      });
     } catch (e) {
       if (!isStoreUnavailable(e)) throw e;
       reject(
@@ -279,13 +307,18 @@ export function createEngine(deps: EngineDeps): Engine {
     if (r.duplicate) logger.warn({ id: base.id }, "reservation id seen before; nothing charged again");
     const decision = policy.reduced ? "trim" : "allow";
     if (r.degraded) {
-      logger.warn({ id: base.id, feature: feature.name, user: req.user, onError: r.degraded }, "admitted while the budget store is unavailable");
+      logger.warn(
+        { id: base.id, feature: feature.name, user: req.user, onError: r.degraded },
+        "admitted while the budget store is unavailable",
+      );
     }
     deps.events?.decision({
       ...base,
       atMs: nowMs,
       decision,
-      ...(r.degraded ? { storeStatus: r.degraded === "allow" ? ("store_unavailable" as const) : ("local" as const) } : {}),
+      ...(r.degraded
+        ? { storeStatus: r.degraded === "allow" ? ("store_unavailable" as const) : ("local" as const) }
+        : {}),
       inputTokens: policy.inputTokens,
       reservedTokens,
       trimmedMessages: policy.droppedMessages,
@@ -333,19 +366,45 @@ export function createEngine(deps: EngineDeps): Engine {
     async function doSettle(u: Usage | undefined): Promise<SettlementResult> {
       const actual = u ? chargedTokens(u) : 0;
       const atMs = clock.nowMs();
-      const status = await store.settle({ id: base.id, actualTokens: actual, reservedTokens, scopes, nowMs: atMs });
+      const status = await store.settle({
+        id: base.id,
+        actualTokens: actual,
+        reservedTokens,
+        scopes,
+        nowMs: atMs,
+      });
       if (status === "expired") {
-        logger.warn({ id: base.id, feature: feature.name }, "settled after the reservation expired; charged the actual usage");
+        logger.warn(
+          { id: base.id, feature: feature.name },
+          "settled after the reservation expired; charged the actual usage",
+        );
       }
-      deps.events?.settled({ id: base.id, atMs, feature: feature.name, user: req.user, model, status, chargedTokens: actual, ...(u ? { usage: u } : {}) });
+      deps.events?.settled({
+        id: base.id,
+        atMs,
+        feature: feature.name,
+        user: req.user,
+        model,
+        status,
+        chargedTokens: actual,
+        ...(u ? { usage: u } : {}),
+      });
       return { status, chargedTokens: actual, ...(u ? { usage: u } : {}) };
     }
     return admission;
   }
 
-  async function remaining(q: { user: string; tier?: string | undefined; features?: string[] | undefined }): Promise<BudgetReport> {
+  async function remaining(q: {
+    user: string;
+    tier?: string | undefined;
+    features?: string[] | undefined;
+  }): Promise<BudgetReport> {
     if (typeof q?.user !== "string" || q.user === "") {
-      throw new TokenBudgetError({ code: "invalid_request", message: "user must be a non-empty string", scope: "request" });
+      throw new TokenBudgetError({
+        code: "invalid_request",
+        message: "user must be a non-empty string",
+        scope: "request",
+      });
     }
     const tier = tierOf(q.tier);
     const nowMs = clock.nowMs();
@@ -354,7 +413,9 @@ export function createEngine(deps: EngineDeps): Engine {
     const first = features[0] ?? Object.values(config.features)[0];
     if (!first) throw new Error("config has no features");
     const base = scopesFor(config, first, q.user, tier, nowMs);
-    const featureScopes = features.map((f) => scopesFor(config, f, q.user, tier, nowMs).find((s) => s.kind === "feature") as ScopeCharge);
+    const featureScopes = features.map(
+      (f) => scopesFor(config, f, q.user, tier, nowMs).find((s) => s.kind === "feature") as ScopeCharge,
+    );
     const userScopes = base.filter((s) => s.kind === "user");
     const globalScope = base.find((s) => s.kind === "global") as ScopeCharge;
     const all = [...userScopes, ...featureScopes, globalScope];

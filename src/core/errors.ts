@@ -75,5 +75,7 @@ export class TokenBudgetError extends Error {
 
 /** True when `e` is a {@link TokenBudgetError} (also across module copies). */
 export function isTokenBudgetError(e: unknown): e is TokenBudgetError {
-  return e instanceof TokenBudgetError || (e instanceof Error && e.name === "TokenBudgetError" && "code" in e);
+  return (
+    e instanceof TokenBudgetError || (e instanceof Error && e.name === "TokenBudgetError" && "code" in e)
+  );
 }

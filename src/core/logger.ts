@@ -28,7 +28,10 @@ export const REDACT_PATHS = [
 
 /** The default logger: JSON lines on stderr, level from `TOKENFUSE_LOG_LEVEL` (default `info`). */
 export function createLogger(level = process.env.TOKENFUSE_LOG_LEVEL ?? "info"): Logger {
-  return pino({ name: "tokenfuse", level, redact: { paths: REDACT_PATHS, censor: "[redacted]" } }, pino.destination(2));
+  return pino(
+    { name: "tokenfuse", level, redact: { paths: REDACT_PATHS, censor: "[redacted]" } },
+    pino.destination(2),
+  );
 }
 
 /** A logger that drops everything (tests, benchmarks). */

@@ -44,32 +44,45 @@ function positiveInt(name: string, v: unknown): TokenBudgetError | undefined {
  */
 export function validateAdmitRequest(req: AdmitRequest): TokenBudgetError | undefined {
   if (typeof req !== "object" || req === null) return invalid("request must be an object");
-  if (typeof req.feature !== "string" || req.feature === "") return invalid("feature must be a non-empty string");
+  if (typeof req.feature !== "string" || req.feature === "")
+    return invalid("feature must be a non-empty string");
   if (typeof req.user !== "string" || req.user === "") return invalid("user must be a non-empty string");
   if (req.tier !== undefined && typeof req.tier !== "string") return invalid("tier must be a string");
-  if (req.model !== undefined && req.model !== null && typeof req.model !== "string") return invalid("model must be a string");
-  if (!Array.isArray(req.messages) || req.messages.length === 0) return invalid("messages must be a non-empty array");
+  if (req.model !== undefined && req.model !== null && typeof req.model !== "string")
+    return invalid("model must be a string");
+  if (!Array.isArray(req.messages) || req.messages.length === 0)
+    return invalid("messages must be a non-empty array");
   for (let i = 0; i < req.messages.length; i++) {
     const m = req.messages[i];
-    if (typeof m !== "object" || m === null || Array.isArray(m)) return invalid(`messages[${i}] must be an object`);
-    if (typeof m.role !== "string" || m.role === "") return invalid(`messages[${i}].role must be a non-empty string`);
+    if (typeof m !== "object" || m === null || Array.isArray(m))
+      return invalid(`messages[${i}] must be an object`);
+    if (typeof m.role !== "string" || m.role === "")
+      return invalid(`messages[${i}].role must be a non-empty string`);
     const c = m.content;
     if (c !== undefined && c !== null && typeof c !== "string") {
-      if (!Array.isArray(c)) return invalid(`messages[${i}].content must be a string, an array of parts or null`);
+      if (!Array.isArray(c))
+        return invalid(`messages[${i}].content must be a string, an array of parts or null`);
       for (let j = 0; j < c.length; j++) {
         const p = c[j];
         if (typeof p !== "object" || p === null || typeof p.type !== "string") {
           return invalid(`messages[${i}].content[${j}] must be an object with a string type`);
         }
-        if (p.type === "text" && typeof p.text !== "string") return invalid(`messages[${i}].content[${j}].text must be a string`);
+        if (p.type === "text" && typeof p.text !== "string")
+          return invalid(`messages[${i}].content[${j}].text must be a string`);
       }
     }
-    if (m.name !== undefined && typeof m.name !== "string") return invalid(`messages[${i}].name must be a string`);
+    if (m.name !== undefined && typeof m.name !== "string")
+      return invalid(`messages[${i}].name must be a string`);
     if (m.tool_calls !== undefined && m.tool_calls !== null) {
       if (!Array.isArray(m.tool_calls)) return invalid(`messages[${i}].tool_calls must be an array`);
       for (let j = 0; j < m.tool_calls.length; j++) {
         const tc = m.tool_calls[j];
-        if (typeof tc !== "object" || tc === null || typeof tc.function !== "object" || tc.function === null) {
+        if (
+          typeof tc !== "object" ||
+          tc === null ||
+          typeof tc.function !== "object" ||
+          tc.function === null
+        ) {
           return invalid(`messages[${i}].tool_calls[${j}].function must be an object`);
         }
       }
@@ -89,7 +102,8 @@ export function validateAdmitRequest(req: AdmitRequest): TokenBudgetError | unde
     positiveInt("max_completion_tokens", req.maxCompletionTokens) ??
     positiveInt("n", req.n);
   if (capErr) return capErr;
-  if (req.n !== undefined && req.n !== null && req.n > MAX_N) return invalid(`n must be at most ${MAX_N}, got ${req.n}`);
+  if (req.n !== undefined && req.n !== null && req.n > MAX_N)
+    return invalid(`n must be at most ${MAX_N}, got ${req.n}`);
   if (req.requestId !== undefined && (typeof req.requestId !== "string" || req.requestId === "")) {
     return invalid("requestId must be a non-empty string");
   }
@@ -103,6 +117,7 @@ export function validateAdmitRequest(req: AdmitRequest): TokenBudgetError | unde
 export function outputCap(featureMaxOutput: number, req: AdmitRequest): number {
   let cap = featureMaxOutput;
   if (typeof req.maxTokens === "number" && req.maxTokens < cap) cap = req.maxTokens;
-  if (typeof req.maxCompletionTokens === "number" && req.maxCompletionTokens < cap) cap = req.maxCompletionTokens;
+  if (typeof req.maxCompletionTokens === "number" && req.maxCompletionTokens < cap)
+    cap = req.maxCompletionTokens;
   return cap;
 }

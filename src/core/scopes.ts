@@ -18,7 +18,14 @@ export function keyPart(id: string): string {
   return encodeURIComponent(id);
 }
 
-function charge(key: string, kind: ScopeKind, window: WindowKind, limit: number, w: Window, keepMs: number): ScopeCharge {
+function charge(
+  key: string,
+  kind: ScopeKind,
+  window: WindowKind,
+  limit: number,
+  w: Window,
+  keepMs: number,
+): ScopeCharge {
   return { key, kind, window, limit, resetAtMs: w.endMs, expireAtMs: w.endMs + keepMs };
 }
 
@@ -37,7 +44,16 @@ export function scopesFor(
     charge(`user:{${u}}:day:${day.id}`, "user", "day", tier.dailyTokens, day, DAY_RETENTION_MS),
   ];
   if (tier.tokensPerMinute !== undefined) {
-    scopes.push(charge(`user:{${u}}:minute:${minute.id}`, "user", "minute", tier.tokensPerMinute, minute, MINUTE_RETENTION_MS));
+    scopes.push(
+      charge(
+        `user:{${u}}:minute:${minute.id}`,
+        "user",
+        "minute",
+        tier.tokensPerMinute,
+        minute,
+        MINUTE_RETENTION_MS,
+      ),
+    );
   }
   const utcDay = dayWindow(nowMs, "UTC");
   scopes.push(
@@ -50,7 +66,16 @@ export function scopesFor(
       DAY_RETENTION_MS,
     ),
   );
-  scopes.push(charge(`global:minute:${minute.id}`, "global", "minute", config.global.tokensPerMinute, minute, MINUTE_RETENTION_MS));
+  scopes.push(
+    charge(
+      `global:minute:${minute.id}`,
+      "global",
+      "minute",
+      config.global.tokensPerMinute,
+      minute,
+      MINUTE_RETENTION_MS,
+    ),
+  );
   return scopes;
 }
 

@@ -19,7 +19,8 @@ export function normalizeUsage(u: OpenAIUsage): Usage {
   let outputTokens = count("completion_tokens", u.completion_tokens);
   const total = count("total_tokens", u.total_tokens);
   if (u.prompt_tokens == null && u.completion_tokens == null) {
-    if (u.total_tokens == null) throw new TypeError("usage has no prompt_tokens, completion_tokens or total_tokens");
+    if (u.total_tokens == null)
+      throw new TypeError("usage has no prompt_tokens, completion_tokens or total_tokens");
     // Only a total was reported: charge it all as input (the split cannot be known).
     inputTokens = total;
     outputTokens = 0;
@@ -28,7 +29,10 @@ export function normalizeUsage(u: OpenAIUsage): Usage {
     inputTokens,
     outputTokens,
     cachedInputTokens: count("prompt_tokens_details.cached_tokens", u.prompt_tokens_details?.cached_tokens),
-    reasoningTokens: count("completion_tokens_details.reasoning_tokens", u.completion_tokens_details?.reasoning_tokens),
+    reasoningTokens: count(
+      "completion_tokens_details.reasoning_tokens",
+      u.completion_tokens_details?.reasoning_tokens,
+    ),
   };
 }
 

@@ -58,7 +58,10 @@ describe("day windows", () => {
     const fall = dayWindow(Date.parse("2026-11-01T12:00:00Z"), "America/New_York");
     expect((fall.endMs - fall.startMs) / 3_600_000).toBe(25);
     const kolkata = dayWindow(Date.parse("2026-11-24T20:00:00Z"), "Asia/Kolkata");
-    expect([kolkata.id, new Date(kolkata.startMs).toISOString()]).toEqual(["2026-11-25", "2026-11-24T18:30:00.000Z"]);
+    expect([kolkata.id, new Date(kolkata.startMs).toISOString()]).toEqual([
+      "2026-11-25",
+      "2026-11-24T18:30:00.000Z",
+    ]);
     // Chile: on 2026-09-06 clocks jump from 00:00 to 01:00, so the day starts at 01:00 local (04:00Z).
     const cl = dayWindow(Date.parse("2026-09-06T12:00:00Z"), "America/Santiago");
     expect([cl.id, new Date(cl.startMs).toISOString(), (cl.endMs - cl.startMs) / 3_600_000]).toEqual([

@@ -1,6 +1,6 @@
+import type { OnExceed } from "../config/types.js";
 import { TokenBudgetError } from "../core/errors.js";
 import type { ChatMessage, ContentPart, ToolDefinition } from "../core/types.js";
-import type { OnExceed } from "../config/types.js";
 import type { ChatTokenizer } from "../tokenizers/types.js";
 import { type Conversation, splitConversation, type Unit } from "./units.js";
 
@@ -185,7 +185,12 @@ function fitted(
 function renderTranscript(messages: readonly ChatMessage[]): string {
   const lines: string[] = [];
   for (const m of messages) {
-    const text = typeof m.content === "string" ? m.content : Array.isArray(m.content) ? m.content.map((p) => p.text ?? "").join("") : "";
+    const text =
+      typeof m.content === "string"
+        ? m.content
+        : Array.isArray(m.content)
+          ? m.content.map((p) => p.text ?? "").join("")
+          : "";
     const calls = Array.isArray(m.tool_calls)
       ? m.tool_calls.map((c) => ` [calls ${c.function?.name}(${c.function?.arguments})]`).join("")
       : "";
@@ -212,7 +217,9 @@ export function summaryRequestMessages(dropped: readonly ChatMessage[]): ChatMes
  * message from the newest user message on, keeps order, and never separates a tool result from its
  * call; the result always fits `maxInputTokens` by the same count it reports.
  */
-export async function applyInputPolicy(req: InputPolicyRequest): Promise<InputPolicyResult | TokenBudgetError> {
+export async function applyInputPolicy(
+  req: InputPolicyRequest,
+): Promise<InputPolicyResult | TokenBudgetError> {
   const w = walk(req);
   if (w instanceof TokenBudgetError) return w;
   const { conv, keptFrom } = w;

@@ -50,7 +50,8 @@ export function splitConversation(messages: readonly ChatMessage[]): Conversatio
     }
     const unit: Unit = { indexes: [i] };
     units.push(unit);
-    open = m.role === "assistant" && Array.isArray(m.tool_calls) && m.tool_calls.length > 0 ? unit : undefined;
+    open =
+      m.role === "assistant" && Array.isArray(m.tool_calls) && m.tool_calls.length > 0 ? unit : undefined;
     if (m.role === "user") newestUserUnit = units.length - 1;
   }
   const anchor = newestUserUnit >= 0 ? newestUserUnit : units.length - 1;

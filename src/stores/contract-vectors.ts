@@ -17,7 +17,9 @@ export type VectorStep =
       scopes: string[];
       at: number;
       ttl?: number;
-      expect: { ok: true; duplicate?: boolean; committed?: number[] } | { ok: false; scopeIndex: number; committed?: number };
+      expect:
+        | { ok: true; duplicate?: boolean; committed?: number[] }
+        | { ok: false; scopeIndex: number; committed?: number };
     }
   | { op: "settle"; id: string; actual: number; scopes: string[]; at: number; expect: string }
   | { op: "read"; keys: string[]; at: number; expect: Array<[used: number, reserved: number]> };
@@ -36,10 +38,33 @@ export const STORE_VECTORS: StoreVector[] = [
     name: "reserve then settle below the reservation releases the rest",
     scopes: { u: day, g: minute },
     steps: [
-      { op: "reserve", id: "a", tokens: 250, scopes: ["u", "g"], at: 0, expect: { ok: true, committed: [250, 250] } },
-      { op: "read", keys: ["u", "g"], at: 1, expect: [[0, 250], [0, 250]] },
+      {
+        op: "reserve",
+        id: "a",
+        tokens: 250,
+        scopes: ["u", "g"],
+        at: 0,
+        expect: { ok: true, committed: [250, 250] },
+      },
+      {
+        op: "read",
+        keys: ["u", "g"],
+        at: 1,
+        expect: [
+          [0, 250],
+          [0, 250],
+        ],
+      },
       { op: "settle", id: "a", actual: 120, scopes: ["u", "g"], at: 2, expect: "settled" },
-      { op: "read", keys: ["u", "g"], at: 3, expect: [[120, 0], [120, 0]] },
+      {
+        op: "read",
+        keys: ["u", "g"],
+        at: 3,
+        expect: [
+          [120, 0],
+          [120, 0],
+        ],
+      },
     ],
   },
   {
@@ -47,10 +72,33 @@ export const STORE_VECTORS: StoreVector[] = [
     scopes: { u: day, g: minute },
     steps: [
       { op: "reserve", id: "a", tokens: 200, scopes: ["u", "g"], at: 0, expect: { ok: true } },
-      { op: "reserve", id: "b", tokens: 150, scopes: ["u", "g"], at: 1, expect: { ok: false, scopeIndex: 1, committed: 200 } },
-      { op: "read", keys: ["u", "g"], at: 2, expect: [[0, 200], [0, 200]] },
+      {
+        op: "reserve",
+        id: "b",
+        tokens: 150,
+        scopes: ["u", "g"],
+        at: 1,
+        expect: { ok: false, scopeIndex: 1, committed: 200 },
+      },
+      {
+        op: "read",
+        keys: ["u", "g"],
+        at: 2,
+        expect: [
+          [0, 200],
+          [0, 200],
+        ],
+      },
       { op: "reserve", id: "c", tokens: 100, scopes: ["u", "g"], at: 3, expect: { ok: true } },
-      { op: "read", keys: ["u", "g"], at: 4, expect: [[0, 300], [0, 300]] },
+      {
+        op: "read",
+        keys: ["u", "g"],
+        at: 4,
+        expect: [
+          [0, 300],
+          [0, 300],
+        ],
+      },
     ],
   },
   {
@@ -112,8 +160,23 @@ export const STORE_VECTORS: StoreVector[] = [
     name: "a reservation larger than the whole limit is refused and changes nothing",
     scopes: { u: day, g: minute },
     steps: [
-      { op: "reserve", id: "a", tokens: 1001, scopes: ["u", "g"], at: 0, expect: { ok: false, scopeIndex: 0 } },
-      { op: "read", keys: ["u", "g"], at: 1, expect: [[0, 0], [0, 0]] },
+      {
+        op: "reserve",
+        id: "a",
+        tokens: 1001,
+        scopes: ["u", "g"],
+        at: 0,
+        expect: { ok: false, scopeIndex: 0 },
+      },
+      {
+        op: "read",
+        keys: ["u", "g"],
+        at: 1,
+        expect: [
+          [0, 0],
+          [0, 0],
+        ],
+      },
     ],
   },
   {

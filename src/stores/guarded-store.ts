@@ -74,9 +74,18 @@ export class GuardedStore implements Store {
       if (!isStoreUnavailable(e)) throw e;
       const mode = this.opts.onError;
       this.opts.onDegraded?.({ op: "reserve", mode });
-      this.opts.logger.warn({ id: req.id, onError: mode, err: e.message }, "budget store unavailable for a reservation");
+      this.opts.logger.warn(
+        { id: req.id, onError: mode, err: e.message },
+        "budget store unavailable for a reservation",
+      );
       if (mode === "deny") {
-        this.enqueue({ id: req.id, actualTokens: 0, reservedTokens: req.tokens, scopes: req.scopes, nowMs: req.nowMs });
+        this.enqueue({
+          id: req.id,
+          actualTokens: 0,
+          reservedTokens: req.tokens,
+          scopes: req.scopes,
+          nowMs: req.nowMs,
+        });
         throw e;
       }
       if (mode === "allow") {
@@ -131,7 +140,10 @@ export class GuardedStore implements Store {
           await this.opts.primary.settle(p.req);
         } catch (e) {
           if (isStoreUnavailable(e)) return;
-          this.opts.logger.error({ id: p.req.id, err: (e as Error).message }, "queued settlement refused; dropped");
+          this.opts.logger.error(
+            { id: p.req.id, err: (e as Error).message },
+            "queued settlement refused; dropped",
+          );
         }
         this.pending.shift();
       }
@@ -144,7 +156,10 @@ export class GuardedStore implements Store {
     clearInterval(this.timer);
     await this.flush().catch(() => {});
     if (this.pending.length > 0) {
-      this.opts.logger.error({ pending: this.pending.length }, "closing with settlements the store never received");
+      this.opts.logger.error(
+        { pending: this.pending.length },
+        "closing with settlements the store never received",
+      );
     }
     await this.opts.primary.close();
   }
@@ -154,7 +169,10 @@ export class GuardedStore implements Store {
     if (this.pending.length >= max) {
       const dropped = this.pending.shift();
       this.droppedSettlements++;
-      this.opts.logger.error({ id: dropped?.req.id, tokens: dropped?.req.actualTokens }, "settlement queue full; oldest settlement dropped");
+      this.opts.logger.error(
+        { id: dropped?.req.id, tokens: dropped?.req.actualTokens },
+        "settlement queue full; oldest settlement dropped",
+      );
     }
     this.pending.push({ req });
   }

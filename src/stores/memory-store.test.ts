@@ -8,7 +8,9 @@ describe("memory store housekeeping", () => {
   it("reports reservations that expire unsettled", async () => {
     const expired: string[] = [];
     const store = createMemoryStore({ onReservationExpired: (id) => expired.push(id) });
-    const scopes = [{ key: "u", kind: "user", window: "day", limit: 10, resetAtMs: 100, expireAtMs: 200 }] as const;
+    const scopes = [
+      { key: "u", kind: "user", window: "day", limit: 10, resetAtMs: 100, expireAtMs: 200 },
+    ] as const;
     await store.reserve({ id: "r1", tokens: 5, scopes, nowMs: 0, ttlMs: 50 });
     await store.reserve({ id: "r2", tokens: 5, scopes, nowMs: 0, ttlMs: 500 });
     expect(await store.read(["u"], 49)).toEqual([{ used: 0, reserved: 10 }]);

@@ -1,4 +1,3 @@
-import { assertReserveRequest, assertSettleRequest } from "./validate.js";
 import type {
   ReserveRequest,
   ReserveResult,
@@ -7,6 +6,7 @@ import type {
   SettleStatus,
   Store,
 } from "./types.js";
+import { assertReserveRequest, assertSettleRequest } from "./validate.js";
 
 interface Counter {
   used: number;

@@ -91,8 +91,22 @@ export function describeStoreContract(name: string, factory: StoreFactory): void
       const store = await open();
       const ns = `c-${randomUUID()}`;
       const scopes: ScopeCharge[] = [
-        { key: `${ns}:u`, kind: "user", window: "day", limit: 10_000, resetAtMs: T0 + 1e6, expireAtMs: T0 + 2e6 },
-        { key: `${ns}:g`, kind: "global", window: "minute", limit: 7_000, resetAtMs: T0 + 1e5, expireAtMs: T0 + 2e5 },
+        {
+          key: `${ns}:u`,
+          kind: "user",
+          window: "day",
+          limit: 10_000,
+          resetAtMs: T0 + 1e6,
+          expireAtMs: T0 + 2e6,
+        },
+        {
+          key: `${ns}:g`,
+          kind: "global",
+          window: "minute",
+          limit: 7_000,
+          resetAtMs: T0 + 1e5,
+          expireAtMs: T0 + 2e5,
+        },
       ];
       const results = await Promise.all(
         Array.from({ length: 200 }, (_, i) =>
@@ -110,13 +124,26 @@ export function describeStoreContract(name: string, factory: StoreFactory): void
       const store = await open();
       const ns = `m-${randomUUID()}`;
       const scopes: ScopeCharge[] = [
-        { key: `${ns}:u`, kind: "user", window: "day", limit: 100, resetAtMs: T0 + 1e6, expireAtMs: T0 + 2e6 },
+        {
+          key: `${ns}:u`,
+          kind: "user",
+          window: "day",
+          limit: 100,
+          resetAtMs: T0 + 1e6,
+          expireAtMs: T0 + 2e6,
+        },
       ];
       for (const tokens of [-1, 1.5, Number.NaN, Number.POSITIVE_INFINITY]) {
-        await expect(store.reserve({ id: `${ns}-x`, tokens, scopes, nowMs: T0, ttlMs: 1000 })).rejects.toThrow();
+        await expect(
+          store.reserve({ id: `${ns}-x`, tokens, scopes, nowMs: T0, ttlMs: 1000 }),
+        ).rejects.toThrow();
       }
-      await expect(store.settle({ id: `${ns}-x`, actualTokens: -5, reservedTokens: 0, scopes, nowMs: T0 })).rejects.toThrow();
-      await expect(store.reserve({ id: "a\nb", tokens: 1, scopes, nowMs: T0, ttlMs: 1000 })).rejects.toThrow(/line breaks/);
+      await expect(
+        store.settle({ id: `${ns}-x`, actualTokens: -5, reservedTokens: 0, scopes, nowMs: T0 }),
+      ).rejects.toThrow();
+      await expect(store.reserve({ id: "a\nb", tokens: 1, scopes, nowMs: T0, ttlMs: 1000 })).rejects.toThrow(
+        /line breaks/,
+      );
       expect(await store.read([`${ns}:u`], T0)).toEqual([{ used: 0, reserved: 0 }]);
     });
 

@@ -6,14 +6,16 @@ import type { ReserveRequest, ScopeCharge, SettleRequest } from "./types.js";
  * refused and change nothing.
  */
 function assertCount(name: string, v: number): void {
-  if (!Number.isSafeInteger(v) || v < 0) throw new RangeError(`${name} must be a non-negative integer, got ${v}`);
+  if (!Number.isSafeInteger(v) || v < 0)
+    throw new RangeError(`${name} must be a non-negative integer, got ${v}`);
 }
 
 function assertScopes(scopes: readonly ScopeCharge[]): void {
   if (!Array.isArray(scopes)) throw new TypeError("scopes must be an array");
   const seen = new Set<string>();
   for (const s of scopes) {
-    if (typeof s.key !== "string" || s.key.length === 0) throw new TypeError("scope key must be a non-empty string");
+    if (typeof s.key !== "string" || s.key.length === 0)
+      throw new TypeError("scope key must be a non-empty string");
     if (seen.has(s.key)) throw new RangeError(`scope ${s.key} appears twice in one reservation`);
     seen.add(s.key);
     assertCount(`limit of ${s.key}`, s.limit);

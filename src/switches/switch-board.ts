@@ -36,7 +36,10 @@ export function createSwitchBoard(opts: SwitchBoardOptions): SwitchBoard {
       overrides = await store.getSwitches();
     } catch (e) {
       // Keep the last known snapshot: a store outage must not flip features on or off.
-      logger.warn({ err: e instanceof Error ? e.message : String(e) }, "could not refresh feature switches; keeping the last known state");
+      logger.warn(
+        { err: e instanceof Error ? e.message : String(e) },
+        "could not refresh feature switches; keeping the last known state",
+      );
     }
   };
   if (opts.refreshMs > 0) {

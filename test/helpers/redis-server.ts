@@ -77,9 +77,13 @@ export async function startRedisServer(): Promise<OwnRedis> {
   const dir = mkdtempSync(join(tmpdir(), "tf-redis-"));
   let child: ChildProcess | undefined;
   const launch = async () => {
-    child = spawn(bin, ["--port", String(port), "--bind", "127.0.0.1", "--save", "", "--appendonly", "no", "--dir", dir], {
-      stdio: "ignore",
-    });
+    child = spawn(
+      bin,
+      ["--port", String(port), "--bind", "127.0.0.1", "--save", "", "--appendonly", "no", "--dir", dir],
+      {
+        stdio: "ignore",
+      },
+    );
     await waitFor(() => pingRedis("127.0.0.1", port), 10_000, `redis-server on port ${port}`);
   };
   await launch();

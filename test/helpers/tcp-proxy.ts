@@ -1,4 +1,4 @@
-import { createServer, type Server, type Socket, connect } from "node:net";
+import { connect, createServer, type Server, type Socket } from "node:net";
 
 /** A loopback TCP proxy that can lose replies: the command reaches the server, its answer never returns. */
 export interface FaultProxy {

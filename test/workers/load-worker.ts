@@ -32,7 +32,12 @@ const rand = () => {
 };
 
 const store = createRedisStore({ url: input.redisUrl, keyPrefix: input.keyPrefix, commandTimeoutMs: 5000 });
-const tf = createTokenfuse({ config: input.config, store, logger: silentLogger, clock: { nowMs: () => input.nowMs } });
+const tf = createTokenfuse({
+  config: input.config,
+  store,
+  logger: silentLogger,
+  clock: { nowMs: () => input.nowMs },
+});
 
 const charged: Record<string, number> = {}; // "user|feature" → tokens settled
 const refused: Record<string, number> = {};

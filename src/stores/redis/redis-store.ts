@@ -58,7 +58,7 @@ export class RedisStore implements Store {
   private readonly expKey: string;
   private connecting: Promise<void> | undefined;
 
-  constructor(private readonly options: RedisStoreOptions) {
+  constructor(options: RedisStoreOptions) {
     this.prefix = options.keyPrefix ?? "tf:v1:";
     this.expKey = `${this.prefix}exp`;
     this.redis = new Redis(options.url, {
@@ -159,7 +159,12 @@ export class RedisStore implements Store {
     const redis = await this.conn();
     let res: number[];
     try {
-      res = (await runScript(redis, READ, [this.expKey, ...keys.map((k) => this.key(k))], [nowMs])) as number[];
+      res = (await runScript(
+        redis,
+        READ,
+        [this.expKey, ...keys.map((k) => this.key(k))],
+        [nowMs],
+      )) as number[];
     } catch (e) {
       throw toUnavailable(e);
     }
