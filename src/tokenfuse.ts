@@ -62,7 +62,7 @@ const DEFAULT_CALL_TIMEOUT_MS = 600_000;
 export function createTokenfuse(options: TokenfuseOptions = {}): Tokenfuse {
   const logger = options.logger ?? createLogger();
   const config =
-    options.config === undefined ? defaultConfig() : loadConfig(options.config, options.env ?? process.env);
+    options.config === undefined ? defaultConfig(options.env ?? process.env) : loadConfig(options.config, options.env ?? process.env);
   let store = options.store;
   if (!store) {
     if (config.store.kind === "redis") {

@@ -1,0 +1,30 @@
+/**
+ * tokenfuse — token budgets between an application and its LLM provider (SPEC §9).
+ * Public library API: re-exports only.
+ */
+
+export type { ResolvedConfig, FeatureConfig, TierConfig, OnExceed } from "./config/types.js";
+export { ConfigError, isConfigError } from "./config/config-error.js";
+export { defaultConfig, loadConfig, loadConfigFile } from "./config/load.js";
+export type {
+  Admission,
+  BudgetReport,
+  BudgetWindow,
+  DecisionEvent,
+  EngineEvents,
+  SettleEvent,
+  SettlementResult,
+  SummaryProvider,
+} from "./core/engine.js";
+export { ERROR_CODES, type ErrorCode, isTokenBudgetError, TokenBudgetError } from "./core/errors.js";
+export type { Logger } from "./core/logger.js";
+export type { AdmitRequest } from "./core/request.js";
+export type { ChatMessage, Clock, Decision, OpenAIUsage, ToolDefinition, Usage } from "./core/types.js";
+export { createGuardedStore, type GuardedStoreOptions } from "./stores/guarded-store.js";
+export { createMemoryStore, type MemoryStoreOptions } from "./stores/memory-store.js";
+export { createRedisStore, type RedisStoreOptions } from "./stores/redis/redis-store.js";
+export type { Store } from "./stores/types.js";
+export { StoreUnavailableError } from "./stores/types.js";
+export { getChatTokenizer, tokenizerForModel } from "./tokenizers/index.js";
+export type { ChatTokenizer, TextTokenizer } from "./tokenizers/types.js";
+export { createTokenfuse, type Tokenfuse, type TokenfuseOptions } from "./tokenfuse.js";
