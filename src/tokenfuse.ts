@@ -75,6 +75,7 @@ export function createTokenfuse(options: TokenfuseOptions = {}): Tokenfuse {
           logger,
         }),
         onError: sc.onError,
+        localLimitFraction: sc.localLimitFraction,
         logger,
       });
       logger.info(

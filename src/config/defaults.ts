@@ -42,7 +42,9 @@ export const DEFAULT_GLOBAL_TOKENS_PER_MINUTE = 1_000_000;
 export const DEFAULT_DAILY_BUDGET_THRESHOLDS = [0.8, 1] as const;
 
 /** Default Redis key prefix; the Redis store adds its own version segment after it. */
-export const DEFAULT_REDIS_KEY_PREFIX = "tf:";
+export const DEFAULT_REDIS_KEY_PREFIX = "tf:v1:";
+/** Share of each budget one process may admit on its own while Redis is down (`on_error: local`). */
+export const DEFAULT_LOCAL_LIMIT_FRACTION = 0.1;
 
 /** Default Redis command timeout. */
 export const DEFAULT_REDIS_COMMAND_TIMEOUT_MS = 1000;

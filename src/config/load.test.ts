@@ -189,9 +189,10 @@ describe("defaults", () => {
     expect(loadConfig({ store: "rediss://user:pw@cache:6380/2" }, {}).store).toEqual({
       kind: "redis",
       url: "rediss://user:pw@cache:6380/2",
-      keyPrefix: "tf:",
+      keyPrefix: "tf:v1:",
       onError: "deny",
       commandTimeoutMs: 1000,
+      localLimitFraction: 0.1,
     });
     expect(
       loadConfig(
@@ -201,6 +202,7 @@ describe("defaults", () => {
             key_prefix: "app:",
             on_error: "local",
             command_timeout_ms: 250,
+            local_limit_fraction: 0.25,
           },
         },
         {},
@@ -211,6 +213,7 @@ describe("defaults", () => {
       keyPrefix: "app:",
       onError: "local",
       commandTimeoutMs: 250,
+      localLimitFraction: 0.25,
     });
   });
 

@@ -4,7 +4,12 @@
  * Input must have passed the schema and the reference checks.
  */
 import { usdPerMillionToPicoUsdPerToken, usdToNanoUsd } from "./decimal-units.js";
-import { DEFAULT_REDIS_COMMAND_TIMEOUT_MS, DEFAULT_REDIS_KEY_PREFIX, DEFAULT_TIER_NAME } from "./defaults.js";
+import {
+  DEFAULT_LOCAL_LIMIT_FRACTION,
+  DEFAULT_REDIS_COMMAND_TIMEOUT_MS,
+  DEFAULT_REDIS_KEY_PREFIX,
+  DEFAULT_TIER_NAME,
+} from "./defaults.js";
 import type { ConfigFileOutput } from "./schema.js";
 import { canonicalTimeZone } from "./schema-fields.js";
 import type {
@@ -45,6 +50,7 @@ function resolveStore(store: ConfigFileOutput["store"]): StoreConfig {
       keyPrefix: DEFAULT_REDIS_KEY_PREFIX,
       onError: "deny",
       commandTimeoutMs: DEFAULT_REDIS_COMMAND_TIMEOUT_MS,
+      localLimitFraction: DEFAULT_LOCAL_LIMIT_FRACTION,
     };
   }
   return {
@@ -53,6 +59,7 @@ function resolveStore(store: ConfigFileOutput["store"]): StoreConfig {
     keyPrefix: store.key_prefix,
     onError: store.on_error,
     commandTimeoutMs: store.command_timeout_ms,
+    localLimitFraction: store.local_limit_fraction,
   };
 }
 

@@ -12,6 +12,7 @@ import {
   DEFAULT_DAILY_BUDGET_THRESHOLDS,
   DEFAULT_FEATURES,
   DEFAULT_GLOBAL_TOKENS_PER_MINUTE,
+  DEFAULT_LOCAL_LIMIT_FRACTION,
   DEFAULT_MOCK,
   DEFAULT_REDIS_COMMAND_TIMEOUT_MS,
   DEFAULT_REDIS_KEY_PREFIX,
@@ -90,6 +91,11 @@ const storeObjectSchema = strict("a Redis store mapping", {
   command_timeout_ms: timeoutMs()
     .default(DEFAULT_REDIS_COMMAND_TIMEOUT_MS)
     .describe("Timeout of one Redis command, in milliseconds; past it the store counts as unavailable."),
+  local_limit_fraction: fraction()
+    .default(DEFAULT_LOCAL_LIMIT_FRACTION)
+    .describe(
+      "With `on_error: local`: while Redis is unreachable, each process admits at most this fraction of every budget on its own (e.g. 0.1 with 10 processes keeps the total within the budget).",
+    ),
 });
 
 const storeSchema = z

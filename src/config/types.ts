@@ -44,7 +44,15 @@ export type OnStoreError = "deny" | "allow" | "local";
 /** Where counters live: this process's memory, or a Redis shared by every process using it. */
 export type StoreConfig =
   | { kind: "memory" }
-  | { kind: "redis"; url: string; keyPrefix: string; onError: OnStoreError; commandTimeoutMs: number };
+  | {
+      kind: "redis";
+      url: string;
+      keyPrefix: string;
+      onError: OnStoreError;
+      commandTimeoutMs: number;
+      /** With `onError: "local"`: each scope's limit × this is what one process may admit alone. */
+      localLimitFraction: number;
+    };
 
 /** A provider requests are sent to (`mock`: the built-in deterministic one). `apiKey` is a secret. */
 export type UpstreamConfig =
