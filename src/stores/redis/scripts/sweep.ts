@@ -3,7 +3,7 @@
  *
  * Layout (all keys under the store's prefix P):
  *   P exp         zset   member = "<tokens>\n<id>\n<counter key>\n<counter key>…", score = expiresAtMs
- *   P s:<id>      string settled marker (idempotent settle; expires after a day)
+ *   P s:<id>      string settled marker (idempotent settle; expires after an hour)
  *   P c:<scope>   hash   t = used + reserved tokens, u = used (settled) tokens
  *
  * The member is the whole reservation record, so reserving costs one ZADD and settling one ZREM.
