@@ -11,9 +11,7 @@ import { TokenBudgetError } from "./core/errors.js";
 import { createLogger, type Logger } from "./core/logger.js";
 import type { AdmitRequest } from "./core/request.js";
 import { type Clock, systemClock } from "./core/types.js";
-import { createGuardedStore } from "./stores/guarded-store.js";
-import { createMemoryStore } from "./stores/memory-store.js";
-import { createRedisStore } from "./stores/redis/redis-store.js";
+import { createStoreFromConfig } from "./stores/from-config.js";
 import type { Store } from "./stores/types.js";
 import { createSwitchBoard } from "./switches/switch-board.js";
 import { tokenizerForModel } from "./tokenizers/index.js";
@@ -63,36 +61,7 @@ export function createTokenfuse(options: TokenfuseOptions = {}): Tokenfuse {
   const logger = options.logger ?? createLogger();
   const config =
     options.config === undefined ? defaultConfig(options.env ?? process.env) : loadConfig(options.config, options.env ?? process.env);
-  let store = options.store;
-  if (!store) {
-    if (config.store.kind === "redis") {
-      const sc = config.store;
-      store = createGuardedStore({
-        primary: createRedisStore({
-          url: sc.url,
-          keyPrefix: sc.keyPrefix,
-          commandTimeoutMs: sc.commandTimeoutMs,
-          logger,
-        }),
-        onError: sc.onError,
-        localLimitFraction: sc.localLimitFraction,
-        logger,
-      });
-      logger.info(
-        { store: "redis", keyPrefix: sc.keyPrefix, onError: sc.onError },
-        "using the redis store: budgets are shared by every process on it",
-      );
-    } else {
-      store = createMemoryStore({
-        onReservationExpired: (id, tokens) =>
-          logger.warn({ id, tokens }, "reservation expired unsettled; released"),
-      });
-      logger.info(
-        { store: "memory" },
-        "using the memory store: budgets live in this process only and are lost on restart",
-      );
-    }
-  }
+  const store = options.store ?? createStoreFromConfig(config.store, logger);
   const clock = options.clock ?? systemClock;
   const switches = createSwitchBoard({ config, store, logger, refreshMs: store.kind === "memory" ? 0 : 500 });
   const ready = switches.refresh();
