@@ -2,10 +2,12 @@ import { runCheck } from "./check.js";
 import { runCount } from "./count.js";
 import { runDemo } from "./demo.js";
 import { CliError, type CliIo, processIo } from "./io.js";
+import { runServe } from "./serve.js";
 
 const USAGE = `usage: tokenfuse <command> [options]
 
 commands:
+  serve [--config F] [--port N] [--host H]   run the OpenAI-compatible gateway (default 127.0.0.1:8787)
   check [--config F] [--fixtures DIR]        validate the config, print the budget table, check sample conversations
   count [--model M] [--text] [--json] [FILE|-]   count tokens of a chat request or plain text
   demo [--config F]                          show the engine at work on a config (default: the built-in example)
@@ -23,6 +25,8 @@ export async function main(argv: string[], io: CliIo = processIo): Promise<numbe
         return await runCount(rest, io);
       case "demo":
         return await runDemo(rest, io);
+      case "serve":
+        return await runServe(rest, io);
       case undefined:
       case "help":
       case "--help":

@@ -26,11 +26,17 @@ export const REDACT_PATHS = [
   "*.secret",
 ];
 
-/** The default logger: JSON lines on stderr, level from `TOKENFUSE_LOG_LEVEL` (default `info`). */
-export function createLogger(level = process.env.TOKENFUSE_LOG_LEVEL ?? "info"): Logger {
+/**
+ * The default logger: JSON lines on stderr (or `destination`), level from `TOKENFUSE_LOG_LEVEL`
+ * (default `info`), secrets redacted.
+ */
+export function createLogger(
+  level = process.env.TOKENFUSE_LOG_LEVEL ?? "info",
+  destination: { write(s: string): void } = pino.destination(2),
+): Logger {
   return pino(
     { name: "tokenfuse", level, redact: { paths: REDACT_PATHS, censor: "[redacted]" } },
-    pino.destination(2),
+    destination,
   );
 }
 

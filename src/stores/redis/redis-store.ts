@@ -80,9 +80,6 @@ export class RedisStore implements Store {
     this.expKey = `${this.prefix}exp`;
     this.redis = new Redis(options.url, {
       lazyConnect: true,
-      // Commands issued in the same tick share one socket write (fewer syscalls under load; no
-      // added latency for a lone command).
-      enableAutoPipelining: true,
       // Why: a command that timed out may still have run; ioredis must not resend it blindly, and
       // commands must fail fast while disconnected instead of queueing (every write is idempotent by
       // request id, and the caller's on_error mode decides what happens meanwhile).
@@ -165,7 +162,12 @@ export class RedisStore implements Store {
       for (const { req } of batch) {
         const counters = req.scopes.map((sc) => this.key(sc.key));
         keys.push(`${this.prefix}s:${req.id}`, ...counters);
-        args.push(this.member(req.id, req.tokens, counters), req.tokens, req.nowMs + req.ttlMs, counters.length);
+        args.push(
+          this.member(req.id, req.tokens, counters),
+          req.tokens,
+          req.nowMs + req.ttlMs,
+          counters.length,
+        );
         for (const sc of req.scopes) args.push(sc.limit, sc.expireAtMs);
       }
       let res: number[];

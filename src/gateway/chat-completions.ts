@@ -1,0 +1,356 @@
+import type { IncomingMessage, ServerResponse } from "node:http";
+import type { ResolvedConfig } from "../config/types.js";
+import type { Admission, Engine } from "../core/engine.js";
+import type { Logger } from "../core/logger.js";
+import type { ChatMessage, OpenAIUsage, ToolDefinition } from "../core/types.js";
+import { tokenizerForModel } from "../tokenizers/index.js";
+import type { Authenticator } from "./auth.js";
+import { gatewayError, sendError } from "./http-errors.js";
+import type { GatewayMetrics } from "./metrics.js";
+import { parseJsonObject, readBody } from "./read-body.js";
+import { createSseTap } from "./sse-tap.js";
+import type { UpstreamClient } from "./upstream/types.js";
+
+/**
+ * Body fields that would let a client choose where the request goes or with which credentials.
+ * Upstream URLs and keys come only from the config (SPEC §6).
+ */
+const FORBIDDEN_FIELDS = [
+  "api_base",
+  "base_url",
+  "baseURL",
+  "api_key",
+  "apiKey",
+  "api_type",
+  "api_version",
+  "azure_endpoint",
+  "azure_deployment",
+  "custom_llm_provider",
+  "extra_headers",
+  "organization",
+  "user_api_key",
+];
+
+/** Reasoning models take `max_completion_tokens` only. */
+const COMPLETION_CAP_ONLY = /^(o\d|gpt-5)/;
+
+/** What the handler needs. */
+export interface ChatHandlerDeps {
+  config: ResolvedConfig;
+  engine: Engine;
+  auth: Authenticator;
+  upstreams: Map<string, UpstreamClient>;
+  metrics: GatewayMetrics;
+  logger: Logger;
+  bodyLimitBytes: number;
+}
+
+function header(req: IncomingMessage, name: string): string | undefined {
+  const v = req.headers[name];
+  return Array.isArray(v) ? v[0] : v;
+}
+
+function optionalInt(body: Record<string, unknown>, name: string): number | undefined {
+  const v = body[name];
+  if (v === undefined || v === null) return undefined;
+  return v as number; // validated by the engine (positive integer)
+}
+
+/** Formats ms as OpenAI's reset durations ("1s", "6m0s", "17h19m5s"). */
+export function resetDuration(ms: number): string {
+  const s = Math.max(0, Math.ceil(ms / 1000));
+  const h = Math.floor(s / 3600);
+  const m = Math.floor((s % 3600) / 60);
+  const sec = s % 60;
+  if (h > 0) return `${h}h${m}m${sec}s`;
+  if (m > 0) return `${m}m${sec}s`;
+  return `${sec}s`;
+}
+
+function tokenfuseHeaders(a: Admission, nowMs: number): Record<string, string> {
+  return {
+    "x-tokenfuse-input-tokens": String(a.inputTokens),
+    "x-tokenfuse-decision": a.decision,
+    "x-tokenfuse-trimmed-messages": String(a.trimmedMessages),
+    "x-ratelimit-limit-tokens": String(a.userDay.limit),
+    "x-ratelimit-remaining-tokens": String(a.userDay.remaining),
+    "x-ratelimit-reset-tokens": resetDuration(a.userDay.resetAtMs - nowMs),
+  };
+}
+
+/** The upstream request body: the caller's, with tokenfuse's messages, model, caps and usage option. */
+export function upstreamBody(body: Record<string, unknown>, a: Admission): Record<string, unknown> {
+  const out: Record<string, unknown> = { ...body, model: a.model, messages: a.messages };
+  const hadMaxTokens = body.max_tokens !== undefined && body.max_tokens !== null;
+  const hadCompletionCap = body.max_completion_tokens !== undefined && body.max_completion_tokens !== null;
+  if (hadMaxTokens) out.max_tokens = a.maxOutputTokens;
+  if (hadCompletionCap) out.max_completion_tokens = a.maxOutputTokens;
+  if (!hadMaxTokens && !hadCompletionCap) {
+    if (COMPLETION_CAP_ONLY.test(a.model)) out.max_completion_tokens = a.maxOutputTokens;
+    else out.max_tokens = a.maxOutputTokens;
+  }
+  if (body.stream === true) {
+    // Usage must come back to settle exactly; the tap removes it again if the client did not ask.
+    const so =
+      typeof body.stream_options === "object" && body.stream_options !== null ? body.stream_options : {};
+    out.stream_options = { ...so, include_usage: true };
+  }
+  return out;
+}
+
+/** Output tokens to charge when the upstream reported no usage: what was generated, counted. */
+function estimateUsage(a: Admission, generated: string): OpenAIUsage {
+  const out = generated === "" ? 0 : tokenizerForModel(a.model).countText(generated);
+  return { prompt_tokens: a.inputTokens, completion_tokens: Math.min(out, a.maxOutputTokens * 64) };
+}
+
+/** Headers of the mock upstream a test client may set. */
+const MOCK_HEADERS = ["x-mock-completion-tokens", "x-mock-fault"];
+
+/** `POST /v1/chat/completions` */
+export async function handleChatCompletions(
+  req: IncomingMessage,
+  res: ServerResponse,
+  deps: ChatHandlerDeps,
+): Promise<void> {
+  const { engine, auth, metrics, logger } = deps;
+  let admission: Admission | undefined;
+  const clientGone = new AbortController();
+  const onClose = () => {
+    if (!res.writableFinished) clientGone.abort(new Error("client disconnected"));
+  };
+  res.on("close", onClose);
+  try {
+    const principal = auth.authenticate(header(req, "authorization"), header(req, "x-tokenfuse-user"));
+    const body = parseJsonObject(await readBody(req, deps.bodyLimitBytes));
+    for (const f of FORBIDDEN_FIELDS) {
+      if (f in body)
+        throw gatewayError(
+          "invalid_request",
+          `the field "${f}" is not accepted: upstreams and their keys come from the gateway's config`,
+        );
+    }
+    const feature =
+      header(req, "x-tokenfuse-feature") ?? principal.defaultFeature ?? soleFeature(deps.config);
+    if (!feature) throw gatewayError("unknown_feature", "name a feature with the x-tokenfuse-feature header");
+    if (principal.features && !principal.features.includes(feature)) {
+      throw gatewayError("unknown_feature", `this API key may not use the feature "${feature}"`);
+    }
+    if (body.stream !== undefined && typeof body.stream !== "boolean")
+      throw gatewayError("invalid_request", "stream must be a boolean");
+    admission = await engine.admit({
+      feature,
+      user: principal.user,
+      tier: principal.tier,
+      messages: body.messages as ChatMessage[],
+      model: typeof body.model === "string" ? body.model : undefined,
+      maxTokens: optionalInt(body, "max_tokens"),
+      maxCompletionTokens: optionalInt(body, "max_completion_tokens"),
+      n: optionalInt(body, "n"),
+      tools: body.tools as ToolDefinition[] | undefined,
+    });
+    const upstreamName = deps.config.features[feature]?.upstream ?? deps.config.upstreams[0]?.name ?? "";
+    const upstream = deps.upstreams.get(upstreamName);
+    if (!upstream) throw new Error(`no upstream client for ${upstreamName}`);
+    await forward(req, res, body, admission, upstream, clientGone.signal, deps);
+  } catch (e) {
+    if (admission) {
+      // Upstream failed before any output: nothing was generated, release the whole reservation.
+      await admission.settle().catch((err: unknown) => logger.error({ err: String(err) }, "release failed"));
+    }
+    sendError(res, e);
+  } finally {
+    res.off("close", onClose);
+  }
+}
+
+function soleFeature(config: ResolvedConfig): string | undefined {
+  const names = Object.keys(config.features);
+  return names.length === 1 ? names[0] : undefined;
+}
+
+async function forward(
+  req: IncomingMessage,
+  res: ServerResponse,
+  body: Record<string, unknown>,
+  a: Admission,
+  upstream: UpstreamClient,
+  clientGone: AbortSignal,
+  deps: ChatHandlerDeps,
+): Promise<void> {
+  const { metrics, logger } = deps;
+  const started = performance.now();
+  const timeout = AbortSignal.timeout(upstream.timeoutMs);
+  const signal = AbortSignal.any([clientGone, timeout]);
+  // Only the mock's own control headers are passed on; nothing else the client sends reaches a provider.
+  const extra: Record<string, string> = {};
+  for (const h of MOCK_HEADERS) {
+    const v = header(req, h);
+    if (v !== undefined) extra[h] = v;
+  }
+  let upstreamRes: Awaited<ReturnType<UpstreamClient["send"]>>;
+  try {
+    upstreamRes = await upstream.send({ body: upstreamBody(body, a), signal, headers: extra });
+  } catch (e) {
+    throw upstreamFailure(e, timeout.aborted, clientGone.aborted);
+  }
+  const nowMs = Date.now();
+  const ours = tokenfuseHeaders(a, nowMs);
+  const observe = (status: string) =>
+    metrics.upstreamLatency.observe(
+      { upstream: upstream.name, status },
+      (performance.now() - started) / 1000,
+    );
+
+  if (upstreamRes.status >= 400) {
+    const text = await collect(upstreamRes.body).catch(() => "");
+    observe(`${Math.floor(upstreamRes.status / 100)}xx`);
+    await a.settle(); // the provider generated nothing
+    if (upstreamRes.status >= 500) {
+      logger.warn({ upstream: upstream.name, status: upstreamRes.status }, "upstream error");
+      throw gatewayError("upstream_error", `upstream "${upstream.name}" answered ${upstreamRes.status}`, 502);
+    }
+    // A 4xx is about the request itself: pass the provider's answer through.
+    res.writeHead(upstreamRes.status, {
+      "content-type": upstreamRes.headers["content-type"] ?? "application/json",
+      ...ours,
+    });
+    res.end(text);
+    return;
+  }
+
+  if (body.stream === true) {
+    await streamThrough(res, body, a, upstreamRes, ours, { timeout, clientGone, deps, observe });
+    return;
+  }
+
+  let text: string;
+  try {
+    text = await collect(upstreamRes.body);
+  } catch (e) {
+    throw upstreamFailure(e, timeout.aborted, clientGone.aborted);
+  }
+  observe("2xx");
+  let usage: OpenAIUsage | undefined;
+  let generated = "";
+  try {
+    const parsed = JSON.parse(text) as {
+      usage?: OpenAIUsage;
+      choices?: Array<{ message?: { content?: unknown } }>;
+    };
+    usage = parsed.usage ?? undefined;
+    generated = (parsed.choices ?? [])
+      .map((c) => (typeof c.message?.content === "string" ? c.message.content : ""))
+      .join("");
+  } catch {
+    // Not JSON: forwarded as is, charged from the estimate below.
+  }
+  await settleWith(a, usage, generated, "no usage in response", deps);
+  res.writeHead(200, {
+    "content-type": upstreamRes.headers["content-type"] ?? "application/json",
+    "content-length": Buffer.byteLength(text),
+    ...ours,
+  });
+  res.end(text);
+}
+
+async function streamThrough(
+  res: ServerResponse,
+  body: Record<string, unknown>,
+  a: Admission,
+  upstreamRes: Awaited<ReturnType<UpstreamClient["send"]>>,
+  ours: Record<string, string>,
+  ctx: { timeout: AbortSignal; clientGone: AbortSignal; deps: ChatHandlerDeps; observe: (s: string) => void },
+): Promise<void> {
+  const so = body.stream_options as { include_usage?: unknown } | undefined;
+  const tap = createSseTap({ stripUsage: so?.include_usage !== true });
+  res.writeHead(200, {
+    "content-type": "text/event-stream; charset=utf-8",
+    "cache-control": "no-cache",
+    connection: "keep-alive",
+    ...ours,
+  });
+  let failure: string | undefined;
+  try {
+    for await (const chunk of upstreamRes.body) {
+      const out = tap.push(chunk);
+      if (out !== "" && !res.write(out)) {
+        // Back-pressure: wait until the client drains, or leaves.
+        await new Promise<void>((resolve) => {
+          const done = () => {
+            res.off("drain", done);
+            res.off("close", done);
+            resolve();
+          };
+          res.on("drain", done);
+          res.on("close", done);
+        });
+      }
+      if (ctx.clientGone.aborted) break;
+    }
+    const rest = tap.end();
+    if (rest !== "" && !ctx.clientGone.aborted) res.write(rest);
+  } catch (e) {
+    failure = ctx.clientGone.aborted
+      ? "client disconnected"
+      : ctx.timeout.aborted
+        ? "upstream timed out"
+        : `upstream stream failed: ${(e as Error).message}`;
+  }
+  if (ctx.clientGone.aborted) failure ??= "client disconnected";
+  ctx.observe(failure ? "error" : "2xx");
+  // Charged for what was generated: the reported usage, else an estimate from the text that passed.
+  await settleWith(
+    a,
+    failure ? undefined : tap.usage,
+    tap.generatedText(),
+    failure ?? "no usage chunk",
+    ctx.deps,
+  );
+  if (failure && !ctx.clientGone.aborted) {
+    // The client has the headers already: end the stream abruptly so it sees a failure, not a short answer.
+    res.destroy(new Error(failure));
+    return;
+  }
+  res.end();
+}
+
+async function settleWith(
+  a: Admission,
+  usage: OpenAIUsage | undefined,
+  generated: string,
+  reason: string,
+  deps: ChatHandlerDeps,
+): Promise<void> {
+  if (usage) {
+    await a.settle(usage);
+    return;
+  }
+  const est = estimateUsage(a, generated);
+  deps.metrics.estimatedSettlements.inc({ feature: a.feature, reason });
+  deps.logger.warn(
+    { id: a.id, feature: a.feature, reason, estimatedCompletionTokens: est.completion_tokens },
+    "settled from an estimate",
+  );
+  await a.settle(est);
+}
+
+async function collect(body: AsyncIterable<Buffer | string>): Promise<string> {
+  const parts: string[] = [];
+  for await (const c of body) parts.push(typeof c === "string" ? c : c.toString("utf8"));
+  return parts.join("");
+}
+
+function upstreamFailure(e: unknown, timedOut: boolean, clientGone: boolean) {
+  if (clientGone) return gatewayError("upstream_error", "client disconnected", 499);
+  // undici's own header/body timeouts (UND_ERR_HEADERS_TIMEOUT, …) can fire just before our signal.
+  const code = (e as { code?: unknown } | undefined)?.code;
+  if (timedOut || (typeof code === "string" && code.includes("TIMEOUT"))) {
+    return gatewayError("upstream_error", "upstream timed out", 504);
+  }
+  return gatewayError(
+    "upstream_error",
+    `upstream request failed: ${(e as Error)?.message ?? String(e)}`,
+    502,
+  );
+}

@@ -1,0 +1,65 @@
+import type { ServerResponse } from "node:http";
+import { ERROR_CODES, type ErrorCode, TokenBudgetError } from "../core/errors.js";
+
+/** The OpenAI error envelope (SPEC §5). */
+export interface ErrorEnvelope {
+  error: { message: string; type: string; code: ErrorCode; param: string | null };
+}
+
+/** Builds the OpenAI error envelope for a {@link TokenBudgetError}. */
+export function errorEnvelope(e: TokenBudgetError, param: string | null = null): ErrorEnvelope {
+  return { error: { message: e.message, type: ERROR_CODES[e.code].type, code: e.code, param } };
+}
+
+/** A gateway error with no budget meaning (bad JSON, auth, upstream). */
+export function gatewayError(code: ErrorCode, message: string, status?: number): TokenBudgetError {
+  return new TokenBudgetError({ code, message, ...(status !== undefined ? { status } : {}) });
+}
+
+/**
+ * The one place that turns an error into an HTTP response: the OpenAI envelope, the status from
+ * the code table, and `Retry-After` (whole seconds, rounded up) on refusals that carry a reset time.
+ * Anything that is not a TokenBudgetError is an internal fault: 500 with a fixed message, so no
+ * internal detail (or secret) reaches the client.
+ */
+export function sendError(res: ServerResponse, e: unknown, extraHeaders: Record<string, string> = {}): void {
+  const err =
+    e instanceof TokenBudgetError
+      ? e
+      : new TokenBudgetError({
+          code: "upstream_error",
+          message: "internal error in the gateway",
+          status: 500,
+        });
+  const body = JSON.stringify(errorEnvelope(err));
+  if (res.headersSent) {
+    res.destroy();
+    return;
+  }
+  const headers: Record<string, string | number> = {
+    "content-type": "application/json",
+    "content-length": Buffer.byteLength(body),
+    ...extraHeaders,
+  };
+  if (err.retryAfterMs !== undefined && (err.status === 429 || err.status === 503)) {
+    headers["retry-after"] = String(Math.max(1, Math.ceil(err.retryAfterMs / 1000)));
+  }
+  res.writeHead(err.status, headers);
+  res.end(body);
+}
+
+/** Sends a JSON body. */
+export function sendJson(
+  res: ServerResponse,
+  status: number,
+  value: unknown,
+  headers: Record<string, string> = {},
+): void {
+  const body = JSON.stringify(value);
+  res.writeHead(status, {
+    "content-type": "application/json",
+    "content-length": Buffer.byteLength(body),
+    ...headers,
+  });
+  res.end(body);
+}

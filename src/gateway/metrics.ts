@@ -1,0 +1,86 @@
+import { Counter, collectDefaultMetrics, Histogram, Registry } from "prom-client";
+import type { EngineEvents } from "../core/engine.js";
+
+/** The gateway's Prometheus metrics (one registry per gateway, so tests can run several). */
+export interface GatewayMetrics {
+  readonly registry: Registry;
+  readonly events: EngineEvents;
+  upstreamLatency: Histogram<"upstream" | "status">;
+  storeErrors: Counter<"op" | "mode">;
+  estimatedSettlements: Counter<"feature" | "reason">;
+  httpRequests: Counter<"route" | "status">;
+}
+
+/**
+ * Creates the metrics. Labels are bounded: feature names come from the config, codes from the error
+ * table; user ids and keys are never labels (unbounded cardinality, and keys are secrets).
+ */
+export function createGatewayMetrics(): GatewayMetrics {
+  const registry = new Registry();
+  collectDefaultMetrics({ register: registry, prefix: "tokenfuse_process_" });
+  const decisions = new Counter({
+    name: "tokenfuse_decisions_total",
+    help: "Admission decisions by feature, decision (allow|trim|reject) and error code",
+    labelNames: ["feature", "decision", "code", "store"] as const,
+    registers: [registry],
+  });
+  const tokens = new Counter({
+    name: "tokenfuse_tokens_total",
+    help: "Tokens settled, by feature and direction (input|output)",
+    labelNames: ["feature", "direction"] as const,
+    registers: [registry],
+  });
+  const reserved = new Counter({
+    name: "tokenfuse_reserved_tokens_total",
+    help: "Tokens reserved at admission, by feature",
+    labelNames: ["feature"] as const,
+    registers: [registry],
+  });
+  const settlements = new Counter({
+    name: "tokenfuse_settlements_total",
+    help: "Settlements by feature and outcome (settled|expired|duplicate|deferred)",
+    labelNames: ["feature", "status"] as const,
+    registers: [registry],
+  });
+  const upstreamLatency = new Histogram({
+    name: "tokenfuse_upstream_duration_seconds",
+    help: "Time from sending a request upstream to its last byte, by upstream and status class",
+    labelNames: ["upstream", "status"] as const,
+    buckets: [0.005, 0.01, 0.025, 0.05, 0.1, 0.25, 0.5, 1, 2.5, 5, 10, 30, 60, 120],
+    registers: [registry],
+  });
+  const storeErrors = new Counter({
+    name: "tokenfuse_store_errors_total",
+    help: "Budget store failures by operation and the on_error mode applied",
+    labelNames: ["op", "mode"] as const,
+    registers: [registry],
+  });
+  const estimatedSettlements = new Counter({
+    name: "tokenfuse_estimated_settlements_total",
+    help: "Settlements charged from an estimate because the upstream reported no usage",
+    labelNames: ["feature", "reason"] as const,
+    registers: [registry],
+  });
+  const httpRequests = new Counter({
+    name: "tokenfuse_http_requests_total",
+    help: "HTTP requests by route and status",
+    labelNames: ["route", "status"] as const,
+    registers: [registry],
+  });
+  const events: EngineEvents = {
+    decision(e) {
+      // A refused unknown feature name comes from the caller: never a label (unbounded cardinality).
+      const feature = e.code === "unknown_feature" || e.code === "invalid_request" ? "" : e.feature;
+      decisions.inc({ feature, decision: e.decision, code: e.code ?? "", store: e.storeStatus ?? "ok" });
+      if (e.reservedTokens) reserved.inc({ feature: e.feature }, e.reservedTokens);
+    },
+    settled(e) {
+      settlements.inc({ feature: e.feature, status: e.status });
+      if (e.usage && e.status !== "duplicate") {
+        tokens.inc({ feature: e.feature, direction: "input" }, e.usage.inputTokens);
+        tokens.inc({ feature: e.feature, direction: "output" }, e.usage.outputTokens);
+      }
+    },
+  };
+  return { registry, events, upstreamLatency, storeErrors, estimatedSettlements, httpRequests };
+}

@@ -1,0 +1,209 @@
+import { createServer, type IncomingMessage, type Server, type ServerResponse } from "node:http";
+import type { AddressInfo } from "node:net";
+import type { ResolvedConfig } from "../config/types.js";
+import { createEngine, type Engine, type SummaryProvider } from "../core/engine.js";
+import type { Logger } from "../core/logger.js";
+import type { ChatMessage, Clock } from "../core/types.js";
+import { systemClock } from "../core/types.js";
+import type { Store } from "../stores/types.js";
+import { createSwitchBoard, type SwitchBoard } from "../switches/switch-board.js";
+import { tokenizerForModel } from "../tokenizers/index.js";
+import { type Authenticator, createAuthenticator } from "./auth.js";
+import { handleChatCompletions } from "./chat-completions.js";
+import { gatewayError, sendError, sendJson } from "./http-errors.js";
+import { createGatewayMetrics, type GatewayMetrics } from "./metrics.js";
+import { createUpstreamClients } from "./upstream/create-clients.js";
+import type { UpstreamClient } from "./upstream/types.js";
+
+/** Options of {@link createGateway}. */
+export interface GatewayOptions {
+  config: ResolvedConfig;
+  store: Store;
+  logger: Logger;
+  clock?: Clock;
+  /** Request body limit (default 1 MiB). */
+  bodyLimitBytes?: number;
+  /** Time to receive a request's headers (ms, default 10 s). */
+  headersTimeoutMs?: number;
+  /** Time to receive a whole request (ms, default 30 s); responses may stream longer. */
+  requestTimeoutMs?: number;
+  /** Upstream clients to use instead of those built from the config (tests). */
+  upstreams?: Map<string, UpstreamClient>;
+}
+
+/** A running gateway. */
+export interface Gateway {
+  readonly server: Server;
+  readonly metrics: GatewayMetrics;
+  readonly engine: Engine;
+  readonly switches: SwitchBoard;
+  /** Listens on host:port (port 0 = any free port); resolves with the bound port. */
+  listen(port: number, host?: string): Promise<number>;
+  close(): Promise<void>;
+}
+
+/** Stable text of the models list (`GET /v1/models`): the models features may send to. */
+function modelsList(config: ResolvedConfig): object {
+  const ids = new Set<string>();
+  for (const f of Object.values(config.features)) {
+    ids.add(f.model);
+    for (const m of f.allowedModels) ids.add(m);
+  }
+  return {
+    object: "list",
+    data: [...ids].map((id) => ({ id, object: "model", created: 0, owned_by: "tokenfuse" })),
+  };
+}
+
+/** Creates the gateway (SPEC §6) over the engine, with node:http (chosen by measurement: docs/BENCHMARKS.md). */
+export function createGateway(options: GatewayOptions): Gateway {
+  const { config, store, logger } = options;
+  const clock = options.clock ?? systemClock;
+  const metrics = createGatewayMetrics();
+  const switches = createSwitchBoard({ config, store, logger, refreshMs: store.kind === "memory" ? 0 : 500 });
+  const upstreams = options.upstreams ?? createUpstreamClients(config);
+  const summaryProvider: SummaryProvider = async ({ model, messages, maxOutputTokens }) => {
+    const feature = Object.values(config.features).find((f) => f.model === model);
+    const u = upstreams.get(feature?.upstream ?? config.upstreams[0]?.name ?? "");
+    if (!u) throw new Error("no upstream for summaries");
+    const res = await u.send({
+      body: { model, messages, max_tokens: maxOutputTokens },
+      signal: AbortSignal.timeout(u.timeoutMs),
+    });
+    const parts: string[] = [];
+    for await (const c of res.body) parts.push(typeof c === "string" ? c : c.toString("utf8"));
+    if (res.status !== 200) throw new Error(`summary upstream answered ${res.status}`);
+    const parsed = JSON.parse(parts.join("")) as {
+      choices?: Array<{ message?: ChatMessage }>;
+      usage?: object;
+    };
+    const text = parsed.choices?.[0]?.message?.content;
+    if (typeof text !== "string") throw new Error("summary upstream returned no text");
+    return { text, usage: parsed.usage ?? null };
+  };
+  const engine = createEngine({
+    config,
+    store,
+    switches,
+    clock,
+    logger,
+    tokenizerFor: tokenizerForModel,
+    summaryProvider,
+    events: metrics.events,
+    reservationTtlMs: (f) => (upstreams.get(f.upstream ?? "")?.timeoutMs ?? 600_000) + 60_000,
+  });
+  const auth: Authenticator = createAuthenticator(config);
+  const deps = {
+    config,
+    engine,
+    auth,
+    upstreams,
+    metrics,
+    logger,
+    bodyLimitBytes: options.bodyLimitBytes ?? 1024 * 1024,
+  };
+  const ready = switches.refresh();
+
+  async function route(req: IncomingMessage, res: ServerResponse): Promise<string> {
+    const url = req.url ?? "/";
+    const path = url.split("?")[0] ?? "/";
+    if (req.method === "POST" && path === "/v1/chat/completions") {
+      await ready;
+      await handleChatCompletions(req, res, deps);
+      return "chat";
+    }
+    if (req.method === "GET" && path === "/healthz") {
+      sendJson(res, 200, { status: "ok" });
+      return "healthz";
+    }
+    if (req.method === "GET" && path === "/readyz") {
+      const ok = await storeReachable(store);
+      sendJson(res, ok ? 200 : 503, { status: ok ? "ready" : "store unavailable", store: store.kind });
+      return "readyz";
+    }
+    if (req.method === "GET" && path === "/metrics") {
+      const text = await metrics.registry.metrics();
+      res.writeHead(200, { "content-type": metrics.registry.contentType });
+      res.end(text);
+      return "metrics";
+    }
+    if (req.method === "GET" && path === "/v1/models") {
+      auth.authenticate(req.headers.authorization, undefined);
+      sendJson(res, 200, modelsList(config));
+      return "models";
+    }
+    if (req.method === "GET" && path === "/v1/budget") {
+      const p = auth.authenticate(req.headers.authorization, firstHeader(req, "x-tokenfuse-user"));
+      await ready;
+      const report = await engine.remaining({
+        user: p.user,
+        tier: p.tier,
+        features: p.features ? [...p.features] : undefined,
+      });
+      sendJson(res, 200, report);
+      return "budget";
+    }
+    throw gatewayError("invalid_request", `no route for ${req.method} ${path}`, 404);
+  }
+
+  const server = createServer(
+    {
+      headersTimeout: options.headersTimeoutMs ?? 10_000,
+      requestTimeout: options.requestTimeoutMs ?? 30_000,
+      keepAliveTimeout: 65_000,
+    },
+    (req, res) => {
+      route(req, res).then(
+        (r) => metrics.httpRequests.inc({ route: r, status: String(res.statusCode) }),
+        (e: unknown) => {
+          sendError(res, e);
+          metrics.httpRequests.inc({ route: "error", status: String(res.statusCode) });
+        },
+      );
+    },
+  );
+  // Long streams are bounded by the upstream timeout, not by the request timeout.
+  server.on("clientError", (_err, socket) => {
+    if (socket.writable) socket.end("HTTP/1.1 400 Bad Request\r\nconnection: close\r\n\r\n");
+    else socket.destroy();
+  });
+
+  return {
+    server,
+    metrics,
+    engine,
+    switches,
+    listen(port, host = "127.0.0.1") {
+      return new Promise((resolve, reject) => {
+        server.once("error", reject);
+        server.listen(port, host, () => {
+          server.off("error", reject);
+          resolve((server.address() as AddressInfo).port);
+        });
+      });
+    },
+    async close() {
+      switches.close();
+      await new Promise<void>((resolve) => {
+        server.close(() => resolve());
+        server.closeAllConnections();
+      });
+      await Promise.all([...upstreams.values()].map((u) => u.close()));
+      await store.close();
+    },
+  };
+}
+
+function firstHeader(req: IncomingMessage, name: string): string | undefined {
+  const v = req.headers[name];
+  return Array.isArray(v) ? v[0] : v;
+}
+
+async function storeReachable(store: Store): Promise<boolean> {
+  try {
+    await store.read([], Date.now());
+    return true;
+  } catch {
+    return false;
+  }
+}

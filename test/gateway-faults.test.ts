@@ -1,0 +1,124 @@
+import { afterAll, beforeAll, describe, expect, it } from "vitest";
+import { loadConfig } from "../src/config/load.js";
+import { silentLogger } from "../src/core/logger.js";
+import { type MockServer, startMockServer } from "../src/gateway/mock/mock-server.js";
+import { createGateway, type Gateway } from "../src/gateway/server.js";
+import { createMemoryStore } from "../src/stores/memory-store.js";
+import { getChatTokenizer } from "../src/tokenizers/index.js";
+
+/**
+ * Faults from the upstream, over real HTTP on loopback: each must end with the right client error and
+ * the right charge — nothing, or what was generated (estimated and flagged when the upstream reported
+ * nothing).
+ */
+describe("gateway: upstream faults and client disconnects", () => {
+  let mock: MockServer;
+  let gw: Gateway;
+  let base: string;
+  const messages = [{ role: "user", content: "Tell me a long story" }];
+  const prompt = getChatTokenizer("o200k_base").countChat(messages);
+
+  beforeAll(async () => {
+    mock = await startMockServer({ completionTokens: 60, chunkTokens: 2, chunkDelayMs: 5 });
+    const config = loadConfig(
+      {
+        upstreams: { provider: { type: "openai", base_url: mock.baseUrl, timeout_ms: 1500 } },
+        features: { chat: { model: "gpt-4o", max_input: 1000, max_output: 100, on_exceed: "trim" } },
+        tiers: { free: { daily_tokens: 1_000_000 } },
+        default_tier: "free",
+      },
+      {},
+    );
+    gw = createGateway({ config, store: createMemoryStore(), logger: silentLogger });
+    base = `http://127.0.0.1:${await gw.listen(0)}`;
+  });
+  afterAll(async () => {
+    await gw.close();
+    await mock.close();
+  });
+
+  const used = async (_user: string) => {
+    const r = (await (await fetch(`${base}/v1/budget`)).json()) as {
+      user: { day: { used: number; reserved: number } };
+    };
+    return r.user.day;
+  };
+  // No keys are configured, so every caller is the user "anonymous"; each test compares before/after.
+  const post = (body: object, headers: Record<string, string> = {}, signal?: AbortSignal) =>
+    fetch(`${base}/v1/chat/completions`, {
+      method: "POST",
+      headers: { "content-type": "application/json", ...headers },
+      body: JSON.stringify({ model: "gpt-4o", messages, ...body }),
+      ...(signal ? { signal } : {}),
+    });
+  const lastRecord = () => mock.upstream.ledger().records.at(-1);
+  const estimated = async () => {
+    const text = await (await fetch(`${base}/metrics`)).text();
+    return [...text.matchAll(/^tokenfuse_estimated_settlements_total\{[^}]*\} (\d+)/gm)].reduce(
+      (s, m) => s + Number(m[1]),
+      0,
+    );
+  };
+
+  it("500 before any output: 502 upstream_error, nothing charged", async () => {
+    const before = await used("anonymous");
+    const res = await post({}, { "x-mock-fault": "500" });
+    expect(res.status).toBe(502);
+    expect(((await res.json()) as { error: { code: string } }).error.code).toBe("upstream_error");
+    expect(await used("anonymous")).toEqual({ ...before, reserved: 0 });
+  });
+
+  it("a stall past the upstream timeout: 504, nothing charged", async () => {
+    const before = await used("anonymous");
+    const res = await post({}, { "x-mock-fault": "stall" });
+    expect(res.status).toBe(504);
+    expect(await used("anonymous")).toEqual({ ...before, reserved: 0 });
+  });
+
+  it("a reset mid-stream: the client sees the stream fail, and is charged what was generated (estimated, flagged)", async () => {
+    const before = await used("anonymous");
+    const flagged = await estimated();
+    const res = await post({ stream: true }, { "x-mock-fault": "reset-mid-stream" });
+    expect(res.status).toBe(200);
+    await expect(res.text()).rejects.toThrow();
+    await new Promise((r) => setTimeout(r, 100));
+    const rec = lastRecord();
+    expect(rec?.status).toBe("reset");
+    const after = await used("anonymous");
+    expect(after.reserved).toBe(0);
+    expect(after.used - before.used).toBe(prompt + (rec?.completionTokens ?? -1));
+    expect(await estimated()).toBe(flagged + 1);
+  });
+
+  it("no usage chunk: the stream completes, charged the generated tokens (estimated, flagged)", async () => {
+    const before = await used("anonymous");
+    const flagged = await estimated();
+    const res = await post({ stream: true }, { "x-mock-fault": "no-usage" });
+    const text = await res.text();
+    expect(text).toContain("data: [DONE]");
+    const rec = lastRecord();
+    const after = await used("anonymous");
+    expect(after.used - before.used).toBe(prompt + (rec?.completionTokens ?? -1));
+    expect(await estimated()).toBe(flagged + 1);
+  });
+
+  it("a client that disconnects mid-stream aborts the upstream request and is charged what was generated", async () => {
+    const before = await used("anonymous");
+    const ac = new AbortController();
+    const res = await post({ stream: true }, {}, ac.signal);
+    const reader = res.body?.getReader();
+    await reader?.read();
+    await reader?.read();
+    ac.abort();
+    await new Promise((r) => setTimeout(r, 200));
+    const rec = lastRecord();
+    expect(rec?.status).toBe("aborted");
+    expect(rec?.completionTokens).toBeLessThan(60);
+    const after = await used("anonymous");
+    expect(after.reserved).toBe(0);
+    const charged = after.used - before.used - prompt;
+    // What passed through the gateway before the abort: at least one chunk, at most what the upstream sent.
+    expect(charged).toBeGreaterThan(0);
+    expect(charged).toBeLessThanOrEqual(rec?.completionTokens ?? 0);
+  });
+});
