@@ -35,8 +35,8 @@ async function run(name, lanes, op) {
 }
 
 const store = createRedisStore({ url, keyPrefix: prefix, commandTimeoutMs: 5000 });
-// The baselines get the same client options as tokenfuse's store (auto-pipelining on).
-const raw = new Redis(url, { enableAutoPipelining: true });
+// The baselines use a plain ioredis client, as tokenfuse's store does.
+const raw = new Redis(url);
 const now = Date.now();
 const scopes = (u) => [
   {

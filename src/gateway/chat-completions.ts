@@ -113,7 +113,7 @@ export async function handleChatCompletions(
   res: ServerResponse,
   deps: ChatHandlerDeps,
 ): Promise<void> {
-  const { engine, auth, metrics, logger } = deps;
+  const { engine, auth, logger } = deps;
   let admission: Admission | undefined;
   const clientGone = new AbortController();
   const onClose = () => {

@@ -8,9 +8,9 @@
  * as ordinary text, as the OpenAI API does for message content.
  */
 
-import { createBytePairMerger, type BytePairMerger } from "./byte-pair-merge.js";
-import { bytesLowerBound, textLowerBound } from "./lower-bound.js";
-import { createPieceRegExp, type BpeEncodingName } from "./pretokenizer.js";
+import { type BytePairMerger, createBytePairMerger } from "./byte-pair-merge.js";
+import { bytesLowerBound, provenOverflowPrefix, textLowerBound } from "./lower-bound.js";
+import { type BpeEncodingName, createPieceRegExp } from "./pretokenizer.js";
 import { loadRankTable } from "./rank-loader.js";
 import type { RankTable } from "./rank-table.js";
 import type { TextTokenizer } from "./types.js";
@@ -20,6 +20,14 @@ import { encodeUtf8Into, isInsidePair, utf8LengthAt } from "./utf8-scan.js";
 const LONG_PIECE_BYTES = 256;
 /** Texts of more UTF-16 units than this get a whole-text lower bound before bounded counting. */
 const LOWER_BOUND_SCAN_UNITS = 4096;
+/**
+ * Truncation merges at most this many bytes of one piece: a longer piece (only pathological input
+ * has one, e.g. 100 000 spaces) is cut inside this prefix, so truncation stays fast at the price of
+ * keeping fewer tokens than the cap allows in that case.
+ */
+const TRUNCATE_PIECE_BYTES = 16 * 1024;
+/** Truncation first looks at a head of this many UTF-16 units per token of the cap. */
+const TRUNCATE_HEAD_UNITS_PER_TOKEN = 16;
 /** Scratch buffers above this many bytes are dropped after use instead of being kept. */
 const KEEP_SCRATCH_BYTES = 1 << 20;
 
@@ -39,6 +47,13 @@ export interface BpeTextTokenizerOptions {
   table?: RankTable;
   /** Byte length above which pieces are merged with the heap (tests exercise both paths). */
   heapThreshold?: number;
+}
+
+/** A piece of a text, by offsets, with its token count (-1 when unknown). */
+interface KnownPiece {
+  start: number;
+  end: number;
+  count: number;
 }
 
 interface State {
@@ -113,6 +128,14 @@ export function createBpeTextTokenizer(
   function countTextUpTo(text: string, limit: number): number {
     if (limit === Number.POSITIVE_INFINITY) return countText(text);
     const cap = Number.isFinite(limit) && limit > 0 ? Math.floor(limit) : 0;
+    return countUpTo(text, cap, undefined);
+  }
+
+  /**
+   * Bounded count. `known` is a piece (by offsets) whose count the caller already has: truncation
+   * verifies its candidate prefix without merging the cut piece a second time.
+   */
+  function countUpTo(text: string, cap: number, known: KnownPiece | undefined): number {
     const over = cap + 1;
     if (text.length === 0) return 0;
     const s = init();
@@ -124,14 +147,21 @@ export function createBpeTextTokenizer(
     let count = 0;
     for (let at = 0; at < text.length; ) {
       const end = pieceEnd(s, text, at);
-      const length = encodeSlice(s, text, at, end);
-      // Why: BPE cost grows with the piece; never feed a long piece to it when a cheap bound
-      // already proves the cap is exceeded (a 500 kB run of one character is one piece).
-      if (length > LONG_PIECE_BYTES && count + bytesLowerBound(s.table, s.bytes, length, s.histogram) > cap) {
-        releaseScratch(s);
-        return over;
+      if (known !== undefined && at === known.start && end === known.end) {
+        count += known.count;
+      } else {
+        const length = encodeSlice(s, text, at, end);
+        // Why: BPE cost grows with the piece; never feed a long piece to it when a cheap bound
+        // already proves the cap is exceeded (a 500 kB run of one character is one piece).
+        if (
+          length > LONG_PIECE_BYTES &&
+          count + bytesLowerBound(s.table, s.bytes, length, s.histogram) > cap
+        ) {
+          releaseScratch(s);
+          return over;
+        }
+        count += countEncoded(s, length);
       }
-      count += countEncoded(s, length);
       if (count > cap) {
         releaseScratch(s);
         return over;
@@ -143,24 +173,29 @@ export function createBpeTextTokenizer(
   }
 
   /**
-   * Walks whole pieces while they fit in `maxTokens`. Returns the piece starts walked and where the
-   * walk stopped; `overflowEnd` is -1 when the whole text fits.
+   * Walks whole pieces of `text` while they fit in `cap` tokens. Returns the piece starts walked,
+   * where the walk stopped, the tokens counted, and the end of the overflowing piece (-1 when the
+   * whole text fits). Pieces longer than {@link TRUNCATE_PIECE_BYTES} are not merged whole: they end
+   * the walk and get cut.
    */
   function walkFitting(
     s: State,
     text: string,
-    maxTokens: number,
+    cap: number,
   ): { boundaries: number[]; at: number; overflowEnd: number; count: number } {
     const boundaries: number[] = [];
     let count = 0;
     for (let at = 0; at < text.length; ) {
       const end = pieceEnd(s, text, at);
+      // Units are a lower bound on bytes: a piece this long is cut without encoding it whole.
+      if (end - at > TRUNCATE_PIECE_BYTES) return { boundaries, at, overflowEnd: end, count };
       const length = encodeSlice(s, text, at, end);
-      if (length > LONG_PIECE_BYTES && count + bytesLowerBound(s.table, s.bytes, length, s.histogram) > maxTokens) {
+      if (length > TRUNCATE_PIECE_BYTES) return { boundaries, at, overflowEnd: end, count };
+      if (length > LONG_PIECE_BYTES && count + bytesLowerBound(s.table, s.bytes, length, s.histogram) > cap) {
         return { boundaries, at, overflowEnd: end, count };
       }
       const tokens = countEncoded(s, length);
-      if (count + tokens > maxTokens) return { boundaries, at, overflowEnd: end, count };
+      if (count + tokens > cap) return { boundaries, at, overflowEnd: end, count };
       count += tokens;
       boundaries.push(at);
       at = end;
@@ -173,49 +208,89 @@ export function createBpeTextTokenizer(
     let at = from;
     let used = 0;
     while (at < text.length) {
-      const { bytes, units } = utf8LengthAt(text, at);
+      const bytes = utf8LengthAt(text, at);
       if (used + bytes > byteBudget) break;
       used += bytes;
-      at += units;
+      at += bytes === 4 ? 2 : 1;
     }
     return at;
   }
 
+  /**
+   * Where to cut inside the overflowing piece `text[at..end)` to keep at most `remaining` tokens,
+   * and the count of the kept part.
+   */
+  function cutInsidePiece(s: State, text: string, at: number, end: number, remaining: number): KnownPiece {
+    // Only a bounded prefix of the piece can matter: `remaining` tokens cover at most
+    // remaining * maxTokenBytes bytes (hence as many UTF-16 units), and merging is capped.
+    let stop = Math.min(end, at + (remaining + 1) * s.table.maxTokenBytes, at + TRUNCATE_PIECE_BYTES);
+    if (stop < end && isInsidePair(text, stop)) stop--;
+    const stretch = text.slice(at, stop);
+    const limitEnd = at + provenOverflowPrefix(s.table, stretch, remaining);
+    const length = encodeSlice(s, text, at, limitEnd);
+    mergedPieces++;
+    const { count, ends } = s.merger.tokenEnds(s.bytes, length);
+    const take = Math.min(remaining, count);
+    if (take === 0) return { start: at, end: at, count: 0 };
+    const cut = unitsForBytes(text, at, ends[take - 1] ?? 0);
+    // The kept bytes are exactly `take` whole tokens when the cut fell on a token end; otherwise the
+    // count is unknown and left to the verification.
+    const exactCut = encodedLength(text, at, cut) === (ends[take - 1] ?? 0);
+    return { start: at, end: cut, count: exactCut ? take : -1 };
+  }
+
+  /** UTF-8 length of `text[from..to)`. */
+  function encodedLength(text: string, from: number, to: number): number {
+    let n = 0;
+    for (let i = from; i < to; ) {
+      const bytes = utf8LengthAt(text, i);
+      n += bytes;
+      i += bytes === 4 ? 2 : 1;
+    }
+    return n;
+  }
+
   function truncateText(text: string, maxTokens: number): string {
-    const cap = Number.isFinite(maxTokens) ? Math.max(0, Math.floor(maxTokens)) : text.length * 3;
+    const cap = Number.isFinite(maxTokens) ? Math.max(0, Math.floor(maxTokens)) : Number.MAX_SAFE_INTEGER;
     if (cap === 0 || text.length === 0) return "";
     const s = init();
-    const walk = walkFitting(s, text, cap);
-    if (walk.overflowEnd < 0) {
+    // Why: the work must be bounded by `cap`, not by the text. First look at a head of a size that
+    // holds `cap` tokens of any ordinary text; only if it all fits, extend the head to the point
+    // where the byte bounds prove that no longer prefix can fit.
+    let headEnd = Math.min(text.length, TRUNCATE_HEAD_UNITS_PER_TOKEN * cap + 1024);
+    if (isInsidePair(text, headEnd)) headEnd--;
+    let head = headEnd < text.length ? text.slice(0, headEnd) : text;
+    let walk = walkFitting(s, head, cap);
+    if (walk.overflowEnd < 0 && head !== text) {
+      headEnd = provenOverflowPrefix(s.table, text, cap);
+      head = headEnd < text.length ? text.slice(0, headEnd) : text;
+      walk = walkFitting(s, head, cap);
+    }
+    if (walk.overflowEnd < 0 && head === text) {
       releaseScratch(s);
       return text;
     }
-    const candidates: number[] = [];
+    const candidates: KnownPiece[] = [];
     const remaining = cap - walk.count;
-    if (remaining > 0) {
-      // Only a bounded prefix of the overflowing piece can matter: `remaining` tokens cover at most
-      // remaining * maxTokenBytes bytes, hence at most that many UTF-16 units.
-      let limitEnd = Math.min(walk.overflowEnd, walk.at + (remaining + 1) * s.table.maxTokenBytes);
-      if (limitEnd < walk.overflowEnd && isInsidePair(text, limitEnd)) limitEnd--;
-      const length = encodeSlice(s, text, walk.at, limitEnd);
-      mergedPieces++;
-      const { count, ends } = s.merger.tokenEnds(s.bytes, length);
-      const take = Math.min(remaining, count);
-      if (take > 0) candidates.push(unitsForBytes(text, walk.at, ends[take - 1] ?? 0));
+    if (walk.overflowEnd >= 0 && remaining > 0) {
+      candidates.push(cutInsidePiece(s, head, walk.at, walk.overflowEnd, remaining));
     }
     // Fallbacks, longest first: the overflowing piece's start, then 1, 2, 4... pieces further back.
-    candidates.push(walk.at);
+    candidates.push({ start: walk.at, end: walk.at, count: 0 });
     for (let back = 1; back <= walk.boundaries.length; back *= 2) {
-      candidates.push(walk.boundaries[walk.boundaries.length - back] ?? 0);
+      const end = walk.boundaries[walk.boundaries.length - back] ?? 0;
+      candidates.push({ start: end, end, count: 0 });
     }
     releaseScratch(s);
-    for (const end of candidates) {
-      if (end <= 0) continue;
-      const prefix = text.slice(0, end);
+    for (const candidate of candidates) {
+      // Why: a cut is never allowed to split a surrogate pair (it would send a lone surrogate).
+      if (candidate.end <= 0 || isInsidePair(text, candidate.end)) continue;
+      const prefix = text.slice(0, candidate.end);
       // Why: pieces near the cut can split differently in the prefix than in the whole text (the
       // `\s+(?!\S)` lookahead) and BPE of a cut piece need not reuse the piece's tokens, so only the
       // exact count of the prefix itself decides.
-      if (countTextUpTo(prefix, cap) <= cap) return prefix;
+      const known = candidate.count > 0 ? candidate : undefined;
+      if (countUpTo(prefix, cap, known) <= cap) return prefix;
     }
     return "";
   }

@@ -22,11 +22,19 @@ export interface RankTable {
    * an encoding of text holding n copies of b covers at most this many of them, so the text has at
    * least ceil(n / maxByteCount[b]) tokens.
    */
-  readonly maxByteCount: Uint8Array;
+  readonly maxByteCount: Uint16Array;
+  /**
+   * For each class of {@link BYTE_CLASSES}, the largest number of bytes of that class in a single
+   * token (o200k_base: at most 26 ASCII letters, 3 digits, one 4-byte-sequence lead byte, i.e.
+   * one emoji or other astral character, per token).
+   */
+  readonly maxClassCount: Uint16Array;
   /** Rank of `bytes[start..end)`, or {@link NOT_A_TOKEN}. */
   rankOf(bytes: Uint8Array, start: number, end: number): number;
-  /** Rank of the byte sequence whose polynomial hash was computed by the caller with {@link hashStep}. */
+  /** Rank of `bytes[start..end)` given its hash (from {@link hashStep} steps starting at 0). */
   rankOfHashed(bytes: Uint8Array, start: number, end: number, hash: number): number;
+  /** `powers[k]` is HASH_MULTIPLIER^k mod 2^32, for k up to maxTokenBytes. */
+  readonly powers: Int32Array;
   /** Bytes of the token of rank `rank` (a view, do not modify). */
   tokenBytes(rank: number): Uint8Array;
 }
@@ -38,16 +46,58 @@ export interface RankData {
   bpe_ranks: string;
 }
 
-/** Initial value of the polynomial byte hash. */
-export const HASH_SEED = 0x811c9dc5 | 0;
+/** Multiplier of the polynomial byte hash `h = h * HASH_MULTIPLIER + byte` (mod 2^32). */
+export const HASH_MULTIPLIER = 0x01000193;
 
 /**
- * One step of the polynomial byte hash shared by the table and its callers (who hash while they
- * encode UTF-8, so the whole-piece lookup costs no second pass over the bytes).
+ * One step of the polynomial byte hash shared by the table and its callers. Being polynomial, the
+ * hash of a concatenation is `hash(a) * HASH_MULTIPLIER^len(b) + hash(b)`, so the merger can hash a
+ * candidate pair from its two parts' hashes in O(1) (see {@link RankTable.powers}).
  */
 export function hashStep(hash: number, byte: number): number {
-  return (Math.imul(hash, 0x01000193) ^ byte) | 0;
+  return (Math.imul(hash, HASH_MULTIPLIER) + byte) | 0;
 }
+
+/**
+ * Byte classes whose per-token maxima give lower bounds much tighter than single bytes for the
+ * usual long runs: letters, digits, and the lead bytes of 2-, 3- and 4-byte UTF-8 sequences (one
+ * lead byte per non-ASCII character). `ranges` are inclusive byte ranges.
+ */
+export const BYTE_CLASSES: readonly { name: string; ranges: readonly (readonly [number, number])[] }[] = [
+  {
+    name: "ascii-letter",
+    ranges: [
+      [0x41, 0x5a],
+      [0x61, 0x7a],
+    ],
+  },
+  { name: "ascii-digit", ranges: [[0x30, 0x39]] },
+  {
+    name: "ascii-punctuation",
+    ranges: [
+      [0x21, 0x2f],
+      [0x3a, 0x40],
+      [0x5b, 0x60],
+      [0x7b, 0x7e],
+    ],
+  },
+  { name: "utf8-continuation", ranges: [[0x80, 0xbf]] },
+  { name: "utf8-lead-2", ranges: [[0xc0, 0xdf]] },
+  { name: "utf8-lead-3", ranges: [[0xe0, 0xef]] },
+  { name: "utf8-lead-3-cjk", ranges: [[0xe4, 0xe9]] },
+  { name: "utf8-lead-4", ranges: [[0xf0, 0xf7]] },
+  { name: "non-ascii", ranges: [[0x80, 0xff]] },
+];
+
+/** `BYTE_CLASS_MASK[b]` has bit c set when byte b belongs to class c of {@link BYTE_CLASSES}. */
+export const BYTE_CLASS_MASK: Uint16Array = (() => {
+  const mask = new Uint16Array(256);
+  BYTE_CLASSES.forEach((byteClass, c) => {
+    for (const [lo, hi] of byteClass.ranges)
+      for (let b = lo; b <= hi; b++) mask[b] = (mask[b] ?? 0) | (1 << c);
+  });
+  return mask;
+})();
 
 const BASE64_VALUE: Int8Array = (() => {
   const table = new Int8Array(128).fill(-1);
@@ -141,58 +191,73 @@ function buildTable(
   }
   const { start, bytes } = layOutByRank(flat, entryStarts, entryRanks, entries, totalBytes, size);
 
+  const { maxTokenBytes, maxByteCount, maxClassCount } = vocabularyStatistics(bytes, start, size);
+
   let bits = 1;
   while (1 << bits < size * 2) bits++;
   const mask = (1 << bits) - 1;
   const shift = 32 - bits;
-  // slots hold rank + 1; 0 marks an empty slot. Load factor stays below 1/2.
-  const slots = new Int32Array(1 << bits);
-  let maxTokenBytes = 0;
-  const maxByteCount = new Uint8Array(256);
-  const counts = new Uint8Array(256);
+  // Open addressing, load factor below 1/2, one 16-byte record per slot so that a probe touches a
+  // single cache line: [hash, (rank + 1) | length << 20, first 4 bytes, next 4 bytes]. Tokens of up
+  // to 8 bytes (nearly every candidate pair) are compared inside the record; longer ones against
+  // the token bytes. rank + 1 = 0 marks an empty slot.
+  const slots = new Int32Array(4 << bits);
   for (let r = 0; r < size; r++) {
     const s = start[r] ?? 0;
     const e = start[r + 1] ?? 0;
-    if (e - s > maxTokenBytes) maxTokenBytes = e - s;
-    let h = HASH_SEED;
-    for (let k = s; k < e; k++) {
-      const b = bytes[k] ?? 0;
-      h = hashStep(h, b);
-      const c = (counts[b] ?? 0) + 1;
-      counts[b] = c;
-      if (c > (maxByteCount[b] ?? 0)) maxByteCount[b] = c;
-    }
-    for (let k = s; k < e; k++) counts[bytes[k] ?? 0] = 0;
-    let slot = Math.imul(h, 0x9e3779b1) >>> shift;
-    while ((slots[slot] ?? 0) !== 0) slot = (slot + 1) & mask;
-    slots[slot] = r + 1;
+    let h = 0;
+    for (let k = s; k < e; k++) h = hashStep(h, bytes[k] ?? 0);
+    let slot = slotOf(h, shift);
+    while ((slots[4 * slot + 1] ?? 0) !== 0) slot = (slot + 1) & mask;
+    slots[4 * slot] = h;
+    slots[4 * slot + 1] = (r + 1) | ((e - s) << 20);
+    slots[4 * slot + 2] = packBytes(bytes, s, Math.min(e, s + 4));
+    slots[4 * slot + 3] = packBytes(bytes, Math.min(e, s + 4), Math.min(e, s + 8));
   }
 
   function rankOfHashed(probe: Uint8Array, from: number, to: number, hash: number): number {
     const length = to - from;
-    let slot = Math.imul(hash, 0x9e3779b1) >>> shift;
+    const tag = length << 20;
+    let lo = 0;
+    let hi = 0;
+    if (length <= 8) {
+      lo = packBytes(probe, from, Math.min(to, from + 4));
+      hi = packBytes(probe, Math.min(to, from + 4), to);
+    }
+    let slot = slotOf(hash, shift);
     for (;;) {
-      const entry = slots[slot] ?? 0;
+      const record = 4 * slot;
+      const entry = slots[record + 1] ?? 0;
       if (entry === 0) return NOT_A_TOKEN;
-      const rank = entry - 1;
-      const s = start[rank] ?? 0;
-      if ((start[rank + 1] ?? 0) - s === length) {
-        let k = 0;
-        while (k < length && bytes[s + k] === probe[from + k]) k++;
-        if (k === length) return rank;
+      if (slots[record] === hash && (entry & 0xfff00000) === tag) {
+        const rank = (entry & 0xfffff) - 1;
+        if (length <= 8) {
+          if (slots[record + 2] === lo && slots[record + 3] === hi) return rank;
+        } else {
+          const s = start[rank] ?? 0;
+          let k = 0;
+          while (k < length && bytes[s + k] === probe[from + k]) k++;
+          if (k === length) return rank;
+        }
       }
       slot = (slot + 1) & mask;
     }
   }
 
+  const powers = new Int32Array(maxTokenBytes + 1);
+  powers[0] = 1;
+  for (let k = 1; k <= maxTokenBytes; k++) powers[k] = Math.imul(powers[k - 1] ?? 0, HASH_MULTIPLIER);
+
   return {
     size,
     maxTokenBytes,
     maxByteCount,
+    maxClassCount,
+    powers,
     rankOfHashed,
     rankOf(probe, from, to) {
       if (to - from > maxTokenBytes || to <= from) return NOT_A_TOKEN;
-      let h = HASH_SEED;
+      let h = 0;
       for (let k = from; k < to; k++) h = hashStep(h, probe[k] ?? 0);
       return rankOfHashed(probe, from, to, h);
     },
@@ -200,6 +265,55 @@ function buildTable(
       return bytes.subarray(start[rank] ?? 0, start[rank + 1] ?? 0);
     },
   };
+}
+
+/** Up to 4 bytes as one little-endian int (missing bytes are 0; lengths are compared apart). */
+function packBytes(bytes: Uint8Array, from: number, to: number): number {
+  let packed = 0;
+  for (let k = to - 1; k >= from; k--) packed = (packed << 8) | (bytes[k] ?? 0);
+  return packed;
+}
+
+/**
+ * Longest token, and for each byte value and byte class the most occurrences in one token (for
+ * the lower bounds of lower-bound.ts).
+ */
+function vocabularyStatistics(
+  bytes: Uint8Array,
+  start: Uint32Array,
+  size: number,
+): { maxTokenBytes: number; maxByteCount: Uint16Array; maxClassCount: Uint16Array } {
+  let maxTokenBytes = 0;
+  const maxByteCount = new Uint16Array(256);
+  const counts = new Uint16Array(256);
+  const maxClassCount = new Uint16Array(BYTE_CLASSES.length);
+  const classCounts = new Uint16Array(BYTE_CLASSES.length);
+  for (let r = 0; r < size; r++) {
+    const s = start[r] ?? 0;
+    const e = start[r + 1] ?? 0;
+    if (e - s > maxTokenBytes) maxTokenBytes = e - s;
+    for (let k = s; k < e; k++) {
+      const b = bytes[k] ?? 0;
+      const c = (counts[b] ?? 0) + 1;
+      counts[b] = c;
+      if (c > (maxByteCount[b] ?? 0)) maxByteCount[b] = c;
+      for (let m = BYTE_CLASS_MASK[b] ?? 0, cl = 0; m !== 0; m >>= 1, cl++) {
+        if ((m & 1) !== 0) classCounts[cl] = (classCounts[cl] ?? 0) + 1;
+      }
+    }
+    for (let k = s; k < e; k++) counts[bytes[k] ?? 0] = 0;
+    for (let cl = 0; cl < classCounts.length; cl++) {
+      const c = classCounts[cl] ?? 0;
+      if (c > (maxClassCount[cl] ?? 0)) maxClassCount[cl] = c;
+      classCounts[cl] = 0;
+    }
+  }
+  return { maxTokenBytes, maxByteCount, maxClassCount };
+}
+
+/** Home slot of a hash: multiplicative mixing, then the top bits (the low bits of a polynomial hash are weak). */
+function slotOf(hash: number, shift: number): number {
+  return Math.imul(hash ^ (hash >>> 15), 0x9e3779b1) >>> shift;
 }
 
 /** Token bytes in rank order: `bytes[start[r]..start[r+1])` is the token of rank r. */

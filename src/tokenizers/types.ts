@@ -39,4 +39,24 @@ export interface ChatTokenizer extends TextTokenizer {
   countTools(tools: readonly ToolDefinition[] | undefined): number;
   /** Whole request: sum of messages + priming + tools. */
   countChat(messages: readonly ChatMessage[], tools?: readonly ToolDefinition[]): number;
+  /**
+   * Like countChat, with the parts and whether the total is exact: false when an estimate was
+   * involved (non-text content parts, tool calls, tool results, tool schemas beyond the published
+   * counting rule, or an estimator tokenizer).
+   */
+  countChatDetailed(messages: readonly ChatMessage[], tools?: readonly ToolDefinition[]): ChatTokenCount;
+}
+
+/** A chat request's token count with its parts; see {@link ChatTokenizer.countChatDetailed}. */
+export interface ChatTokenCount {
+  /** Total: messages + reply priming + tools. */
+  tokens: number;
+  /** True when every part was counted exactly (the provider's `prompt_tokens` for this request). */
+  exact: boolean;
+  /** Tokens of each message, overhead included, in order. */
+  messages: number[];
+  /** Reply priming tokens (added once). */
+  replyPriming: number;
+  /** Tokens of the tool definitions. */
+  tools: number;
 }

@@ -99,14 +99,18 @@ export function isInsidePair(text: string, index: number): boolean {
   return c >= 0xdc00 && c <= 0xdfff && p >= 0xd800 && p <= 0xdbff;
 }
 
-/** Number of UTF-8 bytes of the code point (or lone surrogate) starting at `text[index]`. */
-export function utf8LengthAt(text: string, index: number): { bytes: number; units: number } {
+/** True when `text[index]` and `text[index + 1]` form a surrogate pair (one astral code point). */
+export function isSurrogatePairAt(text: string, index: number): boolean {
   const c = text.charCodeAt(index);
-  if (c < 0x80) return { bytes: 1, units: 1 };
-  if (c < 0x800) return { bytes: 2, units: 1 };
-  if (c >= 0xd800 && c <= 0xdbff && index + 1 < text.length) {
-    const d = text.charCodeAt(index + 1);
-    if (d >= 0xdc00 && d <= 0xdfff) return { bytes: 4, units: 2 };
-  }
-  return { bytes: 3, units: 1 };
+  if (c < 0xd800 || c > 0xdbff) return false;
+  const d = text.charCodeAt(index + 1);
+  return d >= 0xdc00 && d <= 0xdfff;
+}
+
+/** UTF-8 length of the code point (or lone surrogate, encoded as U+FFFD) starting at `text[index]`. */
+export function utf8LengthAt(text: string, index: number): number {
+  const c = text.charCodeAt(index);
+  if (c < 0x80) return 1;
+  if (c < 0x800) return 2;
+  return isSurrogatePairAt(text, index) ? 4 : 3;
 }
