@@ -1,0 +1,122 @@
+/**
+ * The mock upstream's ledger: the tokens it really produced, per request and in total, so that tests
+ * can compare a store's counters with the truth. Completion tokens of a stream are added as each
+ * chunk is handed to the transport, so a reset or aborted stream counts only what was sent.
+ */
+
+import type { MockFault } from "./mock-request.js";
+
+/**
+ * Where a request stands: `open` while being answered; `completed`; `aborted` (the caller's signal
+ * aborted: client gone or timed out); `reset` (the `reset-mid-stream` fault fired); `error` (a
+ * `500`/`429` fault, answered before any work).
+ */
+export type MockRequestStatus = "open" | "completed" | "aborted" | "reset" | "error";
+
+/** One request as the ledger saw it. */
+export interface MockLedgerRecord {
+  /** The completion id (`chatcmpl-mock-…`), also sent as the `x-request-id` header. */
+  id: string;
+  model: string;
+  stream: boolean;
+  n: number;
+  fault: MockFault | undefined;
+  /** Prompt tokens of an accepted request (0 for a `500`/`429` fault). */
+  promptTokens: number;
+  /** Completion tokens generated (non-streaming) or actually emitted (streaming), over all choices. */
+  completionTokens: number;
+  status: MockRequestStatus;
+}
+
+/** Totals over every request since the last reset. */
+export interface MockLedgerTotals {
+  requests: number;
+  /** Requests still `open`. */
+  open: number;
+  promptTokens: number;
+  completionTokens: number;
+  totalTokens: number;
+}
+
+/** A snapshot of the ledger. */
+export interface MockLedger {
+  totals: MockLedgerTotals;
+  /** The most recent records (at most the ledger's `maxRecords`), oldest first; copies. */
+  records: MockLedgerRecord[];
+}
+
+/** A request's line in the ledger, updated as the request progresses. */
+export interface MockLedgerEntry {
+  readonly id: string;
+  /** Adds completion tokens generated or emitted. */
+  addCompletion(tokens: number): void;
+  /** Records the final status; only the first call after `open` counts. */
+  close(status: Exclude<MockRequestStatus, "open">): void;
+}
+
+/** The ledger's book-keeping side, used by the mock upstream. */
+export interface MockLedgerBook {
+  open(init: Omit<MockLedgerRecord, "completionTokens" | "status">): MockLedgerEntry;
+  snapshot(): MockLedger;
+  reset(): void;
+}
+
+interface Book {
+  totals: MockLedgerTotals;
+  records: Map<string, MockLedgerRecord>;
+}
+
+function emptyBook(): Book {
+  return {
+    totals: { requests: 0, open: 0, promptTokens: 0, completionTokens: 0, totalTokens: 0 },
+    records: new Map(),
+  };
+}
+
+/** Default number of per-request records kept (totals always cover every request). */
+export const DEFAULT_LEDGER_MAX_RECORDS = 100_000;
+
+/**
+ * Creates a ledger keeping at most `maxRecords` per-request records. Why the bound: a load test sends
+ * millions of requests through one mock; totals stay exact while the oldest records are dropped.
+ */
+export function createMockLedger(maxRecords = DEFAULT_LEDGER_MAX_RECORDS): MockLedgerBook {
+  let book = emptyBook();
+
+  return {
+    open(init) {
+      // An entry keeps the book it was opened in: after reset() a request still in flight updates
+      // the discarded book, never the fresh one.
+      const own = book;
+      const record: MockLedgerRecord = { ...init, completionTokens: 0, status: "open" };
+      own.totals.requests++;
+      own.totals.open++;
+      own.totals.promptTokens += init.promptTokens;
+      own.totals.totalTokens += init.promptTokens;
+      own.records.set(init.id, record);
+      if (own.records.size > maxRecords) {
+        const oldest = own.records.keys().next();
+        if (!oldest.done) own.records.delete(oldest.value);
+      }
+      return {
+        id: init.id,
+        addCompletion(tokens) {
+          record.completionTokens += tokens;
+          own.totals.completionTokens += tokens;
+          own.totals.totalTokens += tokens;
+        },
+        close(status) {
+          if (record.status !== "open") return;
+          record.status = status;
+          own.totals.open--;
+        },
+      };
+    },
+    snapshot() {
+      return { totals: { ...book.totals }, records: [...book.records.values()].map((r) => ({ ...r })) };
+    },
+    reset() {
+      book = emptyBook();
+    },
+  };
+}
