@@ -54,7 +54,10 @@ function once(fn) {
 }
 
 const fmt = (ms) => (ms >= 100 ? ms.toFixed(0) : ms >= 1 ? ms.toFixed(1) : ms.toFixed(3));
-const mbps = (bytes, ms) => (bytes / MIB / (ms / 1000)).toFixed(2);
+const mbps = (bytes, ms) => {
+  const rate = bytes / MIB / (ms / 1000);
+  return rate >= 1 ? rate.toFixed(2) : rate.toPrecision(2);
+};
 
 const lines = [];
 const print = (line = "") => {
@@ -197,6 +200,25 @@ for (const [name, text] of big) {
       ? "(skipped)"
       : fmt(once(() => js.o200k_base.encode(text).length).ms);
   print(`| ${name} | ${row.join(" | ")} | ${full} |`);
+}
+print();
+
+// 3b. The worst case left: one long piece whose lower bound does not exceed the cap must be merged
+// to be counted exactly (300 000 spaces are exactly 2 344 tokens, under a 4 000 cap). A long CJK
+// run is shown for contrast: its bound already exceeds the cap.
+print("## Long single pieces under 1 MiB (countTextUpTo, cap 4 000, ms)");
+print();
+print("| content | o200k_base | cl100k_base |");
+print("|---|---:|---:|");
+for (const [name, text] of [
+  ["300 000 spaces", " ".repeat(300_000)],
+  ["300 000 × '-'", "-".repeat(300_000)],
+  ["100 000 CJK chars, no punctuation", big[5][1].slice(0, 100_000)],
+]) {
+  const row = ["o200k_base", "cl100k_base"].map((encoding) =>
+    fmt(time(() => getTextTokenizer(encoding).countTextUpTo(text, 4000), 5)),
+  );
+  print(`| ${name} | ${row.join(" | ")} |`);
 }
 print();
 

@@ -45,7 +45,7 @@ export interface BpeTextTokenizer extends TextTokenizer {
 export interface BpeTextTokenizerOptions {
   /** Rank table to use instead of the shared lazily loaded one (tests). */
   table?: RankTable;
-  /** Byte length above which pieces are merged with the heap (tests exercise both paths). */
+  /** Byte length above which pieces are merged with the priority queue (tests exercise both paths). */
   heapThreshold?: number;
 }
 

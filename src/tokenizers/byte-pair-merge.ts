@@ -15,7 +15,7 @@
 import { createMergeQueue, keyPosition, keyRank, type MergeQueue } from "./merge-queue.js";
 import { hashStep, type RankTable } from "./rank-table.js";
 
-/** Pieces longer than this many bytes are merged with the heap. */
+/** Pieces longer than this many bytes are merged with the priority queue, shorter ones by rescanning. */
 export const DEFAULT_HEAP_THRESHOLD = 48;
 
 const NO_PAIR = 0x7fffffff;
