@@ -14,7 +14,10 @@ const CONCURRENCIES = (process.env.BENCH_C ?? "1,16,64").split(",").map(Number);
 
 function startChild(args, pattern) {
   return new Promise((resolve, reject) => {
-    const child = spawn(process.execPath, args, { stdio: ["ignore", "pipe", "pipe"], env: { ...process.env, TOKENFUSE_LOG_LEVEL: "error" } });
+    const child = spawn(process.execPath, args, {
+      stdio: ["ignore", "pipe", "pipe"],
+      env: { ...process.env, TOKENFUSE_LOG_LEVEL: "error" },
+    });
     let out = "";
     const onData = (d) => {
       out += d;
@@ -28,8 +31,12 @@ function startChild(args, pattern) {
 }
 
 const mock = await startChild(
-  ["--input-type=module", "-e", `import { startMockServer } from "./dist/gateway/mock/mock-server.js";
-   const s = await startMockServer({ completionTokens: 50 }); console.log("mock on " + s.url);`],
+  [
+    "--input-type=module",
+    "-e",
+    `import { startMockServer } from "./dist/gateway/mock/mock-server.js";
+   const s = await startMockServer({ completionTokens: 50 }); console.log("mock on " + s.url);`,
+  ],
   /mock on (http:\/\/127\.0\.0\.1:\d+)/,
 );
 const dir = mkdtempSync(join(tmpdir(), "tf-bench-"));
@@ -44,7 +51,10 @@ writeFileSync(
     global: { tokens_per_minute: 1e15 },
   }),
 );
-const gateway = await startChild(["bin/tokenfuse.js", "serve", "--config", configPath, "--port", "0"], /gateway on (http:\/\/127\.0\.0\.1:\d+)/);
+const gateway = await startChild(
+  ["bin/tokenfuse.js", "serve", "--config", configPath, "--port", "0"],
+  /gateway on (http:\/\/127\.0\.0\.1:\d+)/,
+);
 
 const body = JSON.stringify({
   model: "gpt-4o",
@@ -68,7 +78,11 @@ async function load(origin, concurrency) {
     if (r.statusCode !== 200) errors++;
     return (performance.now() - t) * 1000;
   };
-  await Promise.all(Array.from({ length: concurrency }, async () => { while (performance.now() < warmEnd) await one(); }));
+  await Promise.all(
+    Array.from({ length: concurrency }, async () => {
+      while (performance.now() < warmEnd) await one();
+    }),
+  );
   const start = performance.now();
   const end = start + DURATION_MS;
   await Promise.all(
@@ -91,9 +105,25 @@ const summary = [];
 for (const c of CONCURRENCIES) {
   const direct = await load(mock.url, c);
   const via = await load(gateway.url, c);
-  rows.push(["mock upstream directly", String(c), direct.rps.toLocaleString("en-US"), us(direct.p50), us(direct.p99), String(direct.errors)]);
-  rows.push(["through tokenfuse gateway", String(c), via.rps.toLocaleString("en-US"), us(via.p50), us(via.p99), String(via.errors)]);
-  summary.push(`c=${c}: added p50 ${us(via.p50 - direct.p50)}, throughput ${(via.rps / direct.rps * 100).toFixed(0)}% of direct`);
+  rows.push([
+    "mock upstream directly",
+    String(c),
+    direct.rps.toLocaleString("en-US"),
+    us(direct.p50),
+    us(direct.p99),
+    String(direct.errors),
+  ]);
+  rows.push([
+    "through tokenfuse gateway",
+    String(c),
+    via.rps.toLocaleString("en-US"),
+    us(via.p50),
+    us(via.p99),
+    String(via.errors),
+  ]);
+  summary.push(
+    `c=${c}: added p50 ${us(via.p50 - direct.p50)}, throughput ${((via.rps / direct.rps) * 100).toFixed(0)}% of direct`,
+  );
 }
 table(rows);
 console.log(`\n${summary.join("\n")}`);

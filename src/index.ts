@@ -3,9 +3,9 @@
  * Public library API: re-exports only.
  */
 
-export type { ResolvedConfig, FeatureConfig, TierConfig, OnExceed } from "./config/types.js";
 export { ConfigError, isConfigError } from "./config/config-error.js";
 export { defaultConfig, loadConfig, loadConfigFile } from "./config/load.js";
+export type { FeatureConfig, OnExceed, ResolvedConfig, TierConfig } from "./config/types.js";
 export type {
   Admission,
   BudgetReport,
@@ -25,6 +25,6 @@ export { createMemoryStore, type MemoryStoreOptions } from "./stores/memory-stor
 export { createRedisStore, type RedisStoreOptions } from "./stores/redis/redis-store.js";
 export type { Store } from "./stores/types.js";
 export { StoreUnavailableError } from "./stores/types.js";
+export { createTokenfuse, type Tokenfuse, type TokenfuseOptions } from "./tokenfuse.js";
 export { getChatTokenizer, tokenizerForModel } from "./tokenizers/index.js";
 export type { ChatTokenizer, TextTokenizer } from "./tokenizers/types.js";
-export { createTokenfuse, type Tokenfuse, type TokenfuseOptions } from "./tokenfuse.js";

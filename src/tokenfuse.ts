@@ -60,7 +60,9 @@ const DEFAULT_CALL_TIMEOUT_MS = 600_000;
 export function createTokenfuse(options: TokenfuseOptions = {}): Tokenfuse {
   const logger = options.logger ?? createLogger();
   const config =
-    options.config === undefined ? defaultConfig(options.env ?? process.env) : loadConfig(options.config, options.env ?? process.env);
+    options.config === undefined
+      ? defaultConfig(options.env ?? process.env)
+      : loadConfig(options.config, options.env ?? process.env);
   const store = options.store ?? createStoreFromConfig(config.store, logger);
   const clock = options.clock ?? systemClock;
   const switches = createSwitchBoard({ config, store, logger, refreshMs: store.kind === "memory" ? 0 : 500 });
