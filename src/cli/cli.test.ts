@@ -5,6 +5,8 @@ import { join } from "node:path";
 import { promisify } from "node:util";
 import { get_encoding } from "tiktoken";
 import { afterAll, describe, expect, it } from "vitest";
+import { loadConfig } from "../config/load.js";
+import { createAuthenticator, hashApiKey } from "../gateway/auth.js";
 import { getChatTokenizer } from "../tokenizers/index.js";
 import {
   base64Sample,
@@ -164,5 +166,33 @@ describe("tokenfuse check", () => {
       /too-long\.yaml\s+quick_answer\s+gpt-4\.1-nano\s+1,5\d\d\s+1,000\s+FAIL: over by/,
     );
     expect(bad.out()).toMatch(/1 of 2 fixtures fit/);
+  });
+});
+
+describe("tokenfuse keys create", () => {
+  it("prints a new key once and a config entry holding only its hash, which the gateway accepts", async () => {
+    const t = io();
+    expect(
+      await main(["keys", "create", "--user", "alice", "--tier", "pro", "--features", "chat"], t.cliIo),
+    ).toBe(0);
+    const key = /shown once, store it now\): (\S+)/.exec(t.out())?.[1] as string;
+    const entry = JSON.parse(/- (\{.*\})/.exec(t.out())?.[1] ?? "{}");
+    expect(key).toMatch(/^tf-/);
+    expect(entry).toEqual({ hash: hashApiKey(key), user: "alice", tier: "pro", features: ["chat"] });
+    expect(t.out().split(key).length).toBe(2); // printed exactly once
+    const auth = createAuthenticator(loadConfig({ keys: [entry] }, {}));
+    expect(auth.authenticate(`Bearer ${key}`, undefined)).toMatchObject({ user: "alice", tier: "pro" });
+  });
+
+  it("refuses an unknown tier or feature and a missing user with exit 2", async () => {
+    for (const args of [
+      ["--user", "a", "--tier", "gold"],
+      ["--user", "a", "--features", "nope"],
+      ["--tier", "pro"],
+    ]) {
+      const t = io();
+      expect(await main(["keys", "create", ...args], t.cliIo)).toBe(2);
+      expect(t.err()).toMatch(/tokenfuse keys: /);
+    }
   });
 });

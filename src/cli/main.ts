@@ -2,6 +2,7 @@ import { runCheck } from "./check.js";
 import { runCount } from "./count.js";
 import { runDemo } from "./demo.js";
 import { CliError, type CliIo, processIo } from "./io.js";
+import { runKeys } from "./keys.js";
 import { runServe } from "./serve.js";
 
 const USAGE = `usage: tokenfuse <command> [options]
@@ -10,6 +11,7 @@ commands:
   serve [--config F] [--port N] [--host H]   run the OpenAI-compatible gateway (default 127.0.0.1:8787)
   check [--config F] [--fixtures DIR]        validate the config, print the budget table, check sample conversations
   count [--model M] [--text] [--json] [FILE|-]   count tokens of a chat request or plain text
+  keys create --user U [--tier T] [--features a,b] [--trusted]   make an API key (printed once) and its config entry
   demo [--config F]                          show the engine at work on a config (default: the built-in example)
 
 exit codes: 0 ok, 1 check failed, 2 bad usage or config`;
@@ -27,6 +29,8 @@ export async function main(argv: string[], io: CliIo = processIo): Promise<numbe
         return await runDemo(rest, io);
       case "serve":
         return await runServe(rest, io);
+      case "keys":
+        return await runKeys(rest, io);
       case undefined:
       case "help":
       case "--help":

@@ -62,6 +62,8 @@ export interface SettlementResult {
 
 /** Calls the provider for a summary (the raw call; the engine budgets it under `summarize_with`). */
 export type SummaryProvider = (req: {
+  /** The `summarize_with` feature the call is budgeted under. */
+  feature: string;
   model: string;
   messages: ChatMessage[];
   maxOutputTokens: number;
@@ -207,6 +209,7 @@ export function createEngine(deps: EngineDeps): Engine {
       });
       try {
         const out = await provider({
+          feature: withName,
           model: adm.model,
           messages: adm.messages,
           maxOutputTokens: adm.maxOutputTokens,

@@ -62,9 +62,8 @@ export function createGateway(options: GatewayOptions): Gateway {
   const metrics = createGatewayMetrics();
   const switches = createSwitchBoard({ config, store, logger, refreshMs: store.kind === "memory" ? 0 : 500 });
   const upstreams = options.upstreams ?? createUpstreamClients(config);
-  const summaryProvider: SummaryProvider = async ({ model, messages, maxOutputTokens }) => {
-    const feature = Object.values(config.features).find((f) => f.model === model);
-    const u = upstreams.get(feature?.upstream ?? config.upstreams[0]?.name ?? "");
+  const summaryProvider: SummaryProvider = async ({ feature, model, messages, maxOutputTokens }) => {
+    const u = upstreams.get(config.features[feature]?.upstream ?? config.upstreams[0]?.name ?? "");
     if (!u) throw new Error("no upstream for summaries");
     const res = await u.send({
       body: { model, messages, max_tokens: maxOutputTokens },

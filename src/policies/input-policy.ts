@@ -252,11 +252,24 @@ export async function applyInputPolicy(
   }
 
   if (req.onExceed === "summarize") {
-    const fallback = await trySummary(req, w);
-    if (typeof fallback !== "string") return fallback;
-    return fitted(req, w, undefined, { summaryFallback: fallback });
+    // Keep room for the summary: choose the newest turns within the cap minus that room, so the
+    // summary is not squeezed out by turns that would fit without it.
+    const room = summaryRoom(req.maxInputTokens);
+    const w2 = walk({ ...req, maxInputTokens: req.maxInputTokens - room });
+    let reason = "no room for a summary next to the newest turns";
+    if (!(w2 instanceof TokenBudgetError) && w2.keptFrom <= w2.conv.anchor) {
+      const summarized = await trySummary(req, { ...w2, remaining: w2.remaining + room });
+      if (typeof summarized !== "string") return summarized;
+      reason = summarized;
+    }
+    return fitted(req, w, undefined, { summaryFallback: reason });
   }
   return fitted(req, w);
+}
+
+/** Tokens of the cap kept free for a summary: a quarter of it, at least 32 (at most half). */
+export function summaryRoom(maxInputTokens: number): number {
+  return Math.min(Math.floor(maxInputTokens / 2), Math.max(32, Math.floor(maxInputTokens / 4)));
 }
 
 /** Summarizes the dropped turns; returns the result, or the reason to fall back to trim. */

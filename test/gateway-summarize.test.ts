@@ -1,0 +1,69 @@
+import { afterAll, beforeAll, describe, expect, it } from "vitest";
+import { loadConfig } from "../src/config/load.js";
+import { silentLogger } from "../src/core/logger.js";
+import { type MockServer, startMockServer } from "../src/gateway/mock/mock-server.js";
+import { createGateway, type Gateway } from "../src/gateway/server.js";
+import { createMemoryStore } from "../src/stores/memory-store.js";
+
+describe("gateway: on_exceed summarize, wired to the upstream through summarize_with", () => {
+  let mock: MockServer;
+  let gw: Gateway;
+  let base: string;
+  beforeAll(async () => {
+    mock = await startMockServer({ completionTokens: 30 });
+    const config = loadConfig(
+      {
+        upstreams: { provider: { type: "openai", base_url: mock.baseUrl, timeout_ms: 5000 } },
+        features: {
+          chat: {
+            model: "gpt-4o",
+            max_input: 300,
+            max_output: 50,
+            on_exceed: "summarize",
+            summarize_with: "digest",
+          },
+          digest: { model: "gpt-4o-mini", max_input: 16000, max_output: 60, on_exceed: "reject" },
+        },
+        tiers: { free: { daily_tokens: 100_000 } },
+        default_tier: "free",
+      },
+      {},
+    );
+    gw = createGateway({ config, store: createMemoryStore(), logger: silentLogger });
+    base = `http://127.0.0.1:${await gw.listen(0)}`;
+  });
+  afterAll(async () => {
+    await gw.close();
+    await mock.close();
+  });
+
+  it("replaces the dropped turns with a summary made (and charged) under the summarize_with feature", async () => {
+    const messages = [{ role: "system", content: "Be brief." }];
+    for (let i = 0; i < 10; i++) {
+      messages.push({ role: "user", content: `question ${i} ${"about the budget ".repeat(10)}` });
+      messages.push({ role: "assistant", content: `answer ${i} ${"it is fine ".repeat(10)}` });
+    }
+    messages.push({ role: "user", content: "and now?" });
+    const res = await fetch(`${base}/v1/chat/completions`, {
+      method: "POST",
+      headers: { "content-type": "application/json", "x-tokenfuse-feature": "chat" },
+      body: JSON.stringify({ model: "gpt-4o", messages }),
+    });
+    const body = (await res.json()) as { usage: { prompt_tokens: number; total_tokens: number } };
+    expect(res.status).toBe(200);
+    expect(res.headers.get("x-tokenfuse-decision")).toBe("trim");
+    expect(body.usage.prompt_tokens).toBeLessThanOrEqual(300);
+    const records = mock.upstream.ledger().records;
+    expect(records.map((r) => r.model)).toEqual(["gpt-4o-mini", "gpt-4o"]);
+    const digest = records[0];
+    const report = (await (await fetch(`${base}/v1/budget`)).json()) as {
+      user: { day: { used: number } };
+      features: Record<string, { used_today: number }>;
+    };
+    expect(report.features.digest?.used_today).toBe(
+      (digest?.promptTokens ?? 0) + (digest?.completionTokens ?? 0),
+    );
+    expect(report.features.chat?.used_today).toBe(body.usage.total_tokens);
+    expect(report.user.day.used).toBe(body.usage.total_tokens + (report.features.digest?.used_today ?? 0));
+  });
+});
