@@ -299,3 +299,50 @@ describe("budgets", () => {
     expect((await tf.remaining({ user: "crash" })).user.day.reserved).toBe(0);
   });
 });
+
+describe("prices", () => {
+  const cfg = (unknown_price: string) => ({
+    ...baseConfig,
+    features: {
+      ...baseConfig.features,
+      custom: { model: "acme-llm-9", max_input: 1000, max_output: 100, on_exceed: "reject" },
+    },
+    unknown_price,
+  });
+
+  it("an unpriced model is refused with price_unknown by default, and charges nothing", async () => {
+    const tf = make(fixedClock("2026-11-24T12:00:00Z"), cfg("reject"));
+    const e = await expectCode(
+      tf.admit({ feature: "custom", user: "p1", messages: msgs("hi") }),
+      "price_unknown",
+    );
+    expect(e.status).toBe(400);
+    expect((await tf.remaining({ user: "p1" })).user.day).toMatchObject({ used: 0, reserved: 0 });
+  });
+
+  it("allow_and_alert admits it (never silently: no cost is claimed)", async () => {
+    const tf = make(fixedClock("2026-11-24T12:00:00Z"), cfg("allow_and_alert"));
+    const a = await tf.admit({ feature: "custom", user: "p2", messages: msgs("hi") });
+    const s = await a.settle({ prompt_tokens: 5, completion_tokens: 5 });
+    expect(s.costNanoUsd).toBeUndefined();
+    expect(s.chargedTokens).toBe(10);
+  });
+
+  it("settle reports the cost from the price table, config overrides first", async () => {
+    const tf = make(fixedClock("2026-11-24T12:00:00Z"), {
+      ...cfg("reject"),
+      prices: { "acme-llm-9": { input: 3, output: 12, cached_input: 1.5 } },
+    });
+    const a = await tf.admit({ feature: "custom", user: "p3", messages: msgs("hi") });
+    const s = await a.settle({
+      prompt_tokens: 1000,
+      completion_tokens: 100,
+      prompt_tokens_details: { cached_tokens: 400 },
+    });
+    // 600 × $3/M + 400 × $1.5/M + 100 × $12/M = $0.0018 + $0.0006 + $0.0012 = $0.0036
+    expect(s.costNanoUsd).toBe(3_600_000);
+    const b = await tf.admit({ feature: "chat", user: "p3", messages: msgs("hi") });
+    const t = await b.settle({ prompt_tokens: 1_000_000, completion_tokens: 0 });
+    expect(t.costNanoUsd).toBe(2_500_000_000); // gpt-4o: $2.50 per 1M input tokens
+  });
+});

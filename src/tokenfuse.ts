@@ -11,6 +11,7 @@ import { TokenBudgetError } from "./core/errors.js";
 import { createLogger, type Logger } from "./core/logger.js";
 import type { AdmitRequest } from "./core/request.js";
 import { type Clock, systemClock } from "./core/types.js";
+import { createPriceTable } from "./cost/price-table.js";
 import { createStoreFromConfig } from "./stores/from-config.js";
 import type { Store } from "./stores/types.js";
 import { createSwitchBoard } from "./switches/switch-board.js";
@@ -78,6 +79,7 @@ export function createTokenfuse(options: TokenfuseOptions = {}): Tokenfuse {
     clock,
     logger,
     tokenizerFor: tokenizerForModel,
+    prices: createPriceTable(config.prices),
     summaryProvider: options.summarizer,
     events: options.events,
     reservationTtlMs: (f) => upstreamTimeout(f) + RESERVATION_MARGIN_MS,

@@ -1,5 +1,7 @@
 import { randomUUID } from "node:crypto";
 import type { FeatureConfig, ResolvedConfig, TierConfig } from "../config/types.js";
+import { costNanoUsd } from "../cost/cost.js";
+import type { PriceTable } from "../cost/price-table.js";
 import { applyInputPolicy, type Summarizer, summaryRequestMessages } from "../policies/input-policy.js";
 import { isStoreUnavailable, type ScopeCharge, type SettleStatus, type Store } from "../stores/types.js";
 import type { SwitchBoard } from "../switches/switch-board.js";
@@ -58,6 +60,8 @@ export interface SettlementResult {
   /** Tokens charged to every scope. */
   chargedTokens: number;
   usage?: Usage;
+  /** Cost of the reported usage in nano-USD (absent when the model has no price). */
+  costNanoUsd?: number;
 }
 
 /** Calls the provider for a summary (the raw call; the engine budgets it under `summarize_with`). */
@@ -77,6 +81,8 @@ export interface EngineDeps {
   clock: Clock;
   logger: Logger;
   tokenizerFor(model: string): ChatTokenizer;
+  /** Prices per model (config overrides, then the maintained table). */
+  prices: PriceTable;
   summaryProvider?: SummaryProvider | undefined;
   newId?: () => string;
   /** How long an unsettled reservation lives (ms), per feature. */
@@ -112,6 +118,7 @@ export interface SettleEvent {
   status: SettleStatus;
   chargedTokens: number;
   usage?: Usage;
+  costNanoUsd?: number;
 }
 
 /** Observer interface for metrics and usage logs. */
@@ -160,6 +167,17 @@ function describeScope(s: ScopeCharge): string {
 export function createEngine(deps: EngineDeps): Engine {
   const { config, store, switches, clock, logger } = deps;
   const newId = deps.newId ?? randomUUID;
+
+  const unpricedWarned = new Set<string>();
+  /** allow_and_alert: an unpriced model is admitted, never silently (once per model and process). */
+  function warnUnpriced(model: string): void {
+    if (unpricedWarned.has(model)) return;
+    unpricedWarned.add(model);
+    logger.warn(
+      { model },
+      "model has no known price; admitted because unknown_price is allow_and_alert (its cost is not counted)",
+    );
+  }
 
   function tierOf(name: string | undefined): TierConfig {
     const tierName = name ?? config.defaultTier;
@@ -253,6 +271,20 @@ export function createEngine(deps: EngineDeps): Engine {
     }
     const model = req.model && feature.allowedModels.includes(req.model) ? req.model : feature.model;
     base.model = model;
+    const price = deps.prices.priceFor(model);
+    if (!price) {
+      if (config.unknownPrice === "reject") {
+        reject(
+          new TokenBudgetError({
+            code: "price_unknown",
+            message: `model "${model}" has no known price: add it under prices: in the config, or set unknown_price: allow_and_alert`,
+            scope: "request",
+          }),
+          base,
+        );
+      }
+      warnUnpriced(model);
+    }
     const tokenizer = deps.tokenizerFor(model);
     const policy = await applyInputPolicy({
       messages: req.messages,
@@ -368,6 +400,7 @@ export function createEngine(deps: EngineDeps): Engine {
     };
     async function doSettle(u: Usage | undefined): Promise<SettlementResult> {
       const actual = u ? chargedTokens(u) : 0;
+      const cost = u && price ? costNanoUsd(u, price) : undefined;
       const atMs = clock.nowMs();
       const status = await store.settle({
         id: base.id,
@@ -383,6 +416,7 @@ export function createEngine(deps: EngineDeps): Engine {
         );
       }
       deps.events?.settled({
+        ...(cost !== undefined ? { costNanoUsd: cost } : {}),
         id: base.id,
         atMs,
         feature: feature.name,
@@ -392,7 +426,12 @@ export function createEngine(deps: EngineDeps): Engine {
         chargedTokens: actual,
         ...(u ? { usage: u } : {}),
       });
-      return { status, chargedTokens: actual, ...(u ? { usage: u } : {}) };
+      return {
+        status,
+        chargedTokens: actual,
+        ...(u ? { usage: u } : {}),
+        ...(cost !== undefined ? { costNanoUsd: cost } : {}),
+      };
     }
     return admission;
   }

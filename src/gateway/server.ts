@@ -5,6 +5,7 @@ import { createEngine, type Engine, type SummaryProvider } from "../core/engine.
 import type { Logger } from "../core/logger.js";
 import type { ChatMessage, Clock } from "../core/types.js";
 import { systemClock } from "../core/types.js";
+import { createPriceTable } from "../cost/price-table.js";
 import type { Store } from "../stores/types.js";
 import { createSwitchBoard, type SwitchBoard } from "../switches/switch-board.js";
 import { tokenizerForModel } from "../tokenizers/index.js";
@@ -87,6 +88,7 @@ export function createGateway(options: GatewayOptions): Gateway {
     clock,
     logger,
     tokenizerFor: tokenizerForModel,
+    prices: createPriceTable(config.prices),
     summaryProvider,
     events: metrics.events,
     reservationTtlMs: (f) => (upstreams.get(f.upstream ?? "")?.timeoutMs ?? 600_000) + 60_000,
