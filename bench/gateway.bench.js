@@ -1,34 +1,88 @@
-// Gateway overhead: the same load sent straight to the mock upstream and through `tokenfuse serve`
-// (memory store, every budget enforced), side by side in one run.
-// Processes: the mock upstream (child), the gateway (child), and this load generator (undici pool).
-// Run: npm run build && node bench/gateway.bench.js   (BENCH_MS per case, default 3000)
+// Gateway overhead, side by side in one run: the same load sent straight to the mock upstream,
+// through `tokenfuse serve` (memory store, every budget enforced) and through Portkey's
+// OpenAI-compatible gateway (`@portkey-ai/gateway`, a devDependency; enforces no budget) pointed at
+// the same mock as a custom OpenAI host.
+// Processes: the mock upstream (child), tokenfuse (child), Portkey (child), and this load generator
+// (undici pool), all on 127.0.0.1.
+// Run: npm run build && node bench/gateway.bench.js
+//   BENCH_MS      measured time per case, ms (default 3000; each case also has a 300 ms warm-up)
+//   BENCH_C       connection counts (default 1,16,64)
+//   BENCH_ROUNDS  rounds; each case is reported at its median-throughput round (default 1)
+//   BENCH_PORTKEY 0 to leave Portkey out
+//   BENCH_PROF    a directory: tokenfuse runs with --cpu-prof and writes its profile there on exit
 import { spawn } from "node:child_process";
 import { mkdtempSync, writeFileSync } from "node:fs";
+import { createServer } from "node:net";
 import { tmpdir } from "node:os";
 import { join } from "node:path";
-import { Pool } from "undici";
+import { Pool, request } from "undici";
 import { table, us } from "./util.js";
 
 const DURATION_MS = Number(process.env.BENCH_MS ?? 3000);
+const WARMUP_MS = 300;
 const CONCURRENCIES = (process.env.BENCH_C ?? "1,16,64").split(",").map(Number);
+const ROUNDS = Number(process.env.BENCH_ROUNDS ?? 1);
+const WITH_PORTKEY = process.env.BENCH_PORTKEY !== "0";
+const PROF_DIR = process.env.BENCH_PROF;
+const STARTUP_TIMEOUT_MS = 20_000;
 
-function startChild(args, pattern) {
+const children = [];
+function stopChildren() {
+  for (const child of children) if (child.exitCode === null) child.kill("SIGTERM");
+}
+process.on("exit", stopChildren);
+
+function startChild(args, pattern, env = {}) {
   return new Promise((resolve, reject) => {
     const child = spawn(process.execPath, args, {
       stdio: ["ignore", "pipe", "pipe"],
-      env: { ...process.env, TOKENFUSE_LOG_LEVEL: "error" },
+      env: { ...process.env, TOKENFUSE_LOG_LEVEL: "error", ...env },
     });
+    children.push(child);
     let out = "";
+    const timer = setTimeout(() => reject(new Error(`child did not start in time: ${out}`)), STARTUP_TIMEOUT_MS);
     const onData = (d) => {
       out += d;
       const m = pattern.exec(out);
-      if (m) resolve({ child, url: m[1] });
+      if (m) {
+        clearTimeout(timer);
+        resolve({ child, url: m[1] });
+      }
     };
     child.stdout.on("data", onData);
     child.stderr.on("data", onData);
-    child.on("exit", (code) => reject(new Error(`child exited ${code}: ${out}`)));
+    child.on("exit", (code) => {
+      clearTimeout(timer);
+      reject(new Error(`child exited ${code}: ${out}`));
+    });
   });
 }
+
+/** A free port on 127.0.0.1 (Portkey takes a port, not 0). */
+function freePort() {
+  return new Promise((resolve, reject) => {
+    const s = createServer();
+    s.once("error", reject);
+    s.listen(0, "127.0.0.1", () => {
+      const { port } = s.address();
+      s.close(() => resolve(port));
+    });
+  });
+}
+
+/**
+ * Preloaded into Portkey: its Node server (`@hono/node-server` `serve({ port })`) listens on every
+ * interface; this makes a listen without a host bind 127.0.0.1 only.
+ */
+const LOOPBACK_ONLY = `data:text/javascript,${encodeURIComponent(
+  `import net from "node:net";
+const listen = net.Server.prototype.listen;
+net.Server.prototype.listen = function (...a) {
+  if (typeof a[0] === "number" && typeof a[1] !== "string") a.splice(1, 0, "127.0.0.1");
+  else if (a[0] && typeof a[0] === "object" && a[0].port !== undefined && !a[0].host) a[0] = { ...a[0], host: "127.0.0.1" };
+  return listen.apply(this, a);
+};`,
+)}`;
 
 const mock = await startChild(
   [
@@ -52,9 +106,53 @@ writeFileSync(
   }),
 );
 const gateway = await startChild(
-  ["bin/tokenfuse.js", "serve", "--config", configPath, "--port", "0"],
+  [
+    ...(PROF_DIR ? ["--cpu-prof", "--cpu-prof-dir", PROF_DIR] : []),
+    "bin/tokenfuse.js",
+    "serve",
+    "--config",
+    configPath,
+    "--port",
+    "0",
+  ],
   /gateway on (http:\/\/127\.0\.0\.1:\d+)/,
 );
+
+const targets = [
+  {
+    name: "mock upstream directly",
+    origin: mock.url,
+    headers: { "content-type": "application/json" },
+  },
+  {
+    name: "through tokenfuse gateway",
+    origin: gateway.url,
+    headers: { "content-type": "application/json", "x-tokenfuse-feature": "chat" },
+  },
+];
+if (WITH_PORTKEY) {
+  const port = await freePort();
+  await startChild(
+    [
+      "--import",
+      LOOPBACK_ONLY,
+      "node_modules/@portkey-ai/gateway/build/start-server.js",
+      `--port=${port}`,
+      "--headless",
+    ],
+    /AI Gateway is running at/,
+  );
+  targets.push({
+    name: "through Portkey gateway",
+    origin: `http://127.0.0.1:${port}`,
+    headers: {
+      "content-type": "application/json",
+      authorization: "Bearer sk-mock",
+      "x-portkey-provider": "openai",
+      "x-portkey-custom-host": `${mock.url}/v1`,
+    },
+  });
+}
 
 const body = JSON.stringify({
   model: "gpt-4o",
@@ -64,13 +162,40 @@ const body = JSON.stringify({
   ],
 });
 
-async function load(origin, concurrency) {
-  const pool = new Pool(origin, { connections: concurrency, pipelining: 1 });
-  const headers = { "content-type": "application/json", "x-tokenfuse-feature": "chat" };
+// Every target must answer with the mock's completion (id, text and usage), or the numbers mean nothing.
+for (const t of targets) {
+  const r = await request(`${t.origin}/v1/chat/completions`, {
+    method: "POST",
+    headers: t.headers,
+    body,
+    headersTimeout: 10_000,
+    bodyTimeout: 10_000,
+  });
+  const text = await r.body.text();
+  let json;
+  try {
+    json = JSON.parse(text);
+  } catch {
+    json = undefined;
+  }
+  const ok =
+    r.statusCode === 200 &&
+    /^chatcmpl-mock-\d+$/.test(json?.id ?? "") &&
+    json?.choices?.[0]?.message?.content?.startsWith("this is a mock reply") &&
+    json?.usage?.completion_tokens === 50;
+  if (!ok) {
+    console.error(`${t.name}: not the mock's answer: ${r.statusCode} ${text.slice(0, 300)}`);
+    process.exit(1);
+  }
+}
+
+async function load(target, concurrency) {
+  const pool = new Pool(target.origin, { connections: concurrency, pipelining: 1 });
+  const { headers } = target;
   const lat = [];
   let done = 0;
   let errors = 0;
-  const warmEnd = performance.now() + 300;
+  const warmEnd = performance.now() + WARMUP_MS;
   const one = async () => {
     const t = performance.now();
     const r = await pool.request({ path: "/v1/chat/completions", method: "POST", headers, body });
@@ -83,6 +208,7 @@ async function load(origin, concurrency) {
       while (performance.now() < warmEnd) await one();
     }),
   );
+  errors = 0;
   const start = performance.now();
   const end = start + DURATION_MS;
   await Promise.all(
@@ -100,32 +226,53 @@ async function load(origin, concurrency) {
   return { rps: Math.round((done / wall) * 1000), p50: q(0.5), p99: q(0.99), errors };
 }
 
-const rows = [["target", "connections", "req/s", "p50", "p99", "errors"]];
-const summary = [];
-for (const c of CONCURRENCIES) {
-  const direct = await load(mock.url, c);
-  const via = await load(gateway.url, c);
-  rows.push([
-    "mock upstream directly",
-    String(c),
-    direct.rps.toLocaleString("en-US"),
-    us(direct.p50),
-    us(direct.p99),
-    String(direct.errors),
-  ]);
-  rows.push([
-    "through tokenfuse gateway",
-    String(c),
-    via.rps.toLocaleString("en-US"),
-    us(via.p50),
-    us(via.p99),
-    String(via.errors),
-  ]);
-  summary.push(
-    `c=${c}: added p50 ${us(via.p50 - direct.p50)}, throughput ${((via.rps / direct.rps) * 100).toFixed(0)}% of direct`,
-  );
+// results[c][target] = one result per round; targets take turns within a connection count, in an
+// order that rotates each round, so that a noisy neighbour does not always hit the same target.
+const results = new Map(CONCURRENCIES.map((c) => [c, targets.map(() => [])]));
+for (let round = 0; round < ROUNDS; round++) {
+  for (const c of CONCURRENCIES) {
+    for (let k = 0; k < targets.length; k++) {
+      const i = (k + round) % targets.length;
+      results.get(c)[i].push(await load(targets[i], c));
+    }
+  }
 }
+const median = (runs) => [...runs].sort((a, b) => a.rps - b.rps)[Math.floor((runs.length - 1) / 2)];
+
+const rows = [["target", "connections", "req/s", "p50", "p99", "errors"]];
+const ratios = [
+  ["connections", "tokenfuse ÷ Portkey req/s", "tokenfuse ÷ direct req/s", "added p50 tokenfuse", "added p50 Portkey"],
+];
+for (const c of CONCURRENCIES) {
+  const med = results.get(c).map(median);
+  targets.forEach((t, i) => {
+    const r = med[i];
+    const spread =
+      ROUNDS > 1
+        ? ` (${Math.min(...results.get(c)[i].map((x) => x.rps))}–${Math.max(...results.get(c)[i].map((x) => x.rps))})`
+        : "";
+    rows.push([
+      t.name,
+      String(c),
+      `${r.rps.toLocaleString("en-US")}${spread}`,
+      us(r.p50),
+      us(r.p99),
+      String(r.errors),
+    ]);
+  });
+  const [direct, tf, pk] = med;
+  ratios.push([
+    String(c),
+    pk ? `${(tf.rps / pk.rps).toFixed(2)}×` : "–",
+    `${((tf.rps / direct.rps) * 100).toFixed(0)}%`,
+    us(tf.p50 - direct.p50),
+    pk ? us(pk.p50 - direct.p50) : "–",
+  ]);
+}
+console.log(
+  `${DURATION_MS} ms per case, ${ROUNDS} round(s)${ROUNDS > 1 ? ", median round (min–max req/s)" : ""}\n`,
+);
 table(rows);
-console.log(`\n${summary.join("\n")}`);
-mock.child.kill();
-gateway.child.kill();
+console.log("");
+table(ratios);
+stopChildren();

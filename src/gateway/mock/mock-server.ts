@@ -63,27 +63,68 @@ class BodyTooLargeError extends Error {}
 
 /**
  * The request body, or {@link BodyTooLargeError} past `maxBytes`. Why read to the end even then: the
- * 413 can only be delivered, and the connection kept, once the client has finished sending.
+ * 413 can only be delivered, and the connection kept, once the client has finished sending. Why
+ * plain `data`/`end` listeners rather than `for await`: the async iterator costs an end-of-stream
+ * watcher, a promise per chunk and several ticks per request, a visible share of the mock's CPU under
+ * load (bench/gateway.bench.js), where the mock must not be the bottleneck.
  */
-async function readBody(req: IncomingMessage, maxBytes: number): Promise<Buffer> {
-  const chunks: Buffer[] = [];
-  let size = 0;
-  for await (const chunk of req as AsyncIterable<Buffer>) {
-    size += chunk.length;
-    if (size <= maxBytes) chunks.push(chunk);
-  }
-  if (size > maxBytes) throw new BodyTooLargeError();
-  return chunks.length === 1 ? (chunks[0] as Buffer) : Buffer.concat(chunks);
+function readBody(req: IncomingMessage, maxBytes: number): Promise<Buffer> {
+  return new Promise((resolve, reject) => {
+    let first: Buffer | undefined;
+    let chunks: Buffer[] | undefined;
+    let size = 0;
+    const onData = (chunk: Buffer) => {
+      size += chunk.length;
+      if (size > maxBytes) return;
+      if (first === undefined) first = chunk;
+      else (chunks ??= [first]).push(chunk);
+    };
+    const onEnd = () => {
+      cleanup();
+      if (size > maxBytes) reject(new BodyTooLargeError());
+      else resolve(chunks ? Buffer.concat(chunks) : (first ?? Buffer.alloc(0)));
+    };
+    const onError = (error: Error) => {
+      cleanup();
+      reject(error);
+    };
+    // A request whose connection goes away before its body ends (no `end` will come).
+    const onClose = () => {
+      cleanup();
+      reject(new Error("mock server: request closed before its body ended"));
+    };
+    const cleanup = () => {
+      req.off("data", onData);
+      req.off("end", onEnd);
+      req.off("error", onError);
+      req.off("close", onClose);
+    };
+    req.on("data", onData);
+    req.on("end", onEnd);
+    req.on("error", onError);
+    req.on("close", onClose);
+  });
 }
 
+/**
+ * Request headers as the mock takes them. node:http already joins repeated headers with ", " except
+ * `set-cookie` (an array), so the object is copied only when such an array is present.
+ */
 function plainHeaders(req: IncomingMessage): Record<string, string | undefined> {
-  const out: Record<string, string | undefined> = {};
-  for (const [name, value] of Object.entries(req.headers)) {
-    out[name] = Array.isArray(value) ? value.join(", ") : value;
+  const headers = req.headers;
+  for (const name in headers) {
+    if (Array.isArray(headers[name])) {
+      const out: Record<string, string | undefined> = {};
+      for (const [key, value] of Object.entries(headers)) {
+        out[key] = Array.isArray(value) ? value.join(", ") : value;
+      }
+      return out;
+    }
   }
-  return out;
+  return headers as Record<string, string | undefined>;
 }
 
+/** One `end` with a content-length: headers and body leave in a single write, never chunked. */
 function sendBody(res: ServerResponse, response: MockBodyResponse): void {
   res.writeHead(response.status, {
     ...response.headers,
@@ -195,7 +236,9 @@ export async function startMockServer(options: MockServerOptions = {}): Promise<
       // Why: a response closed before it finished means the client went away; stop generating.
       if (!res.writableFinished) controller.abort(new Error("mock server: client disconnected"));
     });
-    const path = (req.url ?? "/").split("?")[0];
+    const url = req.url ?? "/";
+    const query = url.indexOf("?");
+    const path = query === -1 ? url : url.slice(0, query);
     if (req.method === "POST" && path === "/v1/chat/completions") {
       chat(req, res, controller.signal).catch(() => res.destroy());
     } else if (req.method === "GET" && path === "/v1/models") {
