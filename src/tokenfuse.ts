@@ -1,21 +1,13 @@
 import { defaultConfig, loadConfig } from "./config/load.js";
-import type { FeatureConfig, ResolvedConfig } from "./config/types.js";
-import {
-  type Admission,
-  type BudgetReport,
-  createEngine,
-  type EngineEvents,
-  type SummaryProvider,
-} from "./core/engine.js";
+import type { ResolvedConfig } from "./config/types.js";
+import { createConfiguredEngine } from "./configured-engine.js";
+import type { Admission, BudgetReport, EngineEvents, SummaryProvider } from "./core/engine.js";
 import { TokenBudgetError } from "./core/errors.js";
 import { createLogger, type Logger } from "./core/logger.js";
 import type { AdmitRequest } from "./core/request.js";
-import { type Clock, systemClock } from "./core/types.js";
-import { createPriceTable } from "./cost/price-table.js";
+import type { Clock } from "./core/types.js";
 import { createStoreFromConfig } from "./stores/from-config.js";
 import type { Store } from "./stores/types.js";
-import { createSwitchBoard } from "./switches/switch-board.js";
-import { tokenizerForModel } from "./tokenizers/index.js";
 
 /** Options of {@link createTokenfuse}. */
 export interface TokenfuseOptions {
@@ -49,11 +41,6 @@ export interface Tokenfuse {
   close(): Promise<void>;
 }
 
-/** Extra time an unsettled reservation outlives its upstream's timeout (ms). */
-const RESERVATION_MARGIN_MS = 60_000;
-/** Upstream timeout assumed for a library caller whose upstream is not in the config (ms). */
-const DEFAULT_CALL_TIMEOUT_MS = 600_000;
-
 /**
  * Creates a tokenfuse instance (SPEC §9). The memory store is used unless the config names another
  * store or one is passed in.
@@ -65,24 +52,13 @@ export function createTokenfuse(options: TokenfuseOptions = {}): Tokenfuse {
       ? defaultConfig(options.env ?? process.env)
       : loadConfig(options.config, options.env ?? process.env);
   const store = options.store ?? createStoreFromConfig(config.store, logger);
-  const clock = options.clock ?? systemClock;
-  const switches = createSwitchBoard({ config, store, logger, refreshMs: store.kind === "memory" ? 0 : 500 });
-  const ready = switches.refresh();
-  const upstreamTimeout = (f: FeatureConfig) => {
-    const u = f.upstream ? config.upstreams.find((x) => x.name === f.upstream) : config.upstreams[0];
-    return u?.timeoutMs ?? DEFAULT_CALL_TIMEOUT_MS;
-  };
-  const engine = createEngine({
+  const { engine, switches, ready } = createConfiguredEngine({
     config,
     store,
-    switches,
-    clock,
     logger,
-    tokenizerFor: tokenizerForModel,
-    prices: createPriceTable(config.prices),
+    clock: options.clock,
     summaryProvider: options.summarizer,
     events: options.events,
-    reservationTtlMs: (f) => upstreamTimeout(f) + RESERVATION_MARGIN_MS,
   });
   const usedStore = store;
   return {

@@ -1,14 +1,12 @@
 import { createServer, type IncomingMessage, type Server, type ServerResponse } from "node:http";
 import type { AddressInfo } from "node:net";
 import type { ResolvedConfig } from "../config/types.js";
-import { createEngine, type Engine, type SummaryProvider } from "../core/engine.js";
+import { createConfiguredEngine } from "../configured-engine.js";
+import type { Engine, SummaryProvider } from "../core/engine.js";
 import type { Logger } from "../core/logger.js";
 import type { ChatMessage, Clock } from "../core/types.js";
-import { systemClock } from "../core/types.js";
-import { createPriceTable } from "../cost/price-table.js";
 import type { Store } from "../stores/types.js";
-import { createSwitchBoard, type SwitchBoard } from "../switches/switch-board.js";
-import { tokenizerForModel } from "../tokenizers/index.js";
+import type { SwitchBoard } from "../switches/switch-board.js";
 import { type Authenticator, createAuthenticator } from "./auth.js";
 import { handleChatCompletions } from "./chat-completions.js";
 import { gatewayError, sendError, sendJson } from "./http-errors.js";
@@ -56,12 +54,13 @@ function modelsList(config: ResolvedConfig): object {
   };
 }
 
-/** Creates the gateway (SPEC §6) over the engine, with node:http (chosen by measurement: docs/BENCHMARKS.md). */
+/**
+ * Creates the gateway (SPEC §6) over the engine, on node:http with undici towards the upstreams
+ * (the lowest-overhead stack in Node; Hono and Fastify are still to be measured: docs/BENCHMARKS.md).
+ */
 export function createGateway(options: GatewayOptions): Gateway {
   const { config, store, logger } = options;
-  const clock = options.clock ?? systemClock;
   const metrics = createGatewayMetrics();
-  const switches = createSwitchBoard({ config, store, logger, refreshMs: store.kind === "memory" ? 0 : 500 });
   const upstreams = options.upstreams ?? createUpstreamClients(config);
   const summaryProvider: SummaryProvider = async ({ feature, model, messages, maxOutputTokens }) => {
     const u = upstreams.get(config.features[feature]?.upstream ?? config.upstreams[0]?.name ?? "");
@@ -81,17 +80,13 @@ export function createGateway(options: GatewayOptions): Gateway {
     if (typeof text !== "string") throw new Error("summary upstream returned no text");
     return { text, usage: parsed.usage ?? null };
   };
-  const engine = createEngine({
+  const { engine, switches, ready } = createConfiguredEngine({
     config,
     store,
-    switches,
-    clock,
     logger,
-    tokenizerFor: tokenizerForModel,
-    prices: createPriceTable(config.prices),
+    clock: options.clock,
     summaryProvider,
     events: metrics.events,
-    reservationTtlMs: (f) => (upstreams.get(f.upstream ?? "")?.timeoutMs ?? 600_000) + 60_000,
   });
   const auth: Authenticator = createAuthenticator(config);
   const deps = {
@@ -103,7 +98,6 @@ export function createGateway(options: GatewayOptions): Gateway {
     logger,
     bodyLimitBytes: options.bodyLimitBytes ?? 1024 * 1024,
   };
-  const ready = switches.refresh();
 
   async function route(req: IncomingMessage, res: ServerResponse): Promise<string> {
     const url = req.url ?? "/";

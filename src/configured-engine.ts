@@ -1,0 +1,55 @@
+import type { FeatureConfig, ResolvedConfig } from "./config/types.js";
+import { createEngine, type Engine, type EngineEvents, type SummaryProvider } from "./core/engine.js";
+import type { Logger } from "./core/logger.js";
+import { type Clock, systemClock } from "./core/types.js";
+import { createPriceTable } from "./cost/price-table.js";
+import type { Store } from "./stores/types.js";
+import { createSwitchBoard, type SwitchBoard } from "./switches/switch-board.js";
+import { tokenizerForModel } from "./tokenizers/index.js";
+
+/** Extra time an unsettled reservation outlives its upstream's timeout (ms). */
+const RESERVATION_MARGIN_MS = 60_000;
+/** Upstream timeout assumed when a feature's upstream is unknown (ms). */
+const DEFAULT_CALL_TIMEOUT_MS = 600_000;
+
+/** What the library and the gateway both run on. */
+export interface ConfiguredEngine {
+  engine: Engine;
+  switches: SwitchBoard;
+  /** Resolves once the feature switches were first read from the store. */
+  ready: Promise<void>;
+}
+
+/**
+ * Wires the engine the same way for the library and the gateway: tokenizers, the price table, the
+ * feature switches (polled when the store is shared) and reservation lifetimes derived from each
+ * feature's upstream timeout.
+ */
+export function createConfiguredEngine(opts: {
+  config: ResolvedConfig;
+  store: Store;
+  logger: Logger;
+  clock?: Clock | undefined;
+  summaryProvider?: SummaryProvider | undefined;
+  events?: EngineEvents | undefined;
+}): ConfiguredEngine {
+  const { config, store, logger } = opts;
+  const switches = createSwitchBoard({ config, store, logger, refreshMs: store.kind === "memory" ? 0 : 500 });
+  const upstreamTimeout = (f: FeatureConfig) => {
+    const u = f.upstream ? config.upstreams.find((x) => x.name === f.upstream) : config.upstreams[0];
+    return u?.timeoutMs ?? DEFAULT_CALL_TIMEOUT_MS;
+  };
+  const engine = createEngine({
+    config,
+    store,
+    switches,
+    clock: opts.clock ?? systemClock,
+    logger,
+    tokenizerFor: tokenizerForModel,
+    prices: createPriceTable(config.prices),
+    summaryProvider: opts.summaryProvider,
+    events: opts.events,
+    reservationTtlMs: (f) => upstreamTimeout(f) + RESERVATION_MARGIN_MS,
+  });
+  return { engine, switches, ready: switches.refresh() };
+}
