@@ -106,6 +106,8 @@ export interface DecisionEvent {
   inputTokens?: number;
   reservedTokens?: number;
   trimmedMessages?: number;
+  /** Messages the caller sent (before any trimming). */
+  messageCount?: number;
 }
 
 /** A settlement, as reported to {@link EngineEvents}. */
@@ -357,6 +359,7 @@ export function createEngine(deps: EngineDeps): Engine {
       inputTokens: policy.inputTokens,
       reservedTokens,
       trimmedMessages: policy.droppedMessages,
+      messageCount: req.messages.length,
     });
     const userDayCommitted = r.committed[0] ?? 0;
     const userDay = scopes[0] as ScopeCharge;
