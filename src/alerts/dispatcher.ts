@@ -1,0 +1,113 @@
+import type { Logger } from "../core/logger.js";
+import type { Alert, AlertSink } from "./types.js";
+
+/** Options of {@link createAlertDispatcher}. */
+export interface AlertDispatcherOptions {
+  sinks: AlertSink[];
+  logger: Logger;
+  /** Alerts waiting at most; past it the oldest is dropped (and logged). Default 1 000. */
+  maxQueue?: number;
+  /** Attempts per sink and alert (default 3). */
+  attempts?: number;
+  /** Wait before the first retry, doubled each time (ms, default 500). */
+  backoffMs?: number;
+  /** Time allowed for one delivery attempt (ms, default 5 000). */
+  timeoutMs?: number;
+}
+
+/** Sends alerts to every sink, off the request path. */
+export interface AlertDispatcher {
+  /** Queues an alert and returns at once (never waits on a sink). */
+  dispatch(alert: Alert): void;
+  /** Resolves when the queue is empty (tests, shutdown). */
+  drain(): Promise<void>;
+  /** Alerts dropped because the queue was full, and deliveries that failed every attempt. */
+  readonly dropped: number;
+  readonly failed: number;
+  close(): Promise<void>;
+}
+
+/**
+ * A bounded queue drained by one background worker. Why off the request path: a slow or hanging
+ * webhook must never delay or fail a request; each attempt has its own timeout, failures are retried
+ * with backoff, and what is finally lost is counted and logged, never silent.
+ */
+export function createAlertDispatcher(options: AlertDispatcherOptions): AlertDispatcher {
+  const maxQueue = options.maxQueue ?? 1000;
+  const attempts = options.attempts ?? 3;
+  const backoffMs = options.backoffMs ?? 500;
+  const timeoutMs = options.timeoutMs ?? 5000;
+  const queue: Alert[] = [];
+  let working: Promise<void> | undefined;
+  let dropped = 0;
+  let failed = 0;
+  let closed = false;
+  const stop = new AbortController();
+
+  const sleep = (ms: number) =>
+    new Promise<void>((resolve) => {
+      const t = setTimeout(resolve, ms);
+      t.unref();
+      stop.signal.addEventListener("abort", () => {
+        clearTimeout(t);
+        resolve();
+      });
+    });
+
+  async function deliver(sink: AlertSink, alert: Alert): Promise<void> {
+    for (let attempt = 1; attempt <= attempts; attempt++) {
+      try {
+        await sink.send(alert, AbortSignal.any([stop.signal, AbortSignal.timeout(timeoutMs)]));
+        return;
+      } catch (e) {
+        if (attempt === attempts || stop.signal.aborted) {
+          failed++;
+          options.logger.error(
+            { sink: sink.name, kind: alert.kind, scope: alert.scope, err: (e as Error).message },
+            "alert could not be delivered",
+          );
+          return;
+        }
+        await sleep(backoffMs * 2 ** (attempt - 1));
+      }
+    }
+  }
+
+  async function work(): Promise<void> {
+    while (queue.length > 0 && !stop.signal.aborted) {
+      const alert = queue.shift() as Alert;
+      await Promise.all(options.sinks.map((s) => deliver(s, alert)));
+    }
+    working = undefined;
+  }
+
+  return {
+    dispatch(alert) {
+      if (closed) return;
+      if (queue.length >= maxQueue) {
+        const old = queue.shift();
+        dropped++;
+        options.logger.error(
+          { kind: old?.kind, scope: old?.scope },
+          "alert queue full; oldest alert dropped",
+        );
+      }
+      queue.push(alert);
+      working ??= work();
+    },
+    async drain() {
+      while (working) await working;
+    },
+    get dropped() {
+      return dropped;
+    },
+    get failed() {
+      return failed;
+    },
+    async close() {
+      closed = true;
+      stop.abort();
+      await working;
+    },
+  };
+}
