@@ -11,7 +11,7 @@
 //   BENCH_PORTKEY 0 to leave Portkey out
 //   BENCH_PROF    a directory: tokenfuse runs with --cpu-prof and writes its profile there on exit
 import { spawn } from "node:child_process";
-import { mkdtempSync, writeFileSync } from "node:fs";
+import { mkdtempSync, readFileSync, writeFileSync } from "node:fs";
 import { createServer } from "node:net";
 import { tmpdir } from "node:os";
 import { join } from "node:path";
@@ -40,7 +40,10 @@ function startChild(args, pattern, env = {}) {
     });
     children.push(child);
     let out = "";
-    const timer = setTimeout(() => reject(new Error(`child did not start in time: ${out}`)), STARTUP_TIMEOUT_MS);
+    const timer = setTimeout(
+      () => reject(new Error(`child did not start in time: ${out}`)),
+      STARTUP_TIMEOUT_MS,
+    );
     const onData = (d) => {
       out += d;
       const m = pattern.exec(out);
@@ -56,6 +59,21 @@ function startChild(args, pattern, env = {}) {
       reject(new Error(`child exited ${code}: ${out}`));
     });
   });
+}
+
+/**
+ * CPU time (user + system) a process has used, in µs, from /proc (Linux; clock ticks of 10 ms), or
+ * undefined elsewhere. Why: on a shared machine throughput swings with the neighbours' load, while CPU
+ * per request says what each process costs.
+ */
+function cpuUsOf(pid) {
+  try {
+    const stat = readFileSync(`/proc/${pid}/stat`, "utf8");
+    const fields = stat.slice(stat.lastIndexOf(")") + 2).split(" ");
+    return (Number(fields[11]) + Number(fields[12])) * 10_000;
+  } catch {
+    return undefined;
+  }
 }
 
 /** A free port on 127.0.0.1 (Portkey takes a port, not 0). */
@@ -122,17 +140,19 @@ const targets = [
   {
     name: "mock upstream directly",
     origin: mock.url,
+    pid: undefined,
     headers: { "content-type": "application/json" },
   },
   {
     name: "through tokenfuse gateway",
     origin: gateway.url,
+    pid: gateway.child.pid,
     headers: { "content-type": "application/json", "x-tokenfuse-feature": "chat" },
   },
 ];
 if (WITH_PORTKEY) {
   const port = await freePort();
-  await startChild(
+  const portkey = await startChild(
     [
       "--import",
       LOOPBACK_ONLY,
@@ -145,6 +165,7 @@ if (WITH_PORTKEY) {
   targets.push({
     name: "through Portkey gateway",
     origin: `http://127.0.0.1:${port}`,
+    pid: portkey.child.pid,
     headers: {
       "content-type": "application/json",
       authorization: "Bearer sk-mock",
@@ -209,6 +230,7 @@ async function load(target, concurrency) {
     }),
   );
   errors = 0;
+  const cpu0 = [cpuUsOf(target.pid), cpuUsOf(mock.child.pid), process.cpuUsage()];
   const start = performance.now();
   const end = start + DURATION_MS;
   await Promise.all(
@@ -220,10 +242,17 @@ async function load(target, concurrency) {
     }),
   );
   const wall = performance.now() - start;
+  const cpu1 = [cpuUsOf(target.pid), cpuUsOf(mock.child.pid), process.cpuUsage(cpu0[2])];
+  const perReq = (a, b) => (a === undefined || b === undefined ? undefined : (b - a) / done);
+  const cpu = {
+    gateway: perReq(cpu0[0], cpu1[0]),
+    mock: perReq(cpu0[1], cpu1[1]),
+    client: (cpu1[2].user + cpu1[2].system) / done,
+  };
   await pool.close();
   lat.sort((a, b) => a - b);
   const q = (p) => lat[Math.min(lat.length - 1, Math.floor(p * lat.length))];
-  return { rps: Math.round((done / wall) * 1000), p50: q(0.5), p99: q(0.99), errors };
+  return { rps: Math.round((done / wall) * 1000), p50: q(0.5), p99: q(0.99), errors, cpu };
 }
 
 // results[c][target] = one result per round; targets take turns within a connection count, in an
@@ -239,9 +268,28 @@ for (let round = 0; round < ROUNDS; round++) {
 }
 const median = (runs) => [...runs].sort((a, b) => a.rps - b.rps)[Math.floor((runs.length - 1) / 2)];
 
-const rows = [["target", "connections", "req/s", "p50", "p99", "errors"]];
+const rows = [
+  [
+    "target",
+    "connections",
+    "req/s",
+    "p50",
+    "p99",
+    "errors",
+    "CPU/req gateway",
+    "CPU/req mock",
+    "CPU/req client",
+  ],
+];
+const cpuCell = (x) => (x === undefined ? "–" : us(x));
 const ratios = [
-  ["connections", "tokenfuse ÷ Portkey req/s", "tokenfuse ÷ direct req/s", "added p50 tokenfuse", "added p50 Portkey"],
+  [
+    "connections",
+    "tokenfuse ÷ Portkey req/s",
+    "tokenfuse ÷ direct req/s",
+    "added p50 tokenfuse",
+    "added p50 Portkey",
+  ],
 ];
 for (const c of CONCURRENCIES) {
   const med = results.get(c).map(median);
@@ -258,6 +306,9 @@ for (const c of CONCURRENCIES) {
       us(r.p50),
       us(r.p99),
       String(r.errors),
+      cpuCell(r.cpu.gateway),
+      cpuCell(r.cpu.mock),
+      cpuCell(r.cpu.client),
     ]);
   });
   const [direct, tf, pk] = med;

@@ -1,6 +1,6 @@
 import { createHmac } from "node:crypto";
 import type { Logger } from "../core/logger.js";
-import type { Alert, AlertSink } from "./types.js";
+import type { AlertSink } from "./types.js";
 
 /** Writes alerts to the log (warn level). */
 export function createLogSink(logger: Logger): AlertSink {

@@ -76,8 +76,12 @@ function readBody(req: IncomingMessage, maxBytes: number): Promise<Buffer> {
     const onData = (chunk: Buffer) => {
       size += chunk.length;
       if (size > maxBytes) return;
-      if (first === undefined) first = chunk;
-      else (chunks ??= [first]).push(chunk);
+      if (first === undefined) {
+        first = chunk;
+      } else {
+        chunks ??= [first];
+        chunks.push(chunk);
+      }
     };
     const onEnd = () => {
       cleanup();

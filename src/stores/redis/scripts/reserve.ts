@@ -6,97 +6,96 @@ import { SWEEP_LUA } from "./sweep.js";
  * batch order, exactly as if they had been sent one by one; batching only shares the round trip
  * between requests that arrived while the previous batch was on the wire.
  *
- * KEYS[1] = P exp; then per reservation: P s:<id> (settled marker), its counters (P c:<scope>)
- * ARGV[1] = nowMs, ARGV[2] = TTL to keep P exp for (ms); then per reservation:
- *   member (the reservation record, see sweep.ts), tokens, expiresAtMs, n (number of counters),
- *   and per counter: limit, counter expireAtMs
+ * KEYS[1] = P exp; KEYS[2 .. m+1] = the m distinct counters of the batch (P c:<scope>), each once;
+ *   then per reservation, in order: P s:<id> (its settled marker)
+ * ARGV[1] = nowMs, ARGV[2] = TTL to keep P exp for (ms), ARGV[3] = m;
+ *   ARGV[4 .. m+3] = expireAtMs of each distinct counter (its TTL if this script creates it);
+ *   then per reservation: member (the reservation record, see sweep.ts), tokens, expiresAtMs,
+ *   n (number of its counters), and per counter: c (1-based index among the distinct counters), limit
  * Returns, per reservation in order: {1, duplicate(0|1), t1 … tn} when reserved (or already
  * reserved/settled: nothing charged again), {0, i (0-based index of the first full counter), t}
  * when refused (t = that counter's used + reserved).
  *
- * Why it is shaped this way (measured with INFO commandstats; see docs/bench-redis.md): the cost of
- * a script is dominated by the number of redis.call()s, not by the arithmetic. So:
+ * Why it is shaped this way (measured with INFO commandstats and --cpu-prof; docs/bench-redis.md):
+ * the cost is dominated by the number of redis.call()s and of arguments, not by the arithmetic. So:
+ * - a counter shared by many reservations of the batch (the feature's, the global one) is sent
+ *   once and referred to by index: fewer bytes to build, write and parse on both sides;
  * - the settled markers of the whole batch are read with ONE MGET and the live reservations with
  *   ONE ZMSCORE (Redis ≥ 6.2), instead of an EXISTS and a ZADD NX per reservation;
  * - each distinct counter is read once (HGET) and written once (HINCRBY by the batch's net sum);
  *   in between, the admission arithmetic runs on Lua numbers, in batch order. Exact: every value
- *   is an integer ≤ 2^53 (validate.ts), and a sum past 2^53 is still above any limit;
+ *   is an integer ≤ 2^53 - 1 (validate.ts), and a sum past 2^53 is still above any limit;
  * - every admitted record goes into the expiry zset with ONE ZADD.
- * A refused reservation writes nothing, so there is nothing to roll back. A duplicate id (settled,
- * live, or earlier in the same batch) charges nothing and reports the current totals.
+ * A refused reservation writes nothing, so there is nothing to roll back. A duplicate (settled id,
+ * live record, or the same record earlier in this batch) charges nothing and reports the totals.
  * Every key written gets its TTL in this script: a counter that did not exist before gets
  * PEXPIREAT right after its HINCRBY, and P exp a PEXPIRE; so no key ever lives without one.
  */
 export const RESERVE_LUA = `${SWEEP_LUA}
 local exp = KEYS[1]
 sweep(exp, tonumber(ARGV[1]))
-local nargv = #ARGV
-local rk, ra, rn, markers, members = {}, {}, {}, {}, {}
-local r, k, a = 0, 2, 3
-while a <= nargv do
-  local n = tonumber(ARGV[a + 3])
-  r = r + 1
-  rk[r], ra[r], rn[r], markers[r], members[r] = k, a, n, KEYS[k], ARGV[a]
-  k = k + 1 + n
-  a = a + 4 + 2 * n
-end
-local settled = redis.call('MGET', unpack(markers))
-local live = redis.call('ZMSCORE', exp, unpack(members))
-local cur, absent, delta, exat, order, nc = {}, {}, {}, {}, {}, 0
-local seen, adds, na = {}, {}, 0
-local out, o = {}, 0
+local m = tonumber(ARGV[3])
+local first = m + 2
+local r = #KEYS - first + 1
+local ra, members = {}, {}
+local a = m + 4
 for i = 1, r do
-  local c, l, n, m = rk[i] + 1, ra[i] + 4, rn[i], members[i]
-  for j = c, c + n - 1 do
-    local key = KEYS[j]
-    if cur[key] == nil then
-      local t = redis.call('HGET', key, 't')
-      if t then cur[key] = tonumber(t) else cur[key] = 0 absent[key] = true end
-      delta[key] = 0
-      nc = nc + 1
-      order[nc] = key
-    end
-  end
-  if settled[i] or live[i] or seen[m] then
+  ra[i] = a
+  members[i] = ARGV[a]
+  a = a + 4 + 2 * tonumber(ARGV[a + 3])
+end
+local settled = redis.call('MGET', unpack(KEYS, first))
+local live = redis.call('ZMSCORE', exp, unpack(members))
+local cur, absent, delta = {}, {}, {}
+for j = 1, m do
+  local t = redis.call('HGET', KEYS[j + 1], 't')
+  if t then cur[j] = tonumber(t) else cur[j] = 0 absent[j] = true end
+  delta[j] = 0
+end
+local seen, adds, na, out, o = {}, {}, 0, {}, 0
+local idx = {}
+for i = 1, r do
+  local a, mem = ra[i], members[i]
+  local n = tonumber(ARGV[a + 3])
+  local l = a + 4
+  for j = 1, n do idx[j] = tonumber(ARGV[l + 2 * j - 2]) end
+  if settled[i] or live[i] or seen[mem] then
     out[o + 1], out[o + 2] = 1, 1
     o = o + 2
-    for j = c, c + n - 1 do o = o + 1 out[o] = cur[KEYS[j]] end
+    for j = 1, n do o = o + 1 out[o] = cur[idx[j]] end
   else
-    local tokens = tonumber(ARGV[ra[i] + 1])
+    local tokens = tonumber(ARGV[a + 1])
     local refused = false
-    for j = 0, n - 1 do
-      local t = cur[KEYS[c + j]] + tokens
-      if t > tonumber(ARGV[l + 2 * j]) then
-        out[o + 1], out[o + 2], out[o + 3] = 0, j, t - tokens
+    for j = 1, n do
+      local t = cur[idx[j]] + tokens
+      if t > tonumber(ARGV[l + 2 * j - 1]) then
+        out[o + 1], out[o + 2], out[o + 3] = 0, j - 1, t - tokens
         o = o + 3
         refused = true
         break
       end
     end
     if not refused then
-      seen[m] = true
-      adds[na + 1], adds[na + 2] = ARGV[ra[i] + 2], m
+      seen[mem] = true
+      adds[na + 1], adds[na + 2] = ARGV[a + 2], mem
       na = na + 2
       out[o + 1], out[o + 2] = 1, 0
       o = o + 2
-      for j = 0, n - 1 do
-        local key = KEYS[c + j]
-        local t = cur[key] + tokens
-        cur[key] = t
-        delta[key] = delta[key] + tokens
-        if exat[key] == nil then exat[key] = ARGV[l + 2 * j + 1] end
+      for j = 1, n do
+        local c = idx[j]
+        local t = cur[c] + tokens
+        cur[c] = t
+        delta[c] = delta[c] + tokens
         o = o + 1
         out[o] = t
       end
     end
   end
 end
-for i = 1, nc do
-  local key = order[i]
-  local d = delta[key]
-  if d ~= 0 then
-    redis.call('HINCRBY', key, 't', d)
-    if absent[key] then redis.call('PEXPIREAT', key, exat[key]) end
+for j = 1, m do
+  if delta[j] ~= 0 then
+    redis.call('HINCRBY', KEYS[j + 1], 't', delta[j])
+    if absent[j] then redis.call('PEXPIREAT', KEYS[j + 1], ARGV[3 + j]) end
   end
 end
 if na > 0 then
