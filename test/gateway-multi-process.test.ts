@@ -10,6 +10,8 @@ import { hashApiKey } from "../src/gateway/auth.js";
 import { type MockServer, startMockServer } from "../src/gateway/mock/mock-server.js";
 
 const KEY = `tf-mp-${randomUUID()}`;
+const FLIP_KEY = `tf-mp-flip-${randomUUID()}`;
+const ADMIN = `admin-${randomUUID()}`;
 const LIMIT = 3_000;
 
 function startGateway(configPath: string): Promise<{ child: ChildProcess; url: string }> {
@@ -53,9 +55,13 @@ describe("two gateway processes on one Redis", () => {
         store: { url: inject("redisUrl"), key_prefix: prefix, on_error: "deny" },
         upstreams: { provider: { type: "openai", base_url: mock.baseUrl, timeout_ms: 10_000 } },
         features: { chat: { model: "gpt-4o", max_input: 1000, max_output: 80, on_exceed: "trim" } },
-        tiers: { free: { daily_tokens: LIMIT } },
+        tiers: { free: { daily_tokens: LIMIT }, big: { daily_tokens: 1_000_000 } },
         default_tier: "free",
-        keys: [{ hash: hashApiKey(KEY), user: "near-limit" }],
+        keys: [
+          { hash: hashApiKey(KEY), user: "near-limit" },
+          { hash: hashApiKey(FLIP_KEY), user: "flipper", tier: "big" },
+        ],
+        admin: { token: ADMIN },
       }),
     );
     gateways.push(...(await Promise.all([startGateway(configPath), startGateway(configPath)])));
@@ -102,5 +108,45 @@ describe("two gateway processes on one Redis", () => {
     } finally {
       redis.disconnect();
     }
+  });
+
+  it("a switch flipped through the admin API on one process is seen by the other within 1 s", async () => {
+    const [a, b] = gateways as unknown as [{ url: string }, { url: string }];
+    const chat = (url: string) =>
+      fetch(`${url}/v1/chat/completions`, {
+        method: "POST",
+        headers: { authorization: `Bearer ${FLIP_KEY}`, "content-type": "application/json" },
+        body: JSON.stringify({ model: "gpt-4o", messages: [{ role: "user", content: "hi" }] }),
+      }).then(async (r) => ({
+        status: r.status,
+        code: r.status === 200 ? "" : ((await r.json()) as { error: { code: string } }).error.code,
+      }));
+    const put = (url: string, enabled: boolean, token = ADMIN) =>
+      fetch(`${url}/admin/features/chat`, {
+        method: "PUT",
+        headers: { authorization: `Bearer ${token}`, "content-type": "application/json" },
+        body: JSON.stringify({ enabled }),
+      });
+    expect((await chat(b.url)).status).toBe(200);
+    expect((await put(a.url, false, "wrong-token")).status).toBe(401);
+    expect((await chat(b.url)).status).toBe(200);
+    const t0 = Date.now();
+    expect((await put(a.url, false)).status).toBe(200);
+    expect(await chat(a.url)).toEqual({ status: 503, code: "feature_disabled" });
+    let seenAfter = -1;
+    while (Date.now() - t0 < 3000) {
+      if ((await chat(b.url)).code === "feature_disabled") {
+        seenAfter = Date.now() - t0;
+        break;
+      }
+      await new Promise((r) => setTimeout(r, 20));
+    }
+    expect(seenAfter).toBeGreaterThanOrEqual(0);
+    expect(seenAfter).toBeLessThan(1000);
+    expect((await put(a.url, true)).status).toBe(200);
+    const t1 = Date.now();
+    while ((await chat(b.url)).status !== 200 && Date.now() - t1 < 3000)
+      await new Promise((r) => setTimeout(r, 20));
+    expect(Date.now() - t1).toBeLessThan(1000);
   });
 });

@@ -1,6 +1,7 @@
 import { runCheck } from "./check.js";
 import { runCount } from "./count.js";
 import { runDemo } from "./demo.js";
+import { runFlags } from "./flags.js";
 import { CliError, type CliIo, processIo } from "./io.js";
 import { runKeys } from "./keys.js";
 import { runServe } from "./serve.js";
@@ -12,6 +13,7 @@ commands:
   check [--config F] [--fixtures DIR]        validate the config, print the budget table, check sample conversations
   count [--model M] [--text] [--json] [FILE|-]   count tokens of a chat request or plain text
   keys create --user U [--tier T] [--features a,b] [--trusted]   make an API key (printed once) and its config entry
+  flags list | enable F | disable F [--config F]   feature switches in a shared (Redis) store
   demo [--config F]                          show the engine at work on a config (default: the built-in example)
 
 exit codes: 0 ok, 1 check failed, 2 bad usage or config`;
@@ -31,6 +33,8 @@ export async function main(argv: string[], io: CliIo = processIo): Promise<numbe
         return await runServe(rest, io);
       case "keys":
         return await runKeys(rest, io);
+      case "flags":
+        return await runFlags(rest, io);
       case undefined:
       case "help":
       case "--help":

@@ -7,6 +7,7 @@ import type { Logger } from "../core/logger.js";
 import type { ChatMessage, Clock } from "../core/types.js";
 import type { Store } from "../stores/types.js";
 import type { SwitchBoard } from "../switches/switch-board.js";
+import { handleAdmin } from "./admin.js";
 import { type Authenticator, createAuthenticator } from "./auth.js";
 import { handleChatCompletions } from "./chat-completions.js";
 import { gatewayError, sendError, sendJson } from "./http-errors.js";
@@ -127,6 +128,8 @@ export function createGateway(options: GatewayOptions): Gateway {
       sendJson(res, 200, modelsList(config));
       return "models";
     }
+    const admin = await handleAdmin(req, res, path, { config, switches });
+    if (admin) return admin;
     if (req.method === "GET" && path === "/v1/budget") {
       const p = auth.authenticate(req.headers.authorization, firstHeader(req, "x-tokenfuse-user"));
       await ready;

@@ -1,0 +1,71 @@
+import { createHash, timingSafeEqual } from "node:crypto";
+import type { IncomingMessage, ServerResponse } from "node:http";
+import type { ResolvedConfig } from "../config/types.js";
+import { isStoreUnavailable } from "../stores/types.js";
+import type { SwitchBoard } from "../switches/switch-board.js";
+import { gatewayError, sendJson } from "./http-errors.js";
+import { parseJsonObject, readBody } from "./read-body.js";
+
+/** What the admin API needs. */
+export interface AdminDeps {
+  config: ResolvedConfig;
+  switches: SwitchBoard;
+}
+
+function digest(s: string): Buffer {
+  return createHash("sha256").update(s, "utf8").digest();
+}
+
+/**
+ * Checks the admin bearer token in constant time (comparing digests, so neither the token's
+ * content nor its length leaks through timing). Without `admin.token` in the config the admin API
+ * is off: every call is refused.
+ */
+export function assertAdmin(req: IncomingMessage, config: ResolvedConfig): void {
+  const token = config.admin?.token;
+  if (!token) throw gatewayError("unauthorized", "the admin API is off: set admin.token in the config");
+  const m = /^Bearer\s+(\S+)\s*$/i.exec(req.headers.authorization ?? "");
+  if (!m?.[1] || !timingSafeEqual(digest(m[1]), digest(token)))
+    throw gatewayError("unauthorized", "missing or wrong admin token");
+}
+
+/** Routes under `/admin/`; returns the route name, or undefined when no admin route matches. */
+export async function handleAdmin(
+  req: IncomingMessage,
+  res: ServerResponse,
+  path: string,
+  deps: AdminDeps,
+): Promise<string | undefined> {
+  if (!path.startsWith("/admin/")) return undefined;
+  assertAdmin(req, deps.config);
+  if (req.method === "GET" && path === "/admin/features") {
+    const out: Record<string, { enabled: boolean; configured: boolean }> = {};
+    for (const f of Object.values(deps.config.features))
+      out[f.name] = { enabled: deps.switches.isEnabled(f.name), configured: f.enabled };
+    sendJson(res, 200, { features: out });
+    return "admin_features";
+  }
+  const m = /^\/admin\/features\/([^/]+)$/.exec(path);
+  if (req.method === "PUT" && m?.[1]) {
+    const name = decodeURIComponent(m[1]);
+    if (!Object.hasOwn(deps.config.features, name))
+      throw gatewayError("unknown_feature", `unknown feature "${name}"`);
+    const body = parseJsonObject(await readBody(req, 4096));
+    if (typeof body.enabled !== "boolean")
+      throw gatewayError("invalid_request", 'body must be {"enabled": true|false}');
+    try {
+      await deps.switches.set(name, body.enabled);
+    } catch (e) {
+      if (isStoreUnavailable(e))
+        throw gatewayError(
+          "budget_store_unavailable",
+          "the store is unavailable: the switch was not changed",
+          503,
+        );
+      throw e;
+    }
+    sendJson(res, 200, { feature: name, enabled: body.enabled });
+    return "admin_feature_switch";
+  }
+  throw gatewayError("invalid_request", `no admin route for ${req.method} ${path}`, 404);
+}
