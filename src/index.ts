@@ -20,6 +20,12 @@ export { ERROR_CODES, type ErrorCode, isTokenBudgetError, TokenBudgetError } fro
 export type { Logger } from "./core/logger.js";
 export type { AdmitRequest } from "./core/request.js";
 export type { ChatMessage, Clock, Decision, OpenAIUsage, ToolDefinition, Usage } from "./core/types.js";
+export {
+  type GuardContext,
+  type GuardedOpenAI,
+  guardOpenAI,
+  type OpenAIChatClient,
+} from "./integrations/openai.js";
 export { createGuardedStore, type GuardedStoreOptions } from "./stores/guarded-store.js";
 export { createMemoryStore, type MemoryStoreOptions } from "./stores/memory-store.js";
 export { createRedisStore, type RedisStoreOptions } from "./stores/redis/redis-store.js";
