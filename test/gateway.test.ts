@@ -316,6 +316,9 @@ describe("gateway with the official openai client", () => {
         .catch((err: unknown) => err)) as InstanceType<typeof OpenAI.APIError>;
       expect([e.status, e.code]).toEqual([503, "budget_store_unavailable"]);
       expect((await fetch(`${url}/readyz`)).status).toBe(503);
+      const budget = await fetch(`${url}/v1/budget`, { headers: { authorization: `Bearer ${CANARY.alice}` } });
+      expect(budget.status).toBe(503);
+      expect(((await json(budget)).error as { code: string }).code).toBe("budget_store_unavailable");
     } finally {
       await g.close();
     }

@@ -464,10 +464,21 @@ export function createEngine(deps: EngineDeps): Engine {
     const userScopes = base.filter((s) => s.kind === "user");
     const globalScope = base.find((s) => s.kind === "global") as ScopeCharge;
     const all = [...userScopes, ...featureScopes, globalScope];
-    const states = await store.read(
-      all.map((s) => s.key),
-      nowMs,
-    );
+    let states: Awaited<ReturnType<Store["read"]>>;
+    try {
+      states = await store.read(
+        all.map((s) => s.key),
+        nowMs,
+      );
+    } catch (e) {
+      if (!isStoreUnavailable(e)) throw e;
+      throw new TokenBudgetError({
+        code: "budget_store_unavailable",
+        message: "the budget store is unavailable: budgets cannot be read",
+        scope: "store",
+        retryAfterMs: 1000,
+      });
+    }
     const win = (s: ScopeCharge, i: number): BudgetWindow => {
       const st = states[i] ?? { used: 0, reserved: 0 };
       const limited = s.limit !== NO_LIMIT;
