@@ -101,7 +101,8 @@ export function upstreamBody(body: Record<string, unknown>, a: Admission): Recor
 /** Output tokens to charge when the upstream reported no usage: what was generated, counted. */
 function estimateUsage(a: Admission, generated: string): OpenAIUsage {
   const out = generated === "" ? 0 : tokenizerForModel(a.model).countText(generated);
-  return { prompt_tokens: a.inputTokens, completion_tokens: Math.min(out, a.maxOutputTokens * 64) };
+  // Never more than the reservation allowed for output (cap × n): what passed cannot exceed it.
+  return { prompt_tokens: a.inputTokens, completion_tokens: Math.min(out, a.reservedTokens - a.inputTokens) };
 }
 
 /** Headers of the mock upstream a test client may set. */
