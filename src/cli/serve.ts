@@ -37,6 +37,10 @@ export async function runServe(args: string[], io: CliIo): Promise<number> {
     process.once("SIGINT", stop);
     process.once("SIGTERM", stop);
   });
-  await gateway.close();
-  return 0;
+  // Stop accepting, finish what can finish, then exit: a stop signal must stop the process even if
+  // a connection or an upstream stalls.
+  const deadline = new Promise<"timeout">((resolve) => setTimeout(() => resolve("timeout"), 10_000).unref());
+  const result = await Promise.race([gateway.close().then(() => "closed" as const), deadline]);
+  if (result === "timeout") logger.error({}, "shutdown took over 10 s; exiting anyway");
+  process.exit(0);
 }
