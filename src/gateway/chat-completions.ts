@@ -116,9 +116,9 @@ export async function handleChatCompletions(
 ): Promise<void> {
   const { engine, auth, logger } = deps;
   let admission: Admission | undefined;
-  const clientGone = new AbortController();
+  const cancel = createCancel();
   const onClose = () => {
-    if (!res.writableFinished) clientGone.abort(new Error("client disconnected"));
+    if (!res.writableFinished) cancel.clientLeft();
   };
   res.on("close", onClose);
   try {
@@ -153,7 +153,7 @@ export async function handleChatCompletions(
     const upstreamName = deps.config.features[feature]?.upstream ?? deps.config.upstreams[0]?.name ?? "";
     const upstream = deps.upstreams.get(upstreamName);
     if (!upstream) throw new Error(`no upstream client for ${upstreamName}`);
-    await forward(req, res, body, admission, upstream, clientGone.signal, deps);
+    await forward(req, res, body, admission, upstream, cancel, deps);
   } catch (e) {
     if (admission) {
       // Upstream failed before any output: nothing was generated, release the whole reservation.
@@ -176,13 +176,30 @@ async function forward(
   body: Record<string, unknown>,
   a: Admission,
   upstream: UpstreamClient,
-  clientGone: AbortSignal,
+  cancel: Cancel,
   deps: ChatHandlerDeps,
 ): Promise<void> {
-  const { metrics, logger } = deps;
   const started = performance.now();
-  const timeout = AbortSignal.timeout(upstream.timeoutMs);
-  const signal = AbortSignal.any([clientGone, timeout]);
+  cancel.startTimer(upstream.timeoutMs);
+  try {
+    await forwardWithin(req, res, body, a, upstream, cancel, deps, started);
+  } finally {
+    cancel.stopTimer();
+  }
+}
+
+async function forwardWithin(
+  req: IncomingMessage,
+  res: ServerResponse,
+  body: Record<string, unknown>,
+  a: Admission,
+  upstream: UpstreamClient,
+  cancel: Cancel,
+  deps: ChatHandlerDeps,
+  started: number,
+): Promise<void> {
+  const { metrics, logger } = deps;
+  const signal = cancel.signal;
   // Only the mock's own control headers are passed on; nothing else the client sends reaches a provider.
   const extra: Record<string, string> = {};
   for (const h of MOCK_HEADERS) {
@@ -193,7 +210,7 @@ async function forward(
   try {
     upstreamRes = await upstream.send({ body: upstreamBody(body, a), signal, headers: extra });
   } catch (e) {
-    throw upstreamFailure(e, timeout.aborted, clientGone.aborted);
+    throw upstreamFailure(e, cancel.timedOut, cancel.clientGone);
   }
   const nowMs = Date.now();
   const ours = tokenfuseHeaders(a, nowMs);
@@ -221,7 +238,7 @@ async function forward(
   }
 
   if (body.stream === true) {
-    await streamThrough(res, body, a, upstreamRes, ours, { timeout, clientGone, deps, observe });
+    await streamThrough(res, body, a, upstreamRes, ours, { cancel, deps, observe });
     return;
   }
 
@@ -229,7 +246,7 @@ async function forward(
   try {
     text = await collect(upstreamRes.body);
   } catch (e) {
-    throw upstreamFailure(e, timeout.aborted, clientGone.aborted);
+    throw upstreamFailure(e, cancel.timedOut, cancel.clientGone);
   }
   observe("2xx");
   let usage: OpenAIUsage | undefined;
@@ -261,7 +278,7 @@ async function streamThrough(
   a: Admission,
   upstreamRes: Awaited<ReturnType<UpstreamClient["send"]>>,
   ours: Record<string, string>,
-  ctx: { timeout: AbortSignal; clientGone: AbortSignal; deps: ChatHandlerDeps; observe: (s: string) => void },
+  ctx: { cancel: Cancel; deps: ChatHandlerDeps; observe: (s: string) => void },
 ): Promise<void> {
   const so = body.stream_options as { include_usage?: unknown } | undefined;
   const tap = createSseTap({ stripUsage: so?.include_usage !== true });
@@ -287,18 +304,18 @@ async function streamThrough(
           res.on("close", done);
         });
       }
-      if (ctx.clientGone.aborted) break;
+      if (ctx.cancel.clientGone) break;
     }
     const rest = tap.end();
-    if (rest !== "" && !ctx.clientGone.aborted) res.write(rest);
+    if (rest !== "" && !ctx.cancel.clientGone) res.write(rest);
   } catch (e) {
-    failure = ctx.clientGone.aborted
+    failure = ctx.cancel.clientGone
       ? "client disconnected"
-      : ctx.timeout.aborted
+      : ctx.cancel.timedOut
         ? "upstream timed out"
         : `upstream stream failed: ${(e as Error).message}`;
   }
-  if (ctx.clientGone.aborted) failure ??= "client disconnected";
+  if (ctx.cancel.clientGone) failure ??= "client disconnected";
   ctx.observe(failure ? "error" : "2xx");
   // Charged for what was generated: the reported usage, else an estimate from the text that passed.
   await settleWith(
@@ -308,7 +325,7 @@ async function streamThrough(
     failure ?? "no usage chunk",
     ctx.deps,
   );
-  if (failure && !ctx.clientGone.aborted) {
+  if (failure && !ctx.cancel.clientGone) {
     // The client has the headers already: end the stream abruptly so it sees a failure, not a short answer.
     res.destroy(new Error(failure));
     return;
@@ -354,4 +371,48 @@ function upstreamFailure(e: unknown, timedOut: boolean, clientGone: boolean) {
     `upstream request failed: ${(e as Error)?.message ?? String(e)}`,
     502,
   );
+}
+
+/**
+ * One abort signal per request for both reasons to stop the upstream call — the client left, or the
+ * upstream's timeout passed — and which one it was. Why not AbortSignal.timeout + AbortSignal.any:
+ * they cost a timer object and signal bookkeeping per request on the hot path; one controller and
+ * one cleared timer do the same.
+ */
+interface Cancel {
+  readonly signal: AbortSignal;
+  readonly clientGone: boolean;
+  readonly timedOut: boolean;
+  clientLeft(): void;
+  startTimer(ms: number): void;
+  stopTimer(): void;
+}
+
+function createCancel(): Cancel {
+  const ac = new AbortController();
+  let clientGone = false;
+  let timedOut = false;
+  let timer: NodeJS.Timeout | undefined;
+  return {
+    signal: ac.signal,
+    get clientGone() {
+      return clientGone;
+    },
+    get timedOut() {
+      return timedOut;
+    },
+    clientLeft() {
+      clientGone = true;
+      ac.abort(new Error("client disconnected"));
+    },
+    startTimer(ms) {
+      timer = setTimeout(() => {
+        timedOut = true;
+        ac.abort(new Error("upstream timed out"));
+      }, ms);
+    },
+    stopTimer() {
+      if (timer) clearTimeout(timer);
+    },
+  };
 }

@@ -7,6 +7,7 @@ import type { Logger } from "../core/logger.js";
 import type { ChatMessage, Clock } from "../core/types.js";
 import type { Store } from "../stores/types.js";
 import type { SwitchBoard } from "../switches/switch-board.js";
+import { tokenizerForModel } from "../tokenizers/index.js";
 import { handleAdmin } from "./admin.js";
 import { type Authenticator, createAuthenticator } from "./auth.js";
 import { handleChatCompletions } from "./chat-completions.js";
@@ -89,6 +90,8 @@ export function createGateway(options: GatewayOptions): Gateway {
     summaryProvider,
     events: metrics.events,
   });
+  // Load the vocabularies now, not on the first request (a first caller would wait ~0.2 s).
+  for (const f of Object.values(config.features)) tokenizerForModel(f.model).countText("warm up");
   const auth: Authenticator = createAuthenticator(config);
   const deps = {
     config,

@@ -57,7 +57,8 @@ export function createOpenAIClient(options: OpenAIClientOptions): UpstreamClient
       // Graceful first; requests still in flight after a grace period are cut (a stalled upstream
       // must not keep a stopping gateway alive).
       const grace = new Promise<"timeout">((resolve) => setTimeout(() => resolve("timeout"), 2000).unref());
-      if ((await Promise.race([pool.close().then(() => "closed" as const), grace])) === "timeout") await pool.destroy();
+      if ((await Promise.race([pool.close().then(() => "closed" as const), grace])) === "timeout")
+        await pool.destroy();
     },
   };
 }
