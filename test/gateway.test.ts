@@ -316,7 +316,12 @@ describe("gateway with the official openai client", () => {
         .catch((err: unknown) => err)) as InstanceType<typeof OpenAI.APIError>;
       expect([e.status, e.code]).toEqual([503, "budget_store_unavailable"]);
       expect((await fetch(`${url}/readyz`)).status).toBe(503);
-      const budget = await fetch(`${url}/v1/budget`, { headers: { authorization: `Bearer ${CANARY.alice}` } });
+      expect(await (await fetch(`${url}/metrics`)).text()).toMatch(
+        /tokenfuse_store_errors_total\{op="reserve",mode="deny"\} 1/,
+      );
+      const budget = await fetch(`${url}/v1/budget`, {
+        headers: { authorization: `Bearer ${CANARY.alice}` },
+      });
       expect(budget.status).toBe(503);
       expect(((await json(budget)).error as { code: string }).code).toBe("budget_store_unavailable");
     } finally {

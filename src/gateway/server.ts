@@ -5,6 +5,7 @@ import { createConfiguredEngine } from "../configured-engine.js";
 import type { Engine, SummaryProvider } from "../core/engine.js";
 import type { Logger } from "../core/logger.js";
 import type { ChatMessage, Clock } from "../core/types.js";
+import { GuardedStore } from "../stores/guarded-store.js";
 import type { Store } from "../stores/types.js";
 import type { SwitchBoard } from "../switches/switch-board.js";
 import { tokenizerForModel } from "../tokenizers/index.js";
@@ -90,6 +91,9 @@ export function createGateway(options: GatewayOptions): Gateway {
     summaryProvider,
     events: metrics.events,
   });
+  if (store instanceof GuardedStore) {
+    store.onDegraded = (e) => metrics.storeErrors.inc({ op: e.op, mode: e.mode });
+  }
   // Load the vocabularies now, not on the first request (a first caller would wait ~0.2 s).
   for (const f of Object.values(config.features)) tokenizerForModel(f.model).countText("warm up");
   const auth: Authenticator = createAuthenticator(config);

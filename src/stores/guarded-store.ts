@@ -53,9 +53,12 @@ export class GuardedStore implements Store {
   private flushing = false;
   /** Settlements dropped because the queue was full (never silently: each is logged). */
   droppedSettlements = 0;
+  /** Observer of failed store calls (metrics); may be set after construction. */
+  onDegraded: GuardedStoreOptions["onDegraded"];
 
   constructor(private readonly opts: GuardedStoreOptions) {
     this.kind = opts.primary.kind;
+    this.onDegraded = opts.onDegraded;
     const f = opts.localLimitFraction ?? 0.1;
     if (!(f > 0 && f <= 1)) throw new RangeError("localLimitFraction must be in (0, 1]");
     this.timer = setInterval(() => void this.flush(), opts.retryMs ?? 1000);
@@ -73,7 +76,7 @@ export class GuardedStore implements Store {
     } catch (e) {
       if (!isStoreUnavailable(e)) throw e;
       const mode = this.opts.onError;
-      this.opts.onDegraded?.({ op: "reserve", mode });
+      this.onDegraded?.({ op: "reserve", mode });
       this.opts.logger.warn(
         { id: req.id, onError: mode, err: e.message },
         "budget store unavailable for a reservation",
@@ -111,14 +114,19 @@ export class GuardedStore implements Store {
       return await this.opts.primary.settle(req);
     } catch (e) {
       if (!isStoreUnavailable(e)) throw e;
-      this.opts.onDegraded?.({ op: "settle", mode: "deferred" });
+      this.onDegraded?.({ op: "settle", mode: "deferred" });
       this.enqueue(req);
       return "deferred";
     }
   }
 
   async read(keys: readonly string[], nowMs: number): Promise<ScopeState[]> {
-    return this.opts.primary.read(keys, nowMs);
+    try {
+      return await this.opts.primary.read(keys, nowMs);
+    } catch (e) {
+      if (isStoreUnavailable(e)) this.onDegraded?.({ op: "read", mode: "deny" });
+      throw e;
+    }
   }
 
   getSwitches(): Promise<Record<string, boolean>> {
