@@ -2,8 +2,8 @@ import { Redis } from "ioredis";
 import type { Logger } from "../../core/logger.js";
 import type {
   ReserveRequest,
-  ScopeCharge,
   ReserveResult,
+  ScopeCharge,
   ScopeState,
   SettleRequest,
   SettleStatus,
@@ -14,9 +14,11 @@ import { assertReserveRequest, assertSettleRequest } from "../validate.js";
 import { luaScript, runScript } from "./run-script.js";
 import { READ_LUA } from "./scripts/read.js";
 import { RESERVE_LUA } from "./scripts/reserve.js";
+import { RESERVE_ONE_LUA } from "./scripts/reserve-one.js";
 import { SETTLE_LUA } from "./scripts/settle.js";
 
 const RESERVE = luaScript("reserve", RESERVE_LUA);
+const RESERVE_ONE = luaScript("reserve-one", RESERVE_ONE_LUA);
 const SETTLE = luaScript("settle", SETTLE_LUA);
 const READ = luaScript("read", READ_LUA);
 
@@ -32,12 +34,11 @@ const EXP_KEY_MARGIN_MS = 24 * 3_600_000;
 /** At most this many reservations share one script call. */
 const MAX_BATCH = 128;
 /**
- * How many reserve batches may be on the wire at once. Why 2 and not 1: with one, Redis idles while
- * Node parses a reply and builds the next batch, and Node idles while Redis runs the script; with
- * two, the next batch is already queued at the server. Redis still runs them one after the other,
- * in the order sent, so this changes no result (measured: docs/bench-redis.md).
+ * How many reserve batches may be on the wire at once. Why 1: 2 was tried (so that Redis would not
+ * idle while Node parses a reply) and was slower at 64 in flight on a 2-core machine: the batches
+ * get split in halves, and each batch has a fixed cost on both sides (docs/bench-redis.md).
  */
-const MAX_BATCHES_IN_FLIGHT = 2;
+const MAX_BATCHES_IN_FLIGHT = 1;
 
 interface PendingReserve {
   req: ReserveRequest;
@@ -170,6 +171,11 @@ export class RedisStore implements Store {
       // Why not always `await this.conn()`: when connected, skipping the await saves microtask turns
       // on every batch (it shows at 1 in flight).
       const redis = this.redis.status === "ready" ? this.redis : await this.conn();
+      if (batch.length === 1 && batch[0]) {
+        const b = batch[0];
+        b.resolve(await this.reserveOne(redis, b.req));
+        return;
+      }
       // Argument layout: scripts/reserve.ts. Why counters are deduplicated: in a batch, most
       // reservations share their feature and global counters; sending each once (and an index per
       // reservation) halves the bytes and arguments that ioredis builds and Redis parses.
@@ -185,7 +191,12 @@ export class RedisStore implements Store {
         if (req.nowMs > nowMs) nowMs = req.nowMs;
         if (req.ttlMs > maxTtl) maxTtl = req.ttlMs;
         markers.push(`${this.prefix}s:${req.id}`);
-        perRes.push(this.member(req.id, req.tokens, req.scopes), req.tokens, req.nowMs + req.ttlMs, req.scopes.length);
+        perRes.push(
+          this.member(req.id, req.tokens, req.scopes),
+          req.tokens,
+          req.nowMs + req.ttlMs,
+          req.scopes.length,
+        );
         for (const sc of req.scopes) {
           let c = counterIndex.get(sc.key);
           if (c === undefined) {
@@ -224,6 +235,30 @@ export class RedisStore implements Store {
       this.batchesInFlight--;
       if (this.queue.length > 0) void this.sendBatch();
     }
+  }
+
+  /** A lone reservation: scripts/reserve-one.ts (argument layout there). */
+  private async reserveOne(redis: Redis, req: ReserveRequest): Promise<ReserveResult> {
+    const keys: string[] = [this.expKey, `${this.prefix}s:${req.id}`];
+    const args: Array<string | number> = [
+      req.nowMs,
+      req.ttlMs + EXP_KEY_MARGIN_MS,
+      this.member(req.id, req.tokens, req.scopes),
+      req.tokens,
+      req.nowMs + req.ttlMs,
+    ];
+    for (const sc of req.scopes) {
+      keys.push(`${this.prefix}c:${sc.key}`);
+      args.push(sc.limit, sc.expireAtMs);
+    }
+    let res: number[];
+    try {
+      res = (await runScript(redis, RESERVE_ONE, keys, args)) as number[];
+    } catch (e) {
+      throw toUnavailable(e);
+    }
+    if (res[0] === 1) return { ok: true, duplicate: res[1] === 1, committed: res.slice(2) };
+    return { ok: false, scopeIndex: res[1] as number, committed: res[2] as number };
   }
 
   async settle(req: SettleRequest): Promise<SettleStatus> {
