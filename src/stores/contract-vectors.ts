@@ -194,7 +194,15 @@ export const STORE_VECTORS: StoreVector[] = [
     name: "a zero-token reservation expires without disturbing later reservations",
     scopes: { u: day },
     steps: [
-      { op: "reserve", id: "z", tokens: 0, scopes: ["u"], at: 0, ttl: 10, expect: { ok: true, committed: [0] } },
+      {
+        op: "reserve",
+        id: "z",
+        tokens: 0,
+        scopes: ["u"],
+        at: 0,
+        ttl: 10,
+        expect: { ok: true, committed: [0] },
+      },
       { op: "reserve", id: "a", tokens: 5, scopes: ["u"], at: 20, expect: { ok: true, committed: [5] } },
       { op: "read", keys: ["u"], at: 21, expect: [[0, 5]] },
       { op: "settle", id: "z", actual: 0, scopes: ["u"], at: 22, expect: "expired" },
