@@ -153,6 +153,8 @@ export async function handleChatCompletions(
     const upstreamName = deps.config.features[feature]?.upstream ?? deps.config.upstreams[0]?.name ?? "";
     const upstream = deps.upstreams.get(upstreamName);
     if (!upstream) throw new Error(`no upstream client for ${upstreamName}`);
+    // The upstream's timeout bounds the whole call, first byte to last.
+    cancel.startTimer(upstream.timeoutMs);
     await forward(req, res, body, admission, upstream, cancel, deps);
   } catch (e) {
     if (admission) {
@@ -161,6 +163,7 @@ export async function handleChatCompletions(
     }
     sendError(res, e);
   } finally {
+    cancel.stopTimer();
     res.off("close", onClose);
   }
 }
@@ -179,26 +182,8 @@ async function forward(
   cancel: Cancel,
   deps: ChatHandlerDeps,
 ): Promise<void> {
-  const started = performance.now();
-  cancel.startTimer(upstream.timeoutMs);
-  try {
-    await forwardWithin(req, res, body, a, upstream, cancel, deps, started);
-  } finally {
-    cancel.stopTimer();
-  }
-}
-
-async function forwardWithin(
-  req: IncomingMessage,
-  res: ServerResponse,
-  body: Record<string, unknown>,
-  a: Admission,
-  upstream: UpstreamClient,
-  cancel: Cancel,
-  deps: ChatHandlerDeps,
-  started: number,
-): Promise<void> {
   const { metrics, logger } = deps;
+  const started = performance.now();
   const signal = cancel.signal;
   // Only the mock's own control headers are passed on; nothing else the client sends reaches a provider.
   const extra: Record<string, string> = {};
