@@ -19,7 +19,8 @@ export function num(n: number | undefined): string {
   return n === undefined ? "-" : n.toLocaleString("en-US");
 }
 
-/** Formats nano-USD as dollars. */
+/** Formats nano-USD as dollars (4 decimals below $1, else cents). */
 export function usd(nano: number | undefined): string {
-  return nano === undefined ? "-" : `$${(nano / 1e9).toFixed(2)}`;
+  if (nano === undefined) return "-";
+  return `$${(nano / 1e9).toFixed(nano < 1e9 ? 4 : 2)}`;
 }

@@ -9,7 +9,7 @@ import type { ChatTokenizer } from "../tokenizers/types.js";
 import { TokenBudgetError } from "./errors.js";
 import type { Logger } from "./logger.js";
 import { type AdmitRequest, outputCap, validateAdmitRequest } from "./request.js";
-import { NO_LIMIT, refusalCode, scopesFor } from "./scopes.js";
+import { NO_LIMIT, refusalCode, scopesFor, spendCountersFor } from "./scopes.js";
 import type { ChatMessage, Clock, Decision, OpenAIUsage, Usage } from "./types.js";
 import { chargedTokens, normalizeUsage } from "./usage.js";
 
@@ -405,12 +405,24 @@ export function createEngine(deps: EngineDeps): Engine {
       const actual = u ? chargedTokens(u) : 0;
       const cost = u && price ? costNanoUsd(u, price) : undefined;
       const atMs = clock.nowMs();
+      // Spend is added in the same atomic step as the settlement, so the hourly counters equal the
+      // sum of per-request costs exactly (and a duplicate settlement adds nothing).
+      const spend =
+        u && actual > 0
+          ? {
+              costNanoUsd: cost ?? 0,
+              inputTokens: u.inputTokens,
+              outputTokens: u.outputTokens,
+              counters: spendCountersFor(feature.name, model, req.user, tier, atMs),
+            }
+          : undefined;
       const status = await store.settle({
         id: base.id,
         actualTokens: actual,
         reservedTokens,
         scopes,
         nowMs: atMs,
+        spend,
       });
       if (status === "expired") {
         logger.warn(

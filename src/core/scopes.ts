@@ -1,7 +1,7 @@
 import type { FeatureConfig, ResolvedConfig, TierConfig } from "../config/types.js";
 import type { ScopeCharge, ScopeKind, WindowKind } from "../stores/types.js";
 import type { ErrorCode } from "./errors.js";
-import { dayWindow, minuteWindow, type Window } from "./windows.js";
+import { dayWindow, hourWindow, minuteWindow, type Window } from "./windows.js";
 
 /** Counters are kept this long past their window so usage can be reported for a week (ms). */
 const DAY_RETENTION_MS = 8 * 86_400_000;
@@ -84,4 +84,34 @@ export function refusalCode(kind: ScopeKind): ErrorCode {
   if (kind === "user") return "user_budget_exceeded";
   if (kind === "feature") return "feature_budget_exceeded";
   return "global_rate_limited";
+}
+
+/** Spend counters are kept this long past their window, so a week of spend can be reported (ms). */
+const SPEND_RETENTION_MS = 8 * 86_400_000;
+
+/** The spend key of a feature, model or global hour, or a user's day (`tokenfuse usage` reads them). */
+export const spendKeys = {
+  featureHour: (feature: string, hourId: string) => `spend:feature:{${keyPart(feature)}}:hour:${hourId}`,
+  modelHour: (model: string, hourId: string) => `spend:model:{${keyPart(model)}}:hour:${hourId}`,
+  globalHour: (hourId: string) => `spend:global:hour:${hourId}`,
+  userDay: (user: string, dayId: string) => `spend:user:{${keyPart(user)}}:day:${dayId}`,
+};
+
+/** The spend counters a settled request adds to, at `nowMs`. */
+export function spendCountersFor(
+  feature: string,
+  model: string,
+  user: string,
+  tier: TierConfig,
+  nowMs: number,
+): Array<{ key: string; expireAtMs: number }> {
+  const hour = hourWindow(nowMs);
+  const day = dayWindow(nowMs, tier.timeZone);
+  const h = hour.endMs + SPEND_RETENTION_MS;
+  return [
+    { key: spendKeys.featureHour(feature, hour.id), expireAtMs: h },
+    { key: spendKeys.modelHour(model, hour.id), expireAtMs: h },
+    { key: spendKeys.globalHour(hour.id), expireAtMs: h },
+    { key: spendKeys.userDay(user, day.id), expireAtMs: day.endMs + SPEND_RETENTION_MS },
+  ];
 }

@@ -8,6 +8,7 @@ import {
   type ScopeState,
   type SettleRequest,
   type SettleStatus,
+  type SpendTotals,
   type Store,
 } from "./types.js";
 
@@ -127,6 +128,10 @@ export class GuardedStore implements Store {
       if (isStoreUnavailable(e)) this.onDegraded?.({ op: "read", mode: "deny" });
       throw e;
     }
+  }
+
+  readSpend(keys: readonly string[]): Promise<SpendTotals[]> {
+    return this.opts.primary.readSpend(keys);
   }
 
   getSwitches(): Promise<Record<string, boolean>> {

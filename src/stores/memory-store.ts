@@ -4,6 +4,7 @@ import type {
   ScopeState,
   SettleRequest,
   SettleStatus,
+  SpendTotals,
   Store,
 } from "./types.js";
 import { assertReserveRequest, assertSettleRequest } from "./validate.js";
@@ -99,6 +100,7 @@ export class MemoryStore implements Store {
   private readonly settled = new Map<string, number>(); // id → forget-after ms
   private readonly expiries = new ExpiryHeap();
   private readonly switches = new Map<string, boolean>();
+  private readonly spend = new Map<string, SpendTotals & { expireAtMs: number }>();
   private lastGcMs = 0;
 
   constructor(private readonly options: MemoryStoreOptions = {}) {}
@@ -174,6 +176,21 @@ export class MemoryStore implements Store {
         c.used += actual;
       }
     }
+    if (actual > 0 && req.spend) {
+      const sp = req.spend;
+      for (const c of sp.counters) {
+        let t = this.spend.get(c.key);
+        if (!t) {
+          t = { costNanoUsd: 0, inputTokens: 0, outputTokens: 0, requests: 0, expireAtMs: c.expireAtMs };
+          this.spend.set(c.key, t);
+        }
+        t.costNanoUsd += sp.costNanoUsd;
+        t.inputTokens += sp.inputTokens;
+        t.outputTokens += sp.outputTokens;
+        t.requests += 1;
+        if (c.expireAtMs > t.expireAtMs) t.expireAtMs = c.expireAtMs;
+      }
+    }
     this.settled.set(req.id, req.nowMs + SETTLED_MEMORY_MS);
     return status;
   }
@@ -181,6 +198,18 @@ export class MemoryStore implements Store {
   async read(keys: readonly string[], nowMs: number): Promise<ScopeState[]> {
     this.housekeeping(nowMs);
     return keys.map((k) => this.state(k));
+  }
+
+  async readSpend(keys: readonly string[]): Promise<SpendTotals[]> {
+    return keys.map((k) => {
+      const t = this.spend.get(k);
+      return {
+        costNanoUsd: t?.costNanoUsd ?? 0,
+        inputTokens: t?.inputTokens ?? 0,
+        outputTokens: t?.outputTokens ?? 0,
+        requests: t?.requests ?? 0,
+      };
+    });
   }
 
   async getSwitches(): Promise<Record<string, boolean>> {
@@ -225,6 +254,9 @@ export class MemoryStore implements Store {
     this.lastGcMs = nowMs;
     for (const [k, c] of this.counters) {
       if (c.expireAtMs <= nowMs && c.reserved === 0) this.counters.delete(k);
+    }
+    for (const [k, t] of this.spend) {
+      if (t.expireAtMs <= nowMs) this.spend.delete(k);
     }
     for (const [id, until] of this.settled) {
       if (until <= nowMs) this.settled.delete(id);

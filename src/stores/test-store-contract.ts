@@ -147,6 +147,67 @@ export function describeStoreContract(name: string, factory: StoreFactory): void
       expect(await store.read([`${ns}:u`], T0)).toEqual([{ used: 0, reserved: 0 }]);
     });
 
+    it("adds spend with the settlement, exactly once, and not for a release", async () => {
+      const store = await open();
+      const ns = `s-${randomUUID()}`;
+      const scopes: ScopeCharge[] = [
+        {
+          key: `${ns}:u`,
+          kind: "user",
+          window: "day",
+          limit: 10_000,
+          resetAtMs: T0 + 1e6,
+          expireAtMs: T0 + 2e6,
+        },
+      ];
+      const counters = [
+        { key: `${ns}:spend:f`, expireAtMs: T0 + 3e6 },
+        { key: `${ns}:spend:g`, expireAtMs: T0 + 3e6 },
+      ];
+      const spend = { costNanoUsd: 1_234_567, inputTokens: 100, outputTokens: 20, counters };
+      await store.reserve({ id: `${ns}-a`, tokens: 200, scopes, nowMs: T0, ttlMs: 60_000 });
+      expect(
+        await store.settle({
+          id: `${ns}-a`,
+          actualTokens: 120,
+          reservedTokens: 200,
+          scopes,
+          nowMs: T0,
+          spend,
+        }),
+      ).toBe("settled");
+      expect(
+        await store.settle({
+          id: `${ns}-a`,
+          actualTokens: 120,
+          reservedTokens: 200,
+          scopes,
+          nowMs: T0,
+          spend,
+        }),
+      ).toBe("duplicate");
+      // A settlement for a reservation the store never saw (it expired, or the store was down) still counts.
+      expect(
+        await store.settle({
+          id: `${ns}-b`,
+          actualTokens: 120,
+          reservedTokens: 200,
+          scopes,
+          nowMs: T0,
+          spend,
+        }),
+      ).toBe("expired");
+      // A release (no usage) adds no spend.
+      await store.reserve({ id: `${ns}-c`, tokens: 200, scopes, nowMs: T0, ttlMs: 60_000 });
+      await store.settle({ id: `${ns}-c`, actualTokens: 0, reservedTokens: 200, scopes, nowMs: T0, spend });
+      const totals = { costNanoUsd: 2_469_134, inputTokens: 200, outputTokens: 40, requests: 2 };
+      expect(await store.readSpend([`${ns}:spend:f`, `${ns}:spend:g`, `${ns}:spend:none`])).toEqual([
+        totals,
+        totals,
+        { costNanoUsd: 0, inputTokens: 0, outputTokens: 0, requests: 0 },
+      ]);
+    });
+
     it("keeps run-time feature switches", async () => {
       const store = await open();
       const f = `feat-${randomUUID()}`;

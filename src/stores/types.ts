@@ -81,6 +81,25 @@ export interface SettleRequest {
    */
   scopes: readonly ScopeCharge[];
   nowMs: number;
+  /** Spend to add with the settlement (same atomic step; not added again for a duplicate). */
+  spend?: SpendCharge | undefined;
+}
+
+/** A request's spend, added to every listed spend counter at settlement. */
+export interface SpendCharge {
+  costNanoUsd: number;
+  inputTokens: number;
+  outputTokens: number;
+  /** Spend counters (window in the key, e.g. `spend:feature:{chat}:hour:2026-11-24T10`) and their GC time. */
+  counters: ReadonlyArray<{ key: string; expireAtMs: number }>;
+}
+
+/** Totals of one spend counter. */
+export interface SpendTotals {
+  costNanoUsd: number;
+  inputTokens: number;
+  outputTokens: number;
+  requests: number;
 }
 
 /** Outcome of a settlement. */
@@ -104,6 +123,8 @@ export interface Store {
   settle(req: SettleRequest): Promise<SettleStatus>;
   /** Counter states for the given keys (missing counters read as zero), after releasing expired reservations. */
   read(keys: readonly string[], nowMs: number): Promise<ScopeState[]>;
+  /** Spend counters' totals (zero for missing ones). */
+  readSpend(keys: readonly string[]): Promise<SpendTotals[]>;
   /** Run-time feature switches (feature name → enabled) that override the config. */
   getSwitches(): Promise<Record<string, boolean>>;
   /** Set a run-time switch; `undefined` clears it (back to the config's value). */

@@ -44,6 +44,16 @@ export function assertSettleRequest(req: SettleRequest): void {
   assertId(req.id);
   assertCount("actualTokens", req.actualTokens);
   assertCount("reservedTokens", req.reservedTokens);
+  if (req.spend) {
+    assertCount("spend.costNanoUsd", req.spend.costNanoUsd);
+    assertCount("spend.inputTokens", req.spend.inputTokens);
+    assertCount("spend.outputTokens", req.spend.outputTokens);
+    for (const c of req.spend.counters) {
+      if (typeof c.key !== "string" || c.key.length === 0)
+        throw new TypeError("spend counter key must be a non-empty string");
+      assertCount(`expireAtMs of ${c.key}`, c.expireAtMs);
+    }
+  }
   assertCount("nowMs", req.nowMs);
   assertScopes(req.scopes);
 }

@@ -7,6 +7,7 @@ import type {
   ScopeState,
   SettleRequest,
   SettleStatus,
+  SpendTotals,
   Store,
 } from "../types.js";
 import { StoreUnavailableError } from "../types.js";
@@ -265,14 +266,23 @@ export class RedisStore implements Store {
     assertSettleRequest(req);
     const redis = await this.conn();
     const counters = req.scopes.map((s) => this.key(s.key));
+    const spend = req.spend;
     const keys = [this.expKey, `${this.prefix}s:${req.id}`, ...counters];
     const args: Array<string | number> = [
       this.member(req.id, req.reservedTokens, req.scopes),
       req.reservedTokens,
       req.actualTokens,
       SETTLED_MEMORY_MS,
+      counters.length,
+      spend?.costNanoUsd ?? 0,
+      spend?.inputTokens ?? 0,
+      spend?.outputTokens ?? 0,
     ];
     for (const s of req.scopes) args.push(s.expireAtMs);
+    for (const c of spend?.counters ?? []) {
+      keys.push(this.key(c.key));
+      args.push(c.expireAtMs);
+    }
     try {
       return (await runScript(redis, SETTLE, keys, args)) as SettleStatus;
     } catch (e) {
@@ -299,6 +309,23 @@ export class RedisStore implements Store {
       out.push({ used, reserved: (res[i + 1] as number) - used });
     }
     return out;
+  }
+
+  async readSpend(keys: readonly string[]): Promise<SpendTotals[]> {
+    if (keys.length === 0) return [];
+    const redis = await this.conn();
+    try {
+      const m = redis.multi();
+      for (const k of keys) m.hmget(this.key(k), "c", "i", "o", "r");
+      const res = (await m.exec()) ?? [];
+      return res.map(([err, v]) => {
+        if (err) throw err;
+        const [c, i, o, r] = (v as Array<string | null>).map((x) => Number(x ?? 0));
+        return { costNanoUsd: c ?? 0, inputTokens: i ?? 0, outputTokens: o ?? 0, requests: r ?? 0 };
+      });
+    } catch (e) {
+      throw toUnavailable(e);
+    }
   }
 
   async getSwitches(): Promise<Record<string, boolean>> {

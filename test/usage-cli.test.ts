@@ -1,0 +1,70 @@
+import { randomUUID } from "node:crypto";
+import { mkdtempSync, writeFileSync } from "node:fs";
+import { tmpdir } from "node:os";
+import { join } from "node:path";
+import { describe, expect, inject, it } from "vitest";
+import type { CliIo } from "../src/cli/io.js";
+import { main } from "../src/cli/main.js";
+import { usd } from "../src/cli/table.js";
+import { silentLogger } from "../src/core/logger.js";
+import { spendKeys } from "../src/core/scopes.js";
+import { hourWindow } from "../src/core/windows.js";
+import { createRedisStore } from "../src/stores/redis/redis-store.js";
+import { createTokenfuse } from "../src/tokenfuse.js";
+
+describe("spend counters and tokenfuse usage", () => {
+  it("hourly counters equal the sum of per-request costs exactly, and usage prints them", async () => {
+    const prefix = `tf:test-usage:${randomUUID().slice(0, 13)}:`;
+    const config = {
+      store: { url: inject("redisUrl"), key_prefix: prefix },
+      features: {
+        chat: { model: "gpt-4o", max_input: 4000, max_output: 500, on_exceed: "trim" },
+        cheap: { model: "gpt-4.1-nano", max_input: 1000, max_output: 200, on_exceed: "truncate" },
+      },
+      tiers: { free: { daily_tokens: 1_000_000 } },
+      default_tier: "free",
+    };
+    const store = createRedisStore({ url: inject("redisUrl"), keyPrefix: prefix });
+    // A fixed instant early in the current hour, so the counters cannot split across two hours.
+    const at = hourWindow(Date.now()).startMs + 1000;
+    const tf = createTokenfuse({ config, store, logger: silentLogger, clock: { nowMs: () => at } });
+    let chatCost = 0;
+    let totalCost = 0;
+    for (let i = 0; i < 12; i++) {
+      const feature = i % 3 === 0 ? "cheap" : "chat";
+      const a = await tf.admit({
+        feature,
+        user: "ana",
+        messages: [{ role: "user", content: `question ${i}` }],
+      });
+      const s = await a.settle({
+        prompt_tokens: a.inputTokens + 1000 * i,
+        completion_tokens: 7 * i + 3,
+        prompt_tokens_details: { cached_tokens: 333 * i },
+        completion_tokens_details: { reasoning_tokens: i },
+      });
+      expect(Number.isSafeInteger(s.costNanoUsd)).toBe(true);
+      totalCost += s.costNanoUsd ?? 0;
+      if (feature === "chat") chatCost += s.costNanoUsd ?? 0;
+    }
+    const hour = hourWindow(at).id;
+    const [chat, global] = await store.readSpend([
+      spendKeys.featureHour("chat", hour),
+      spendKeys.globalHour(hour),
+    ]);
+    expect(chat?.costNanoUsd).toBe(chatCost);
+    expect(chat?.requests).toBe(8);
+    expect(global?.costNanoUsd).toBe(totalCost);
+    await tf.close();
+
+    const path = join(mkdtempSync(join(tmpdir(), "tf-usage-")), "tokenfuse.json");
+    writeFileSync(path, JSON.stringify(config));
+    const out: string[] = [];
+    const io: CliIo = { out: (s) => out.push(s), err: (s) => out.push(s), stdin: async () => "", env: {} };
+    expect(await main(["usage", "--hours", "2", "--user", "ana", "--config", path], io)).toBe(0);
+    const text = out.join("");
+    expect(text).toMatch(/feature chat\s+8\s/);
+    expect(text).toMatch(/user ana\s+12\s/);
+    expect(text).toContain(`total cost in the last 2 h: ${usd(totalCost)}`);
+  });
+});
