@@ -267,6 +267,7 @@ describe("budgets", () => {
       "global_rate_limited",
     );
     expect(e.retryAfterMs).toBe(60_000);
+    expect(e.retry_after_ms).toBe(60_000); // SPEC §5's spelling
   });
 
   it("200 concurrent admits in one process never admit more than the budget", async () => {

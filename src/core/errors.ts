@@ -60,6 +60,11 @@ export class TokenBudgetError extends Error {
     this.status = init.status ?? ERROR_CODES[init.code].status;
   }
 
+  /** SPEC §5 spells the field `retry_after_ms`; the same value as {@link retryAfterMs}. */
+  get retry_after_ms(): number | undefined {
+    return this.retryAfterMs;
+  }
+
   /** A plain object for logs and JSON bodies (no stack). */
   toJSON(): Record<string, unknown> {
     return {
