@@ -130,6 +130,10 @@ export class GuardedStore implements Store {
     }
   }
 
+  claimOnce(key: string, expireAtMs: number, nowMs: number): Promise<boolean> {
+    return this.opts.primary.claimOnce(key, expireAtMs, nowMs);
+  }
+
   readSpend(keys: readonly string[]): Promise<SpendTotals[]> {
     return this.opts.primary.readSpend(keys);
   }

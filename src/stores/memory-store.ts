@@ -100,6 +100,7 @@ export class MemoryStore implements Store {
   private readonly settled = new Map<string, number>(); // id → forget-after ms
   private readonly expiries = new ExpiryHeap();
   private readonly switches = new Map<string, boolean>();
+  private readonly claims = new Map<string, number>();
   private readonly spend = new Map<string, SpendTotals & { expireAtMs: number }>();
   private lastGcMs = 0;
 
@@ -200,6 +201,13 @@ export class MemoryStore implements Store {
     return keys.map((k) => this.state(k));
   }
 
+  async claimOnce(key: string, expireAtMs: number, nowMs: number): Promise<boolean> {
+    const until = this.claims.get(key);
+    if (until !== undefined && until > nowMs) return false;
+    this.claims.set(key, expireAtMs);
+    return true;
+  }
+
   async readSpend(keys: readonly string[]): Promise<SpendTotals[]> {
     return keys.map((k) => {
       const t = this.spend.get(k);
@@ -254,6 +262,9 @@ export class MemoryStore implements Store {
     this.lastGcMs = nowMs;
     for (const [k, c] of this.counters) {
       if (c.expireAtMs <= nowMs && c.reserved === 0) this.counters.delete(k);
+    }
+    for (const [k, until] of this.claims) {
+      if (until <= nowMs) this.claims.delete(k);
     }
     for (const [k, t] of this.spend) {
       if (t.expireAtMs <= nowMs) this.spend.delete(k);

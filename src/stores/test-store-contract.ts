@@ -208,6 +208,18 @@ export function describeStoreContract(name: string, factory: StoreFactory): void
       ]);
     });
 
+    it("claimOnce: one winner per key among concurrent callers, again after the claim expires", async () => {
+      const store = await open();
+      const key = `alert:${randomUUID()}`;
+      const results = await Promise.all(
+        Array.from({ length: 20 }, () => store.claimOnce(key, Date.now() + 200, Date.now())),
+      );
+      expect(results.filter(Boolean)).toHaveLength(1);
+      expect(await store.claimOnce(`${key}:other`, Date.now() + 200, Date.now())).toBe(true);
+      await new Promise((r) => setTimeout(r, 260));
+      expect(await store.claimOnce(key, Date.now() + 200, Date.now())).toBe(true);
+    });
+
     it("keeps run-time feature switches", async () => {
       const store = await open();
       const f = `feat-${randomUUID()}`;

@@ -123,6 +123,11 @@ export interface Store {
   settle(req: SettleRequest): Promise<SettleStatus>;
   /** Counter states for the given keys (missing counters read as zero), after releasing expired reservations. */
   read(keys: readonly string[], nowMs: number): Promise<ScopeState[]>;
+  /**
+   * True for exactly one caller per `key` until `expireAtMs`, across every process on the store
+   * (alert dedup: one alert per scope and window however many processes saw the crossing).
+   */
+  claimOnce(key: string, expireAtMs: number, nowMs: number): Promise<boolean>;
   /** Spend counters' totals (zero for missing ones). */
   readSpend(keys: readonly string[]): Promise<SpendTotals[]>;
   /** Run-time feature switches (feature name → enabled) that override the config. */

@@ -311,6 +311,17 @@ export class RedisStore implements Store {
     return out;
   }
 
+  async claimOnce(key: string, expireAtMs: number, nowMs: number): Promise<boolean> {
+    const redis = await this.conn();
+    try {
+      // SET NX with the expiry in the same command: the first process wins, the key cannot outlive it.
+      const ttl = Math.max(1, expireAtMs - nowMs);
+      return (await redis.set(`${this.prefix}claim:${key}`, "1", "PX", ttl, "NX")) === "OK";
+    } catch (e) {
+      throw toUnavailable(e);
+    }
+  }
+
   async readSpend(keys: readonly string[]): Promise<SpendTotals[]> {
     if (keys.length === 0) return [];
     const redis = await this.conn();
