@@ -1,3 +1,6 @@
+import { createCostWatch } from "./alerts/cost-watch.js";
+import { type AlertDispatcher, createAlertDispatcher } from "./alerts/dispatcher.js";
+import { createLogSink, createWebhookSink } from "./alerts/sinks.js";
 import type { FeatureConfig, ResolvedConfig } from "./config/types.js";
 import { createEngine, type Engine, type EngineEvents, type SummaryProvider } from "./core/engine.js";
 import type { Logger } from "./core/logger.js";
@@ -16,8 +19,12 @@ const DEFAULT_CALL_TIMEOUT_MS = 600_000;
 export interface ConfiguredEngine {
   engine: Engine;
   switches: SwitchBoard;
+  /** Alerts go through it, off the request path. */
+  alerts: AlertDispatcher;
   /** Resolves once the feature switches were first read from the store. */
   ready: Promise<void>;
+  /** Stops timers and delivers queued alerts (best effort). */
+  close(): Promise<void>;
 }
 
 /**
@@ -39,6 +46,13 @@ export function createConfiguredEngine(opts: {
     const u = f.upstream ? config.upstreams.find((x) => x.name === f.upstream) : config.upstreams[0];
     return u?.timeoutMs ?? DEFAULT_CALL_TIMEOUT_MS;
   };
+  const alerts = createAlertDispatcher({
+    logger,
+    sinks: config.alerts.sinks.map((s) =>
+      s.type === "log" ? createLogSink(logger) : createWebhookSink({ url: s.url, secret: s.secret }),
+    ),
+  });
+  const costWatch = createCostWatch({ config, store, dispatcher: alerts, logger });
   const engine = createEngine({
     config,
     store,
@@ -50,6 +64,18 @@ export function createConfiguredEngine(opts: {
     summaryProvider: opts.summaryProvider,
     events: opts.events,
     reservationTtlMs: (f) => upstreamTimeout(f) + RESERVATION_MARGIN_MS,
+    afterSpend: (e) => costWatch.afterSpend(e),
   });
-  return { engine, switches, ready: switches.refresh() };
+  return {
+    engine,
+    switches,
+    alerts,
+    ready: switches.refresh(),
+    async close() {
+      switches.close();
+      const flushed = alerts.drain();
+      await Promise.race([flushed, new Promise((r) => setTimeout(r, 2000).unref())]);
+      await alerts.close();
+    },
+  };
 }

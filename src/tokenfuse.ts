@@ -52,7 +52,7 @@ export function createTokenfuse(options: TokenfuseOptions = {}): Tokenfuse {
       ? defaultConfig(options.env ?? process.env)
       : loadConfig(options.config, options.env ?? process.env);
   const store = options.store ?? createStoreFromConfig(config.store, logger);
-  const { engine, switches, ready } = createConfiguredEngine({
+  const configured = createConfiguredEngine({
     config,
     store,
     logger,
@@ -60,6 +60,7 @@ export function createTokenfuse(options: TokenfuseOptions = {}): Tokenfuse {
     summaryProvider: options.summarizer,
     events: options.events,
   });
+  const { engine, switches, ready } = configured;
   const usedStore = store;
   return {
     config,
@@ -85,7 +86,7 @@ export function createTokenfuse(options: TokenfuseOptions = {}): Tokenfuse {
     },
     isFeatureEnabled: (feature) => switches.isEnabled(feature),
     async close() {
-      switches.close();
+      await configured.close();
       await usedStore.close();
     },
   };

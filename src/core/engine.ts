@@ -89,6 +89,8 @@ export interface EngineDeps {
   reservationTtlMs(feature: FeatureConfig): number;
   /** Observer of decisions and settlements (metrics, usage log). */
   events?: EngineEvents | undefined;
+  /** Called after a settlement added spend to the store (cost thresholds, alerts); must not throw. */
+  afterSpend?: ((e: { feature: string; atMs: number; costNanoUsd: number }) => Promise<void>) | undefined;
 }
 
 /** A decision, as reported to {@link EngineEvents}. */
@@ -424,6 +426,9 @@ export function createEngine(deps: EngineDeps): Engine {
         nowMs: atMs,
         spend,
       });
+      if (spend && (status === "settled" || status === "expired")) {
+        await deps.afterSpend?.({ feature: feature.name, atMs, costNanoUsd: spend.costNanoUsd });
+      }
       if (status === "expired") {
         logger.warn(
           { id: base.id, feature: feature.name },

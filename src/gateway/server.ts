@@ -83,7 +83,7 @@ export function createGateway(options: GatewayOptions): Gateway {
     if (typeof text !== "string") throw new Error("summary upstream returned no text");
     return { text, usage: parsed.usage ?? null };
   };
-  const { engine, switches, ready } = createConfiguredEngine({
+  const configured = createConfiguredEngine({
     config,
     store,
     logger,
@@ -91,6 +91,7 @@ export function createGateway(options: GatewayOptions): Gateway {
     summaryProvider,
     events: metrics.events,
   });
+  const { engine, switches, ready } = configured;
   if (store instanceof GuardedStore) {
     store.onDegraded = (e) => metrics.storeErrors.inc({ op: e.op, mode: e.mode });
   }
@@ -201,7 +202,7 @@ export function createGateway(options: GatewayOptions): Gateway {
       });
     },
     async close() {
-      switches.close();
+      await configured.close();
       await new Promise<void>((resolve) => {
         server.close(() => resolve());
         server.closeAllConnections();
