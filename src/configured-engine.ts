@@ -41,7 +41,14 @@ export function createConfiguredEngine(opts: {
   events?: EngineEvents | undefined;
 }): ConfiguredEngine {
   const { config, store, logger } = opts;
-  const switches = createSwitchBoard({ config, store, logger, refreshMs: store.kind === "memory" ? 0 : 500 });
+  const clock = opts.clock ?? systemClock;
+  const switches = createSwitchBoard({
+    config,
+    store,
+    logger,
+    refreshMs: store.kind === "memory" ? 0 : 500,
+    nowMs: () => clock.nowMs(),
+  });
   const upstreamTimeout = (f: FeatureConfig) => {
     const u = f.upstream ? config.upstreams.find((x) => x.name === f.upstream) : config.upstreams[0];
     return u?.timeoutMs ?? DEFAULT_CALL_TIMEOUT_MS;
@@ -52,12 +59,12 @@ export function createConfiguredEngine(opts: {
       s.type === "log" ? createLogSink(logger) : createWebhookSink({ url: s.url, secret: s.secret }),
     ),
   });
-  const costWatch = createCostWatch({ config, store, dispatcher: alerts, logger });
+  const costWatch = createCostWatch({ config, store, dispatcher: alerts, logger, switches });
   const engine = createEngine({
     config,
     store,
     switches,
-    clock: opts.clock ?? systemClock,
+    clock,
     logger,
     tokenizerFor: tokenizerForModel,
     prices: createPriceTable(config.prices),

@@ -3,6 +3,7 @@ import type { Logger } from "../core/logger.js";
 import { spendKeys } from "../core/scopes.js";
 import { hourWindow } from "../core/windows.js";
 import type { Store } from "../stores/types.js";
+import type { SwitchBoard } from "../switches/switch-board.js";
 import type { AlertDispatcher } from "./dispatcher.js";
 
 /** What the watch is told after each settlement that added spend. */
@@ -31,6 +32,8 @@ export function createCostWatch(opts: {
   store: Store;
   dispatcher: AlertDispatcher;
   logger: Logger;
+  /** When given, a feature crossing its own `hourly_cost_usd` is switched off until the next hour. */
+  switches?: SwitchBoard;
 }): CostWatch {
   const { config, store, dispatcher } = opts;
   const asked = new Set<string>(); // claims this process already tried (pruned when the hour changes)
@@ -65,11 +68,14 @@ export function createCostWatch(opts: {
           if (asked.has(claim)) continue;
           asked.add(claim);
           if (!(await store.claimOnce(claim, hour.endMs + 3_600_000, e.atMs))) continue;
+          // A feature's own hourly cap is a circuit breaker (SPEC §7): off until the next hour.
+          const breaker = c.scope !== "global" && opts.switches !== undefined;
+          if (breaker) await opts.switches?.trip(e.feature, hour.endMs);
           dispatcher.dispatch({
             kind: "hourly_cost",
             scope: c.scope,
             atMs: e.atMs,
-            message: `${c.scope === "global" ? "all features" : c.scope.replace("feature:", "feature ")} spent ${usd(spent)} in the hour from ${hour.id}:00Z (threshold ${usd(c.cap)})`,
+            message: `${c.scope === "global" ? "all features" : c.scope.replace("feature:", "feature ")} spent ${usd(spent)} in the hour from ${hour.id}:00Z (threshold ${usd(c.cap)})${breaker ? `; switched off until ${new Date(hour.endMs).toISOString().slice(11, 16)}Z` : ""}`,
             details: { spentNanoUsd: spent, thresholdNanoUsd: c.cap, hour: hour.id },
           });
         }

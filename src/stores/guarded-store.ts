@@ -138,12 +138,12 @@ export class GuardedStore implements Store {
     return this.opts.primary.readSpend(keys);
   }
 
-  getSwitches(): Promise<Record<string, boolean>> {
-    return this.opts.primary.getSwitches();
+  getSwitches(nowMs?: number): Promise<Record<string, boolean>> {
+    return this.opts.primary.getSwitches(nowMs);
   }
 
-  setSwitch(feature: string, enabled: boolean | undefined): Promise<void> {
-    return this.opts.primary.setSwitch(feature, enabled);
+  setSwitch(feature: string, enabled: boolean | undefined, untilMs?: number): Promise<void> {
+    return this.opts.primary.setSwitch(feature, enabled, untilMs);
   }
 
   /** Retries queued settlements in order; stops at the first that still cannot reach the store. */

@@ -99,7 +99,7 @@ export class MemoryStore implements Store {
   private readonly reservations = new Map<string, Reservation>();
   private readonly settled = new Map<string, number>(); // id → forget-after ms
   private readonly expiries = new ExpiryHeap();
-  private readonly switches = new Map<string, boolean>();
+  private readonly switches = new Map<string, { enabled: boolean; untilMs?: number }>();
   private readonly claims = new Map<string, number>();
   private readonly spend = new Map<string, SpendTotals & { expireAtMs: number }>();
   private lastGcMs = 0;
@@ -220,13 +220,15 @@ export class MemoryStore implements Store {
     });
   }
 
-  async getSwitches(): Promise<Record<string, boolean>> {
-    return Object.fromEntries(this.switches);
+  async getSwitches(nowMs = Date.now()): Promise<Record<string, boolean>> {
+    const out: Record<string, boolean> = {};
+    for (const [f, s] of this.switches) if (s.untilMs === undefined || s.untilMs > nowMs) out[f] = s.enabled;
+    return out;
   }
 
-  async setSwitch(feature: string, enabled: boolean | undefined): Promise<void> {
+  async setSwitch(feature: string, enabled: boolean | undefined, untilMs?: number): Promise<void> {
     if (enabled === undefined) this.switches.delete(feature);
-    else this.switches.set(feature, enabled);
+    else this.switches.set(feature, { enabled, ...(untilMs !== undefined ? { untilMs } : {}) });
   }
 
   async close(): Promise<void> {}

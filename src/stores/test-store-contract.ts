@@ -229,6 +229,10 @@ export function describeStoreContract(name: string, factory: StoreFactory): void
       expect((await store.getSwitches())[f]).toBe(true);
       await store.setSwitch(f, undefined);
       expect((await store.getSwitches())[f]).toBeUndefined();
+      // A switch with an end lapses by itself (the hourly-cost breaker).
+      await store.setSwitch(f, false, T0 + 1000);
+      expect((await store.getSwitches(T0 + 999))[f]).toBe(false);
+      expect((await store.getSwitches(T0 + 1000))[f]).toBeUndefined();
     });
   });
 }

@@ -130,10 +130,13 @@ export interface Store {
   claimOnce(key: string, expireAtMs: number, nowMs: number): Promise<boolean>;
   /** Spend counters' totals (zero for missing ones). */
   readSpend(keys: readonly string[]): Promise<SpendTotals[]>;
-  /** Run-time feature switches (feature name → enabled) that override the config. */
-  getSwitches(): Promise<Record<string, boolean>>;
-  /** Set a run-time switch; `undefined` clears it (back to the config's value). */
-  setSwitch(feature: string, enabled: boolean | undefined): Promise<void>;
+  /** Run-time feature switches (feature name → enabled) in force at `nowMs` (default now). */
+  getSwitches(nowMs?: number): Promise<Record<string, boolean>>;
+  /**
+   * Set a run-time switch; `undefined` clears it (back to the config's value). With `untilMs` the
+   * switch lapses by itself at that instant (the hourly-cost breaker: off until the next hour).
+   */
+  setSwitch(feature: string, enabled: boolean | undefined, untilMs?: number): Promise<void>;
   /** Release resources (connections, timers). */
   close(): Promise<void>;
 }

@@ -9,14 +9,18 @@ export interface SwitchBoardOptions {
   logger: Logger;
   /** How often to re-read run-time switches from a shared store (ms); 0 disables polling. */
   refreshMs: number;
+  /** The engine's clock (default: the system clock). */
+  nowMs?: () => number;
 }
 
 /** Feature on/off state, read synchronously on the hot path. */
 export interface SwitchBoard {
   /** True when `feature` is enabled (run-time switch, else the config's `enabled`). */
   isEnabled(feature: string): boolean;
-  /** Flip a feature at run time (reaches other processes through the store). */
+  /** Flip a feature at run time (reaches other processes through the store); clears a tripped breaker. */
   set(feature: string, enabled: boolean): Promise<void>;
+  /** The circuit breaker: switch `feature` off until `untilMs`, when it lapses by itself. */
+  trip(feature: string, untilMs: number): Promise<void>;
   /** Re-read the store now. */
   refresh(): Promise<void>;
   close(): void;
@@ -28,12 +32,18 @@ export interface SwitchBoard {
  */
 export function createSwitchBoard(opts: SwitchBoardOptions): SwitchBoard {
   const { config, store, logger } = opts;
+  const now = opts.nowMs ?? Date.now;
   let overrides: Record<string, boolean> = {};
+  /** Breakers tripped by this process, in force until the store's snapshot says otherwise. */
+  const tripped = new Map<string, number>();
   let timer: NodeJS.Timeout | undefined;
 
   const refresh = async () => {
     try {
-      overrides = await store.getSwitches();
+      overrides = await store.getSwitches(now());
+      // The store is the truth once read: a breaker it no longer holds (lapsed, or switched on by hand
+      // elsewhere) is not kept alive here.
+      tripped.clear();
     } catch (e) {
       // Keep the last known snapshot: a store outage must not flip features on or off.
       logger.warn(
@@ -48,13 +58,23 @@ export function createSwitchBoard(opts: SwitchBoardOptions): SwitchBoard {
   }
   return {
     isEnabled(feature) {
+      const until = tripped.get(feature);
+      if (until !== undefined) {
+        if (now() < until) return false;
+        tripped.delete(feature);
+      }
       const o = overrides[feature];
       if (o !== undefined) return o;
       return config.features[feature]?.enabled ?? false;
     },
     async set(feature, enabled) {
       await store.setSwitch(feature, enabled);
+      tripped.delete(feature);
       overrides = { ...overrides, [feature]: enabled };
+    },
+    async trip(feature, untilMs) {
+      tripped.set(feature, untilMs);
+      await store.setSwitch(feature, false, untilMs);
     },
     refresh,
     close() {

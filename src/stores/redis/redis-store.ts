@@ -339,23 +339,31 @@ export class RedisStore implements Store {
     }
   }
 
-  async getSwitches(): Promise<Record<string, boolean>> {
+  async getSwitches(nowMs = Date.now()): Promise<Record<string, boolean>> {
     const redis = await this.conn();
+    let h: Record<string, string>;
     try {
-      const h = await redis.hgetall(`${this.prefix}switches`);
-      return Object.fromEntries(Object.entries(h).map(([k, v]) => [k, v === "1"]));
+      h = await redis.hgetall(`${this.prefix}switches`);
     } catch (e) {
       throw toUnavailable(e);
     }
+    // Values are "1", "0", or "<0|1>@<untilMs>" for a switch that lapses by itself.
+    const out: Record<string, boolean> = {};
+    for (const [k, v] of Object.entries(h)) {
+      const [state, until] = v.split("@");
+      if (until !== undefined && Number(until) <= nowMs) continue;
+      out[k] = state === "1";
+    }
+    return out;
   }
 
-  async setSwitch(feature: string, enabled: boolean | undefined): Promise<void> {
+  async setSwitch(feature: string, enabled: boolean | undefined, untilMs?: number): Promise<void> {
     const redis = await this.conn();
     const key = `${this.prefix}switches`;
     try {
       const m = redis.multi();
       if (enabled === undefined) m.hdel(key, feature);
-      else m.hset(key, feature, enabled ? "1" : "0");
+      else m.hset(key, feature, `${enabled ? "1" : "0"}${untilMs !== undefined ? `@${untilMs}` : ""}`);
       m.pexpire(key, SWITCH_TTL_MS);
       await m.exec();
     } catch (e) {

@@ -1,0 +1,149 @@
+import { createServer } from "node:http";
+import type { AddressInfo } from "node:net";
+import { describe, expect, it } from "vitest";
+import { isTokenBudgetError } from "../core/errors.js";
+import type { Logger } from "../core/logger.js";
+import { createMemoryStore } from "../stores/memory-store.js";
+import { createTokenfuse } from "../tokenfuse.js";
+
+const msgs = [{ role: "user", content: "review this code please" }];
+
+describe("hourly cost breaker", () => {
+  it("trips on the request that crosses the feature's hourly cost; the next gets feature_disabled; by hand or at the next hour it is back", async () => {
+    let now = Date.parse("2026-11-24T10:15:00Z");
+    const warnings: string[] = [];
+    const logger: Logger = { info() {}, warn: (_o, m) => void warnings.push(m ?? ""), error() {} };
+    const tf = createTokenfuse({
+      config: {
+        // gpt-4.1: $2 / 1M input, $8 / 1M output. Each request below costs 1000×2 + 500×8 µ$ = $0.006.
+        features: {
+          code_review: {
+            model: "gpt-4.1",
+            max_input: 32000,
+            max_output: 2000,
+            on_exceed: "reject",
+            hourly_cost_usd: 0.02,
+          },
+        },
+        tiers: { free: { daily_tokens: 1_000_000 } },
+        default_tier: "free",
+        alerts: { sinks: [{ type: "log" }] },
+      },
+      store: createMemoryStore(),
+      logger,
+      clock: { nowMs: () => now },
+    });
+    const one = async () => {
+      const a = await tf.admit({ feature: "code_review", user: "dev", messages: msgs });
+      return a.settle({ prompt_tokens: 1000, completion_tokens: 500 });
+    };
+    for (let i = 1; i <= 3; i++) expect((await one()).costNanoUsd).toBe(6_000_000); // $0.018 so far
+    expect(tf.isFeatureEnabled("code_review")).toBe(true);
+    await one(); // $0.024: this request crosses $0.02 — it is served, and trips the breaker
+    const e = await tf
+      .admit({ feature: "code_review", user: "dev", messages: msgs })
+      .catch((x: unknown) => x);
+    expect(isTokenBudgetError(e) && e.code).toBe("feature_disabled");
+    await tf.close(); // drains the alert queue
+    expect(
+      warnings.some((w) =>
+        /feature code_review spent \$0\.02 .*threshold \$0\.02.*switched off until 11:00Z/.test(w),
+      ),
+    ).toBe(true);
+
+    // Switching it back on by hand works within the same hour.
+    const tf2 = createTokenfuse({
+      config: {
+        features: {
+          code_review: {
+            model: "gpt-4.1",
+            max_input: 32000,
+            max_output: 2000,
+            on_exceed: "reject",
+            hourly_cost_usd: 0.02,
+          },
+        },
+        tiers: { free: { daily_tokens: 1_000_000 } },
+        default_tier: "free",
+      },
+      store: createMemoryStore(),
+      logger,
+      clock: { nowMs: () => now },
+    });
+    for (let i = 0; i < 4; i++) {
+      const a = await tf2.admit({ feature: "code_review", user: "dev", messages: msgs });
+      await a.settle({ prompt_tokens: 1000, completion_tokens: 500 });
+    }
+    expect(tf2.isFeatureEnabled("code_review")).toBe(false);
+    await tf2.setFeatureEnabled("code_review", true);
+    expect(tf2.isFeatureEnabled("code_review")).toBe(true);
+    await tf2.setFeatureEnabled("code_review", false);
+    await tf2.setFeatureEnabled("code_review", true);
+    // …and a tripped breaker lapses by itself at the next hour.
+    const tf3store = createMemoryStore();
+    const tf3 = createTokenfuse({
+      config: {
+        features: {
+          code_review: {
+            model: "gpt-4.1",
+            max_input: 32000,
+            max_output: 2000,
+            on_exceed: "reject",
+            hourly_cost_usd: 0.02,
+          },
+        },
+        tiers: { free: { daily_tokens: 1_000_000 } },
+        default_tier: "free",
+      },
+      store: tf3store,
+      logger,
+      clock: { nowMs: () => now },
+    });
+    for (let i = 0; i < 4; i++) {
+      const a = await tf3.admit({ feature: "code_review", user: "dev", messages: msgs });
+      await a.settle({ prompt_tokens: 1000, completion_tokens: 500 });
+    }
+    expect(tf3.isFeatureEnabled("code_review")).toBe(false);
+    now = Date.parse("2026-11-24T11:00:00Z");
+    expect(tf3.isFeatureEnabled("code_review")).toBe(true);
+    await tf3.admit({ feature: "code_review", user: "dev", messages: msgs });
+    await tf2.close();
+    await tf3.close();
+  });
+
+  it("a webhook that hangs never delays or fails a request", async () => {
+    let received = 0;
+    const server = createServer(() => {
+      received++; // never answers
+    });
+    await new Promise<void>((r) => server.listen(0, "127.0.0.1", r));
+    const url = `http://127.0.0.1:${(server.address() as AddressInfo).port}/`;
+    const tf = createTokenfuse({
+      config: {
+        features: {
+          chat: {
+            model: "gpt-4o",
+            max_input: 4000,
+            max_output: 1000,
+            on_exceed: "trim",
+            hourly_cost_usd: 0.001,
+          },
+        },
+        tiers: { free: { daily_tokens: 1_000_000 } },
+        default_tier: "free",
+        alerts: { hourly_cost_usd: 0.001, sinks: [{ type: "webhook", url }] },
+      },
+      store: createMemoryStore(),
+      logger: { info() {}, warn() {}, error() {} },
+    });
+    const a = await tf.admit({ feature: "chat", user: "u", messages: msgs });
+    const s = await a.settle({ prompt_tokens: 1000, completion_tokens: 1000 }); // $0.0125: crosses both
+    expect(s.status).toBe("settled");
+    // The request finished while the webhook still has not answered.
+    await new Promise((r) => setTimeout(r, 100));
+    expect(received).toBeGreaterThanOrEqual(1);
+    server.closeAllConnections();
+    server.close();
+    await tf.close();
+  });
+});
