@@ -1,3 +1,4 @@
+import { createDecisionAlerts } from "./alerts/budget-watch.js";
 import { createCostWatch } from "./alerts/cost-watch.js";
 import { type AlertDispatcher, createAlertDispatcher } from "./alerts/dispatcher.js";
 import { createLogSink, createWebhookSink } from "./alerts/sinks.js";
@@ -69,7 +70,15 @@ export function createConfiguredEngine(opts: {
     tokenizerFor: tokenizerForModel,
     prices: createPriceTable(config.prices),
     summaryProvider: opts.summaryProvider,
-    events: opts.events,
+    events: combineEvents(
+      opts.events,
+      createDecisionAlerts({
+        store,
+        dispatcher: alerts,
+        logger,
+        thresholds: config.alerts.dailyBudgetThresholds,
+      }),
+    ),
     reservationTtlMs: (f) => upstreamTimeout(f) + RESERVATION_MARGIN_MS,
     afterSpend: (e) => costWatch.afterSpend(e),
   });
@@ -83,6 +92,21 @@ export function createConfiguredEngine(opts: {
       const flushed = alerts.drain();
       await Promise.race([flushed, new Promise((r) => setTimeout(r, 2000).unref())]);
       await alerts.close();
+    },
+  };
+}
+
+/** Both observers see every event (the caller's first). */
+function combineEvents(a: EngineEvents | undefined, b: EngineEvents): EngineEvents {
+  if (!a) return b;
+  return {
+    decision(e) {
+      a.decision(e);
+      b.decision(e);
+    },
+    settled(e) {
+      a.settled(e);
+      b.settled(e);
     },
   };
 }

@@ -110,6 +110,16 @@ export interface DecisionEvent {
   trimmedMessages?: number;
   /** Messages the caller sent (before any trimming). */
   messageCount?: number;
+  /** On a refusal by a daily budget: that budget (it cannot take this request: exhausted for it). */
+  exhausted?: { scope: "user" | "feature"; key: string; limit: number; committed: number; resetAtMs: number };
+  /** Daily budgets with a limit, as committed (used + reserved) after this reservation. */
+  dailyBudgets?: Array<{
+    scope: "user" | "feature";
+    key: string;
+    limit: number;
+    committed: number;
+    resetAtMs: number;
+  }>;
 }
 
 /** A settlement, as reported to {@link EngineEvents}. */
@@ -207,8 +217,12 @@ export function createEngine(deps: EngineDeps): Engine {
     return f;
   }
 
-  function reject(e: TokenBudgetError, base: Omit<DecisionEvent, "decision" | "code" | "atMs">): never {
-    deps.events?.decision({ ...base, atMs: clock.nowMs(), decision: "reject", code: e.code });
+  function reject(
+    e: TokenBudgetError,
+    base: Omit<DecisionEvent, "decision" | "code" | "atMs">,
+    extra: Partial<DecisionEvent> = {},
+  ): never {
+    deps.events?.decision({ ...base, ...extra, atMs: clock.nowMs(), decision: "reject", code: e.code });
     throw e;
   }
 
@@ -341,6 +355,17 @@ export function createEngine(deps: EngineDeps): Engine {
           retryAfterMs: Math.max(0, s.resetAtMs - nowMs),
         }),
         base,
+        s.window === "day" && (s.kind === "user" || s.kind === "feature")
+          ? {
+              exhausted: {
+                scope: s.kind,
+                key: s.key,
+                limit: s.limit,
+                committed: r.committed,
+                resetAtMs: s.resetAtMs,
+              },
+            }
+          : {},
       );
     }
     if (r.duplicate) logger.warn({ id: base.id }, "reservation id seen before; nothing charged again");
@@ -362,6 +387,19 @@ export function createEngine(deps: EngineDeps): Engine {
       reservedTokens,
       trimmedMessages: policy.droppedMessages,
       messageCount: req.messages.length,
+      dailyBudgets: scopes.flatMap((s, i) =>
+        s.window === "day" && s.limit !== NO_LIMIT && (s.kind === "user" || s.kind === "feature")
+          ? [
+              {
+                scope: s.kind,
+                key: s.key,
+                limit: s.limit,
+                committed: r.committed[i] ?? 0,
+                resetAtMs: s.resetAtMs,
+              },
+            ]
+          : [],
+      ),
     });
     const userDayCommitted = r.committed[0] ?? 0;
     const userDay = scopes[0] as ScopeCharge;

@@ -1,0 +1,76 @@
+import { describe, expect, it } from "vitest";
+import type { Logger } from "../core/logger.js";
+import type { ChatMessage } from "../core/types.js";
+import { createMemoryStore } from "../stores/memory-store.js";
+import { createTokenfuse } from "../tokenfuse.js";
+
+function capture(): { logger: Logger; warnings: string[] } {
+  const warnings: string[] = [];
+  return { warnings, logger: { info() {}, warn: (_o, m) => void warnings.push(m ?? ""), error() {} } };
+}
+
+describe("decision alerts through the configured sinks", () => {
+  it("a user's daily budget alerts once at 80 % and once when exhausted", async () => {
+    const { logger, warnings } = capture();
+    const tf = createTokenfuse({
+      config: {
+        features: { chat: { model: "gpt-4o", max_input: 1000, max_output: 100, on_exceed: "trim" } },
+        tiers: { free: { daily_tokens: 1000 } },
+        default_tier: "free",
+        alerts: { daily_budget_thresholds: [0.8, 1], sinks: [{ type: "log" }] },
+      },
+      store: createMemoryStore(),
+      logger,
+    });
+    let refused = 0;
+    for (let i = 0; i < 30; i++) {
+      try {
+        const a = await tf.admit({
+          feature: "chat",
+          user: "carol",
+          messages: [{ role: "user", content: `q${i}` }],
+        });
+        await a.settle({ prompt_tokens: a.inputTokens, completion_tokens: 50 });
+      } catch {
+        refused++;
+      }
+    }
+    expect(refused).toBeGreaterThan(1);
+    await tf.close();
+    expect(
+      warnings.filter((w) => /user "carol" has committed 80 % of its daily budget/.test(w)),
+    ).toHaveLength(1);
+    expect(
+      warnings.filter((w) => /user "carol" (exhausted its daily budget|has committed all)/.test(w)),
+    ).toHaveLength(1);
+  });
+
+  it("the runaway detector is wired: a conversation re-sending its history raises one alert", async () => {
+    const { logger, warnings } = capture();
+    let now = Date.parse("2026-11-24T09:00:00Z");
+    const tf = createTokenfuse({
+      config: {
+        features: { chat: { model: "gpt-4o", max_input: 8000, max_output: 200, on_exceed: "trim" } },
+        tiers: { free: { daily_tokens: 1_000_000 } },
+        default_tier: "free",
+      },
+      store: createMemoryStore(),
+      logger,
+      clock: { nowMs: () => now },
+    });
+    const history: ChatMessage[] = [];
+    for (let turn = 0; turn < 8; turn++) {
+      history.push({ role: "user", content: `turn ${turn} ${"and the whole history again ".repeat(20)}` });
+      const a = await tf.admit({ feature: "chat", user: "dave", messages: history });
+      await a.settle({ prompt_tokens: a.inputTokens, completion_tokens: 20 });
+      history.push({ role: "assistant", content: "ok ".repeat(30) });
+      now += 5000;
+    }
+    await tf.close();
+    expect(
+      warnings.filter((w) =>
+        /conversation of user "dave" on feature "chat" re-sends a growing history/.test(w),
+      ),
+    ).toHaveLength(1);
+  });
+});

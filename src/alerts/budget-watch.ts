@@ -1,0 +1,95 @@
+import type { DecisionEvent, EngineEvents } from "../core/engine.js";
+import type { Logger } from "../core/logger.js";
+import type { Store } from "../stores/types.js";
+import type { AlertDispatcher } from "./dispatcher.js";
+import { createRunawayDetector, type RunawayOptions } from "./runaway-detector.js";
+
+/**
+ * Alerts derived from admission decisions, off the request path: daily budget thresholds (e.g. 80 %
+ * and 100 % of a user's or a feature's daily tokens, counted as used + reserved) and runaway
+ * conversations/features. Each is claimed in the store first, so one process sends it per scope and
+ * window.
+ */
+export function createDecisionAlerts(opts: {
+  store: Store;
+  dispatcher: AlertDispatcher;
+  logger: Logger;
+  thresholds: number[];
+  runaway?: Omit<RunawayOptions, "onAlert">;
+}): EngineEvents {
+  const { store, dispatcher, logger } = opts;
+  const asked = new Set<string>(); // claims this process already tried
+  const claimThenSend = (claim: string, expireAtMs: number, nowMs: number, send: () => void) => {
+    if (asked.has(claim)) return;
+    asked.add(claim);
+    if (asked.size > 100_000) asked.clear(); // bounded: at worst a claim is asked again (and refused)
+    store.claimOnce(claim, expireAtMs, nowMs).then(
+      (won) => {
+        if (won) send();
+      },
+      (e: unknown) => logger.error({ err: (e as Error).message }, "alert claim failed"),
+    );
+  };
+  const runaway = createRunawayDetector({
+    ...opts.runaway,
+    onAlert: (a) => {
+      const scope =
+        a.kind === "conversation" ? `user:${a.user}:feature:${a.feature}` : `feature:${a.feature}`;
+      const hour = Math.floor(a.atMs / 3_600_000);
+      claimThenSend(`alert:runaway:${scope}:${hour}`, (hour + 2) * 3_600_000, a.atMs, () =>
+        dispatcher.dispatch({
+          kind: `runaway_${a.kind}`,
+          scope,
+          atMs: a.atMs,
+          message: a.message,
+          details: { series: a.series },
+        }),
+      );
+    },
+  });
+  return {
+    decision(e: DecisionEvent) {
+      if (e.decision === "reject") {
+        // Refused by a daily budget: that is the 100 % alert (the budget cannot take more requests).
+        const b = e.exhausted;
+        if (b && opts.thresholds.includes(1)) {
+          claimThenSend(`alert:daily_budget:${b.key}:100`, b.resetAtMs + 3_600_000, e.atMs, () =>
+            dispatcher.dispatch({
+              kind: "daily_budget",
+              scope: b.scope === "user" ? `user:${e.user}` : `feature:${e.feature}`,
+              atMs: e.atMs,
+              message: `${b.scope === "user" ? `user "${e.user}"` : `feature "${e.feature}"`} exhausted its daily budget (${b.committed} of ${b.limit} tokens committed; requests are refused until ${new Date(b.resetAtMs).toISOString()})`,
+              details: { threshold: 1, committed: b.committed, limit: b.limit },
+            }),
+          );
+        }
+        return;
+      }
+      for (const b of e.dailyBudgets ?? []) {
+        for (const t of opts.thresholds) {
+          if (b.committed < t * b.limit) continue;
+          const pct = Math.round(t * 100);
+          claimThenSend(`alert:daily_budget:${b.key}:${pct}`, b.resetAtMs + 3_600_000, e.atMs, () =>
+            dispatcher.dispatch({
+              kind: "daily_budget",
+              scope: b.scope === "user" ? `user:${e.user}` : `feature:${e.feature}`,
+              atMs: e.atMs,
+              message: `${b.scope === "user" ? `user "${e.user}"` : `feature "${e.feature}"`} has committed ${pct >= 100 ? "all" : `${pct} %`} of its daily budget (${b.committed} of ${b.limit} tokens)`,
+              details: { threshold: t, committed: b.committed, limit: b.limit },
+            }),
+          );
+        }
+      }
+      if (e.inputTokens !== undefined && e.messageCount !== undefined) {
+        runaway.observe({
+          atMs: e.atMs,
+          user: e.user,
+          feature: e.feature,
+          inputTokens: e.inputTokens,
+          messageCount: e.messageCount,
+        });
+      }
+    },
+    settled() {},
+  };
+}
