@@ -321,12 +321,21 @@ describe("prices", () => {
     expect((await tf.remaining({ user: "p1" })).user.day).toMatchObject({ used: 0, reserved: 0 });
   });
 
-  it("allow_and_alert admits it (never silently: no cost is claimed)", async () => {
-    const tf = make(fixedClock("2026-11-24T12:00:00Z"), cfg("allow_and_alert"));
+  it("allow_and_alert admits it (never silently: no cost is claimed, and an alert goes to the sinks)", async () => {
+    const warnings: string[] = [];
+    const tf = createTokenfuse({
+      config: cfg("allow_and_alert"),
+      clock: fixedClock("2026-11-24T12:00:00Z"),
+      logger: { info() {}, warn: (_o: object, m?: string) => void warnings.push(m ?? ""), error() {} },
+      store: createMemoryStore(),
+    });
     const a = await tf.admit({ feature: "custom", user: "p2", messages: msgs("hi") });
     const s = await a.settle({ prompt_tokens: 5, completion_tokens: 5 });
     expect(s.costNanoUsd).toBeUndefined();
     expect(s.chargedTokens).toBe(10);
+    await tf.admit({ feature: "custom", user: "p2", messages: msgs("again") });
+    await tf.close();
+    expect(warnings.filter((w) => /model "acme-llm-9" has no known price/.test(w))).toHaveLength(1);
   });
 
   it("settle reports the cost from the price table, config overrides first", async () => {

@@ -80,6 +80,19 @@ export function createDecisionAlerts(opts: {
           );
         }
       }
+      if (e.unpricedModel !== undefined) {
+        // unknown_price: allow_and_alert — admitted, but never silently counted as free.
+        const day = new Date(e.atMs).toISOString().slice(0, 10);
+        const model = e.unpricedModel;
+        claimThenSend(`alert:unknown_price:${model}:${day}`, e.atMs + 86_400_000, e.atMs, () =>
+          dispatcher.dispatch({
+            kind: "unknown_price",
+            scope: `model:${model}`,
+            atMs: e.atMs,
+            message: `model "${model}" has no known price: its requests are admitted (unknown_price: allow_and_alert) but their cost is not counted; add it under prices:`,
+          }),
+        );
+      }
       if (e.inputTokens !== undefined && e.messageCount !== undefined) {
         runaway.observe({
           atMs: e.atMs,

@@ -110,6 +110,8 @@ export interface DecisionEvent {
   trimmedMessages?: number;
   /** Messages the caller sent (before any trimming). */
   messageCount?: number;
+  /** Set when the model has no known price and was admitted under `unknown_price: allow_and_alert`. */
+  unpricedModel?: string;
   /** On a refusal by a daily budget: that budget (it cannot take this request: exhausted for it). */
   exhausted?: { scope: "user" | "feature"; key: string; limit: number; committed: number; resetAtMs: number };
   /** Daily budgets with a limit, as committed (used + reserved) after this reservation. */
@@ -387,6 +389,7 @@ export function createEngine(deps: EngineDeps): Engine {
       reservedTokens,
       trimmedMessages: policy.droppedMessages,
       messageCount: req.messages.length,
+      ...(price ? {} : { unpricedModel: model }),
       dailyBudgets: scopes.flatMap((s, i) =>
         s.window === "day" && s.limit !== NO_LIMIT && (s.kind === "user" || s.kind === "feature")
           ? [
