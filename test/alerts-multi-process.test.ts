@@ -77,13 +77,19 @@ describe("hourly cost alerts across 4 processes", () => {
   afterAll(() => new Promise<void>((r) => hook.server.close(() => r())));
 
   it("crossing a threshold with 4 processes produces exactly one alert per scope and hour", () => {
-    expect(ledgers.reduce((s, l) => s + l.admitted, 0)).toBe(240); // nothing refused: alerts only
+    // chat's own hourly_cost_usd is a breaker: once crossed, chat is refused with feature_disabled.
+    const admitted = ledgers.reduce((s, l) => s + l.admitted, 0);
+    const refusedCodes = new Set(ledgers.flatMap((l) => Object.keys(l.refused)));
+    const refused = ledgers.reduce((s, l) => s + Object.values(l.refused).reduce((a, b) => a + b, 0), 0);
+    expect(admitted + refused).toBe(240);
+    expect([...refusedCodes].every((c) => c === "feature_disabled")).toBe(true);
     const byScope = new Map<string, number>();
     for (const b of hook.bodies) byScope.set(b.scope, (byScope.get(b.scope) ?? 0) + 1);
     expect(Object.fromEntries(byScope)).toEqual({ global: 1, "feature:chat": 1 });
     for (const b of hook.bodies) {
       expect(b.kind).toBe("hourly_cost");
       expect(b.text).toMatch(/^tokenfuse: .* spent \$\d+\.\d\d in the hour from/);
+      if (b.scope === "feature:chat") expect(b.text).toMatch(/switched off until \d\d:00Z/);
     }
   });
 });
