@@ -196,3 +196,15 @@ describe("tokenfuse keys create", () => {
     }
   });
 });
+
+describe("tokenfuse demo", () => {
+  it("replays the runaway history: trims, then stops the user at the daily budget", async () => {
+    const t = io();
+    expect(await main(["demo"], t.cliIo)).toBe(0);
+    expect(t.out()).toMatch(/\btrim\b/);
+    expect(t.out()).toMatch(/refused with user_budget_exceeded/);
+    expect(JSON.parse(t.out().slice(t.out().indexOf("{"))).user.day.remaining).toBeLessThan(5000);
+    const bad = io();
+    expect(await main(["demo", "--turns", "0"], bad.cliIo)).toBe(2);
+  });
+});
