@@ -1,8 +1,8 @@
-import { spawn } from "node:child_process";
 import { randomUUID } from "node:crypto";
 import { createServer, type Server } from "node:http";
 import type { AddressInfo } from "node:net";
 import { afterAll, beforeAll, describe, expect, inject, it } from "vitest";
+import { runLoadWorker, type WorkerLedger } from "./helpers/load-worker.js";
 
 /** A real webhook receiver on loopback, recording every alert body. */
 async function receiver(): Promise<{
@@ -23,28 +23,9 @@ async function receiver(): Promise<{
   return { url: `http://127.0.0.1:${(server.address() as AddressInfo).port}/alerts`, bodies, server };
 }
 
-function runWorker(input: object): Promise<{ admitted: number; refused: Record<string, number> }> {
-  return new Promise((resolve, reject) => {
-    const child = spawn(process.execPath, ["--import", "tsx", "test/workers/load-worker.ts"], {
-      env: { ...process.env, TF_WORKER: JSON.stringify(input) },
-      stdio: ["ignore", "pipe", "pipe"],
-    });
-    let out = "";
-    let err = "";
-    child.stdout.on("data", (d) => (out += d));
-    child.stderr.on("data", (d) => (err += d));
-    const timer = setTimeout(() => child.kill("SIGKILL"), 60_000);
-    child.on("exit", (code) => {
-      clearTimeout(timer);
-      if (code !== 0) return reject(new Error(`worker exited ${code}: ${err}`));
-      resolve(JSON.parse(out.trim().split("\n").at(-1) ?? "{}"));
-    });
-  });
-}
-
 describe("hourly cost alerts across 4 processes", () => {
   let hook: Awaited<ReturnType<typeof receiver>>;
-  let ledgers: Array<{ admitted: number; refused: Record<string, number> }> = [];
+  let ledgers: WorkerLedger[] = [];
   beforeAll(async () => {
     hook = await receiver();
     const prefix = `${inject("redisPrefix")}al-${randomUUID()}:`;
@@ -60,7 +41,7 @@ describe("hourly cost alerts across 4 processes", () => {
     };
     ledgers = await Promise.all(
       Array.from({ length: 4 }, (_, w) =>
-        runWorker({
+        runLoadWorker({
           redisUrl: inject("redisUrl"),
           keyPrefix: prefix,
           nowMs,

@@ -1,8 +1,8 @@
-import { spawn } from "node:child_process";
 import { randomUUID } from "node:crypto";
 import { Redis } from "ioredis";
 import { afterAll, beforeAll, describe, expect, inject, it } from "vitest";
 import { dayWindow, minuteWindow } from "../src/core/windows.js";
+import { runLoadWorker, type WorkerLedger } from "./helpers/load-worker.js";
 
 const WORKERS = 4;
 const REQUESTS_PER_WORKER = 150;
@@ -19,46 +19,17 @@ const config = {
   global: { tokens_per_minute: 1_000_000 },
 };
 
-interface Ledger {
-  admitted: number;
-  refused: Record<string, number>;
-  charged: Record<string, number>;
-}
-
-function runWorker(input: object): Promise<Ledger> {
-  return new Promise((resolve, reject) => {
-    const child = spawn(process.execPath, ["--import", "tsx", "test/workers/load-worker.ts"], {
-      env: { ...process.env, TF_WORKER: JSON.stringify(input) },
-      stdio: ["ignore", "pipe", "pipe"],
-    });
-    let out = "";
-    let err = "";
-    child.stdout.on("data", (d) => (out += d));
-    child.stderr.on("data", (d) => (err += d));
-    const timer = setTimeout(() => child.kill("SIGKILL"), 60_000);
-    child.on("exit", (code) => {
-      clearTimeout(timer);
-      if (code !== 0) return reject(new Error(`worker exited ${code}: ${err}`));
-      try {
-        resolve(JSON.parse(out.trim().split("\n").at(-1) ?? "") as Ledger);
-      } catch (e) {
-        reject(new Error(`bad worker output: ${out} ${err} ${e}`));
-      }
-    });
-  });
-}
-
 describe("multi-process: 4 processes share one Redis budget", () => {
   const prefix = `${inject("redisPrefix")}mp-${randomUUID()}:`;
   const redis = new Redis(inject("redisUrl"), { lazyConnect: true });
   const nowMs = Date.now();
-  let ledgers: Ledger[] = [];
+  let ledgers: WorkerLedger[] = [];
 
   beforeAll(async () => {
     await redis.connect();
     ledgers = await Promise.all(
       Array.from({ length: WORKERS }, (_, w) =>
-        runWorker({
+        runLoadWorker({
           redisUrl: inject("redisUrl"),
           keyPrefix: prefix,
           nowMs,

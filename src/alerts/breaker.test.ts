@@ -8,27 +8,29 @@ import { createTokenfuse } from "../tokenfuse.js";
 
 const msgs = [{ role: "user", content: "review this code please" }];
 
+/** gpt-4.1: $2 / 1M input, $8 / 1M output, so each request below (1000 in, 500 out) costs $0.006. */
+const breakerConfig = (extra: Record<string, unknown> = {}) => ({
+  features: {
+    code_review: {
+      model: "gpt-4.1",
+      max_input: 32000,
+      max_output: 2000,
+      on_exceed: "reject",
+      hourly_cost_usd: 0.02,
+    },
+  },
+  tiers: { free: { daily_tokens: 1_000_000 } },
+  default_tier: "free",
+  ...extra,
+});
+
 describe("hourly cost breaker", () => {
   it("trips on the request that crosses the feature's hourly cost; the next gets feature_disabled; by hand or at the next hour it is back", async () => {
     let now = Date.parse("2026-11-24T10:15:00Z");
     const warnings: string[] = [];
     const logger: Logger = { info() {}, warn: (_o, m) => void warnings.push(m ?? ""), error() {} };
     const tf = createTokenfuse({
-      config: {
-        // gpt-4.1: $2 / 1M input, $8 / 1M output. Each request below costs 1000×2 + 500×8 µ$ = $0.006.
-        features: {
-          code_review: {
-            model: "gpt-4.1",
-            max_input: 32000,
-            max_output: 2000,
-            on_exceed: "reject",
-            hourly_cost_usd: 0.02,
-          },
-        },
-        tiers: { free: { daily_tokens: 1_000_000 } },
-        default_tier: "free",
-        alerts: { sinks: [{ type: "log" }] },
-      },
+      config: breakerConfig({ alerts: { sinks: [{ type: "log" }] } }),
       store: createMemoryStore(),
       logger,
       clock: { nowMs: () => now },
@@ -53,19 +55,7 @@ describe("hourly cost breaker", () => {
 
     // Switching it back on by hand works within the same hour.
     const tf2 = createTokenfuse({
-      config: {
-        features: {
-          code_review: {
-            model: "gpt-4.1",
-            max_input: 32000,
-            max_output: 2000,
-            on_exceed: "reject",
-            hourly_cost_usd: 0.02,
-          },
-        },
-        tiers: { free: { daily_tokens: 1_000_000 } },
-        default_tier: "free",
-      },
+      config: breakerConfig(),
       store: createMemoryStore(),
       logger,
       clock: { nowMs: () => now },
@@ -82,19 +72,7 @@ describe("hourly cost breaker", () => {
     // …and a tripped breaker lapses by itself at the next hour.
     const tf3store = createMemoryStore();
     const tf3 = createTokenfuse({
-      config: {
-        features: {
-          code_review: {
-            model: "gpt-4.1",
-            max_input: 32000,
-            max_output: 2000,
-            on_exceed: "reject",
-            hourly_cost_usd: 0.02,
-          },
-        },
-        tiers: { free: { daily_tokens: 1_000_000 } },
-        default_tier: "free",
-      },
+      config: breakerConfig(),
       store: tf3store,
       logger,
       clock: { nowMs: () => now },
