@@ -40,16 +40,25 @@ export function createChatTokenizer(options: ChatTokenizerOptions): DetailedChat
   const { text, format, cache } = options;
   const namespace = `${text.encoding}/${format.id}`;
 
-  function countMessageDetailed(message: ChatMessage): PartCount {
-    const key = cache ? messageKey(namespace, message) : undefined;
+  /** Exact count of the parts `compute` yields, through the cache under `key`. */
+  function cachedCount(
+    key: { primary: string; secondary: string } | undefined,
+    compute: () => { fixed: number; texts: readonly string[]; exact: boolean },
+  ): PartCount {
     const cached = key ? cache?.get(key.primary, key.secondary) : undefined;
     if (cached) return cached;
-    const parts = messageParts(format, message);
+    const parts = compute();
     let tokens = parts.fixed;
     for (const t of parts.texts) tokens += text.countText(t);
     const count = { tokens, exact: parts.exact && text.exact };
     if (key) cache?.set(key.primary, key.secondary, count);
     return count;
+  }
+
+  function countMessageDetailed(message: ChatMessage): PartCount {
+    return cachedCount(cache ? messageKey(namespace, message) : undefined, () =>
+      messageParts(format, message),
+    );
   }
 
   function countMessageUpTo(message: ChatMessage, limit: number): number {
@@ -71,15 +80,7 @@ export function createChatTokenizer(options: ChatTokenizerOptions): DetailedChat
 
   function countToolsDetailed(tools: readonly ToolDefinition[] | undefined): PartCount {
     if (!tools || tools.length === 0) return { tokens: 0, exact: true };
-    const key = cache ? toolsKey(namespace, tools) : undefined;
-    const cached = key ? cache?.get(key.primary, key.secondary) : undefined;
-    if (cached) return cached;
-    const parts = toolParts(format, tools);
-    let tokens = parts.fixed;
-    for (const t of parts.texts) tokens += text.countText(t);
-    const count = { tokens, exact: parts.exact && text.exact };
-    if (key) cache?.set(key.primary, key.secondary, count);
-    return count;
+    return cachedCount(cache ? toolsKey(namespace, tools) : undefined, () => toolParts(format, tools));
   }
 
   function countChatDetailed(
