@@ -182,6 +182,9 @@ function applyMutations(mutations: readonly Mutation[]): unknown {
     }
     const last = path[path.length - 1] as string | number;
     if (parent === null || typeof parent !== "object" || !Object.hasOwn(parent, last)) continue;
+    // A typed array placed by an earlier mutation is a leaf value, not config structure: its
+    // elements cannot be deleted (that throws in the harness, not in the loader).
+    if (ArrayBuffer.isView(parent)) continue;
     const node = (parent as Record<string | number, unknown>)[last];
     if (op === "delete") {
       if (Array.isArray(parent) && typeof last === "number") parent.splice(last, 1);
