@@ -1,6 +1,7 @@
 import { randomUUID } from "node:crypto";
 import { afterAll, describe, expect, it } from "vitest";
 import { STORE_VECTORS, type StoreVector } from "./contract-vectors.js";
+import { createMemoryStore } from "./memory-store.js";
 import type { ScopeCharge, Store } from "./types.js";
 
 /** Makes a fresh, empty store (for Redis: a unique key prefix on a real server). */
@@ -120,6 +121,67 @@ export function describeStoreContract(name: string, factory: StoreFactory): void
       expect(g).toEqual({ used: 0, reserved: admitted * 97 });
     });
 
+    it("concurrent reservations give exactly the results of the same calls made one by one", async () => {
+      // Why: a store may share round trips between concurrent callers (the Redis store batches
+      // them, several batches on the wire). Whatever it does, the outcome of N reservations issued
+      // together must equal the outcome of the same N calls made in that order, one by one: here
+      // against a memory store driven sequentially. Tight limits (refusals), ids repeated inside a
+      // round and across rounds (duplicates, re-reserve after settle), partial settles and expiry.
+      const store = await open();
+      const reference = createMemoryStore();
+      const ns = `d-${randomUUID()}`;
+      let seed = 0x2f6e2b1;
+      const rand = (n: number) => {
+        seed = (Math.imul(seed, 1_103_515_245) + 12_345) >>> 0;
+        return (seed >>> 8) % n;
+      };
+      const names = ["u1", "u2", "f", "g"];
+      const limits = [3_000, 4_000, 6_000, 5_000];
+      const charge = (i: number): ScopeCharge => ({
+        key: `${ns}:${names[i]}`,
+        kind: "user",
+        window: "day",
+        limit: limits[i] as number,
+        resetAtMs: T0 + 1e7,
+        expireAtMs: T0 + 2e7,
+      });
+      const reserved = new Map<string, { tokens: number; scopes: ScopeCharge[] }>();
+      for (let round = 0; round < 12; round++) {
+        const nowMs = T0 + round * 20_000;
+        const reqs = Array.from({ length: 60 }, () => {
+          const first = rand(4);
+          const count = 1 + rand(3);
+          const scopes = Array.from({ length: Math.min(count, 4 - first) }, (_, k) => charge(first + k));
+          return { id: `${ns}-${rand(90)}`, tokens: rand(400), scopes, nowMs, ttlMs: 30_000 };
+        });
+        const together = await Promise.all(reqs.map((r) => store.reserve(r)));
+        for (const [i, r] of reqs.entries()) {
+          const expected = await reference.reserve(r);
+          expect(together[i], `round ${round}, call ${i}`).toEqual(expected);
+          if (expected.ok && !expected.duplicate)
+            reserved.set(r.id, { tokens: r.tokens, scopes: [...r.scopes] });
+        }
+        for (const [id, held] of [...reserved].filter(() => rand(3) === 0)) {
+          const settle = {
+            id,
+            actualTokens: rand(held.tokens + 1),
+            reservedTokens: held.tokens,
+            scopes: held.scopes,
+            nowMs,
+          };
+          expect(await store.settle(settle), `round ${round}, settle ${id}`).toBe(
+            await reference.settle(settle),
+          );
+          reserved.delete(id);
+        }
+        const keys = names.map((n) => `${ns}:${n}`);
+        expect(await store.read(keys, nowMs), `round ${round}, read`).toEqual(
+          await reference.read(keys, nowMs),
+        );
+      }
+      await reference.close();
+    });
+
     it("refuses malformed amounts and changes nothing", async () => {
       const store = await open();
       const ns = `m-${randomUUID()}`;
@@ -144,6 +206,13 @@ export function describeStoreContract(name: string, factory: StoreFactory): void
       await expect(store.reserve({ id: "a\nb", tokens: 1, scopes, nowMs: T0, ttlMs: 1000 })).rejects.toThrow(
         /line breaks/,
       );
+      await expect(
+        store.reserve({ id: "a\uD800b", tokens: 1, scopes, nowMs: T0, ttlMs: 1000 }),
+      ).rejects.toThrow(/unpaired surrogate/);
+      const badKey = [{ ...(scopes[0] as ScopeCharge), key: `${ns}:u\nx` }];
+      await expect(
+        store.reserve({ id: `${ns}-y`, tokens: 1, scopes: badKey, nowMs: T0, ttlMs: 1000 }),
+      ).rejects.toThrow(/line break/);
       expect(await store.read([`${ns}:u`], T0)).toEqual([{ used: 0, reserved: 0 }]);
     });
 

@@ -10,12 +10,24 @@ function assertCount(name: string, v: number): void {
     throw new RangeError(`${name} must be a non-negative integer, got ${v}`);
 }
 
+/**
+ * Line breaks separate the parts of a stored reservation record, and a lone UTF-16 surrogate has no
+ * UTF-8 form (it would be stored as U+FFFD, or refused by Redis's JSON decoder): neither may appear
+ * in an id or a key. In `u` mode, `\p{Cs}` matches only unpaired surrogates.
+ */
+const UNSTORABLE = /[\r\n]|\p{Cs}/u;
+
+function assertKey(what: string, key: unknown): void {
+  if (typeof key !== "string" || key.length === 0) throw new TypeError(`${what} must be a non-empty string`);
+  if (UNSTORABLE.test(key))
+    throw new TypeError(`${what} ${JSON.stringify(key)} contains a line break or an unpaired surrogate`);
+}
+
 function assertScopes(scopes: readonly ScopeCharge[]): void {
   if (!Array.isArray(scopes)) throw new TypeError("scopes must be an array");
   const seen = new Set<string>();
   for (const s of scopes) {
-    if (typeof s.key !== "string" || s.key.length === 0)
-      throw new TypeError("scope key must be a non-empty string");
+    assertKey("scope key", s.key);
     if (seen.has(s.key)) throw new RangeError(`scope ${s.key} appears twice in one reservation`);
     seen.add(s.key);
     assertCount(`limit of ${s.key}`, s.limit);
@@ -25,8 +37,10 @@ function assertScopes(scopes: readonly ScopeCharge[]): void {
 
 function assertId(id: string): void {
   // Ids are part of stored records and keys: bounded, and no line breaks (the record separator).
-  if (typeof id !== "string" || id.length === 0 || id.length > 256 || /[\r\n]/.test(id)) {
-    throw new TypeError("reservation id must be a string of 1 to 256 characters without line breaks");
+  if (typeof id !== "string" || id.length === 0 || id.length > 256 || UNSTORABLE.test(id)) {
+    throw new TypeError(
+      "reservation id must be a string of 1 to 256 characters without line breaks or unpaired surrogates",
+    );
   }
 }
 
@@ -49,8 +63,7 @@ export function assertSettleRequest(req: SettleRequest): void {
     assertCount("spend.inputTokens", req.spend.inputTokens);
     assertCount("spend.outputTokens", req.spend.outputTokens);
     for (const c of req.spend.counters) {
-      if (typeof c.key !== "string" || c.key.length === 0)
-        throw new TypeError("spend counter key must be a non-empty string");
+      assertKey("spend counter key", c.key);
       assertCount(`expireAtMs of ${c.key}`, c.expireAtMs);
     }
   }

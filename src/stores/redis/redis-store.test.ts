@@ -1,8 +1,78 @@
 import { randomUUID } from "node:crypto";
-import { inject } from "vitest";
+import { describe, expect, inject, it } from "vitest";
+import { createMemoryStore } from "../memory-store.js";
 import { describeStoreContract } from "../test-store-contract.js";
+import type { ScopeCharge, Store } from "../types.js";
 import { createRedisStore } from "./redis-store.js";
 
 describeStoreContract("redis", async () =>
   createRedisStore({ url: inject("redisUrl"), keyPrefix: `${inject("redisPrefix")}${randomUUID()}:` }),
 );
+
+const T0 = Date.UTC(2026, 10, 24, 12, 0, 0);
+const scope = (key: string): ScopeCharge => ({
+  key,
+  kind: "user",
+  window: "day",
+  limit: 10_000,
+  resetAtMs: T0 + 1e7,
+  expireAtMs: T0 + 2e7,
+});
+
+describe("redis store: stored records", () => {
+  it("releases a reservation record written by an earlier version (record as the zset member)", async () => {
+    const prefix = `${inject("redisPrefix")}${randomUUID()}:`;
+    const store = createRedisStore({ url: inject("redisUrl"), keyPrefix: prefix });
+    try {
+      await store.ping();
+      // The old layout: member "<tokens>\n<id>\n<full counter key>", no entry in P rec.
+      await store.redis.hset(`${prefix}c:u`, "t", "300");
+      await store.redis.pexpireat(`${prefix}c:u`, Date.now() + 60_000);
+      await store.redis.zadd(`${prefix}exp`, T0 + 1000, `300\nold-id\n${prefix}c:u`);
+      expect(await store.read(["u"], T0)).toEqual([{ used: 0, reserved: 300 }]);
+      expect(await store.read(["u"], T0 + 1000)).toEqual([{ used: 0, reserved: 0 }]);
+      expect(await store.redis.zcard(`${prefix}exp`)).toBe(0);
+    } finally {
+      await store.close();
+    }
+  });
+
+  it("a settlement that describes the reservation differently releases what was really held, like the memory store", async () => {
+    const redis = createRedisStore({
+      url: inject("redisUrl"),
+      keyPrefix: `${inject("redisPrefix")}${randomUUID()}:`,
+    });
+    const memory = createMemoryStore();
+    const run = async (store: Store) => {
+      await store.reserve({
+        id: "a",
+        tokens: 300,
+        scopes: [scope("u"), scope("g")],
+        nowMs: T0,
+        ttlMs: 60_000,
+      });
+      const status = await store.settle({
+        id: "a",
+        actualTokens: 100,
+        reservedTokens: 200,
+        scopes: [scope("u")],
+        nowMs: T0,
+      });
+      return { status, states: await store.read(["u", "g"], T0) };
+    };
+    try {
+      const expected = await run(memory);
+      expect(expected).toEqual({
+        status: "settled",
+        states: [
+          { used: 100, reserved: 0 },
+          { used: 0, reserved: 0 },
+        ],
+      });
+      expect(await run(redis)).toEqual(expected);
+    } finally {
+      await redis.close();
+      await memory.close();
+    }
+  });
+});

@@ -9,39 +9,46 @@ import { SWEEP_LUA } from "./sweep.js";
  * (measured at 1 in flight: docs/bench-redis.md); this script does the minimum instead: EXISTS,
  * ZADD NX, then one HINCRBY per counter, rolled back on overflow.
  *
- * KEYS[1] = P exp, KEYS[2] = P s:<id> (settled marker), KEYS[3 .. n+2] = its counters (P c:<scope>)
- * ARGV[1] = nowMs, ARGV[2] = TTL to keep P exp for (ms), ARGV[3] = member (the reservation record,
- *   see sweep.ts), ARGV[4] = tokens, ARGV[5] = expiresAtMs, then per counter i (0-based):
- *   ARGV[6 + 2i] = limit, ARGV[7 + 2i] = counter expireAtMs
- * Returns {1, duplicate(0|1), t1 … tn} when reserved (or already reserved/settled: nothing charged
- * again), {0, i (0-based index of the first full counter), t} when refused (t = that counter's
- * used + reserved). Every key written gets its TTL in this script, so no key ever lives without one.
+ * KEYS[1] = P exp, KEYS[2] = P rec (see sweep.ts), KEYS[3] = P s:<id> (settled marker),
+ *   KEYS[4 .. n+3] = its counters (P c:<scope>)
+ * ARGV[1] = one JSON array: [nowMs, TTL to keep P exp and P rec for (ms), id, record (see
+ *   sweep.ts), tokens, expiresAtMs, then per counter: limit, counter expireAtMs]. All are JSON
+ *   strings of decimal integers (or the id and record) except the limits (numbers); why: reserve.ts.
+ * Returns `1,duplicate(0|1),t1,…,tn` when reserved (or already reserved/settled: nothing charged
+ * again), `0,i,t` when refused (i = 0-based index of the first full counter, t = that counter's
+ * used + reserved), as one comma-separated string (why: reserve.ts). Every key written gets its TTL
+ * in this script, so no key ever lives without one.
  */
 export const RESERVE_ONE_LUA = `${SWEEP_LUA}
-local exp, member = KEYS[1], ARGV[3]
-sweep(exp, tonumber(ARGV[1]))
-local n = #KEYS - 2
-if redis.call('EXISTS', KEYS[2]) == 1 or redis.call('ZADD', exp, 'NX', ARGV[5], member) == 0 then
-  local out = {1, 1}
-  for i = 1, n do out[i + 2] = tonumber(redis.call('HGET', KEYS[i + 2], 't') or 0) end
-  return out
+local a = cjson.decode(ARGV[1])
+local exp, rec, id = KEYS[1], KEYS[2], a[3]
+sweep(exp, rec, a[1])
+local n = #KEYS - 3
+local fmt = string.format
+if redis.call('EXISTS', KEYS[3]) == 1 or redis.call('ZADD', exp, 'NX', a[6], id) == 0 then
+  local out = {'1', '1'}
+  for i = 1, n do out[i + 2] = redis.call('HGET', KEYS[i + 3], 't') or '0' end
+  return table.concat(out, ',')
 end
-local tokens = tonumber(ARGV[4])
-local out = {1, 0}
+local tk = a[5]
+local tokens = tonumber(tk)
+local out = {'1', '0'}
 for i = 1, n do
-  local key = KEYS[i + 2]
-  local t = redis.call('HINCRBY', key, 't', tokens)
-  if t > tonumber(ARGV[4 + 2 * i]) then
-    if t == tokens then redis.call('DEL', key) elseif tokens ~= 0 then redis.call('HINCRBY', key, 't', -tokens) end
+  local key = KEYS[i + 3]
+  local t = redis.call('HINCRBY', key, 't', tk)
+  if t > a[5 + 2 * i] then
+    if t == tokens then redis.call('DEL', key) elseif tokens ~= 0 then redis.call('HINCRBY', key, 't', '-' .. tk) end
     if tokens ~= 0 then
-      for j = 1, i - 1 do redis.call('HINCRBY', KEYS[j + 2], 't', -tokens) end
+      for j = 1, i - 1 do redis.call('HINCRBY', KEYS[j + 3], 't', '-' .. tk) end
     end
-    redis.call('ZREM', exp, member)
-    return {0, i - 1, t - tokens}
+    redis.call('ZREM', exp, id)
+    return fmt('0,%d,%d', i - 1, t - tokens)
   end
-  if t == tokens then redis.call('PEXPIREAT', key, ARGV[5 + 2 * i]) end
-  out[i + 2] = t
+  if t == tokens then redis.call('PEXPIREAT', key, a[6 + 2 * i]) end
+  out[i + 2] = fmt('%d', t)
 end
-redis.call('PEXPIRE', exp, ARGV[2])
-return out
+redis.call('HSET', rec, id, a[4])
+redis.call('PEXPIRE', exp, a[2])
+redis.call('PEXPIRE', rec, a[2])
+return table.concat(out, ',')
 `;

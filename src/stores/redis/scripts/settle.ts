@@ -1,43 +1,59 @@
+import { SWEEP_LUA } from "./sweep.js";
+
 /**
  * Settle a reservation: release what it held, charge the actual usage, add the request's spend,
  * remember the id — one atomic step, so spend counters and budgets can never disagree.
  *
- * KEYS[1] = P exp, KEYS[2] = P s:<id>, KEYS[3 .. 2+n] = counters of the request,
- * KEYS[3+n ..] = spend counters (hashes: c = cost nano-USD, i = input tokens, o = output tokens,
- * r = requests)
- * ARGV[1] = member (the reservation record), ARGV[2] = reserved tokens, ARGV[3] = actual tokens,
- * ARGV[4] = settled-marker TTL ms, ARGV[5] = n, ARGV[6] = cost nano-USD, ARGV[7] = input tokens,
- * ARGV[8] = output tokens, then n counter expireAtMs, then one expireAtMs per spend counter
+ * KEYS[1] = P exp, KEYS[2] = P rec (see sweep.ts), KEYS[3] = P s:<id>, KEYS[4 .. 3+n] = counters
+ * of the request, KEYS[4+n ..] = spend counters (hashes: c = cost nano-USD, i = input tokens,
+ * o = output tokens, r = requests)
+ * ARGV[1] = one JSON array: [id, record (what reserve stored for these tokens and scopes), reserved
+ *   tokens, actual tokens, settled-marker TTL ms, cost nano-USD, input tokens, output tokens, n,
+ *   then n counter expireAtMs, then one expireAtMs per spend counter]; n is a number, the rest are
+ *   strings (why JSON and strings: reserve.ts).
  * Returns "settled" (the reservation was live), "expired" (it had been released already; the
  * actual usage is charged anyway) or "duplicate" (settled before: nothing changes).
+ * A live reservation releases what its stored record holds. When that record is what this request
+ * describes (the usual case), release and charge are one HINCRBY per counter (actual - reserved);
+ * otherwise the record's own tokens are released from its own counters first, as the sweep does.
+ * (SWEEP_LUA is included for its `release` function; settle does not sweep.)
  */
-export const SETTLE_LUA = `
-if redis.call('EXISTS', KEYS[2]) == 1 then return 'duplicate' end
-local live = redis.call('ZREM', KEYS[1], ARGV[1])
-local actual = tonumber(ARGV[3])
-local n = tonumber(ARGV[5])
+export const SETTLE_LUA = `${SWEEP_LUA}
+if redis.call('EXISTS', KEYS[3]) == 1 then return 'duplicate' end
+local a = cjson.decode(ARGV[1])
+local exp, rec, id = KEYS[1], KEYS[2], a[1]
+local live = redis.call('ZREM', exp, id)
+local au = a[4]
+local actual = tonumber(au)
+local n = a[9]
 local delta = actual
-if live == 1 then delta = actual - tonumber(ARGV[2]) end
+if live == 1 then
+  local r = redis.call('HGET', rec, id)
+  redis.call('HDEL', rec, id)
+  if r == a[2] or not r then delta = actual - tonumber(a[3])
+  elseif r then release(string.sub(exp, 1, -4) .. 'c:', r, 1) end
+end
 if delta ~= 0 or actual > 0 then
+  local dt = string.format('%d', delta)
   for i = 1, n do
-    local key = KEYS[2 + i]
-    if delta ~= 0 then redis.call('HINCRBY', key, 't', delta) end
-    if actual > 0 then redis.call('HINCRBY', key, 'u', actual) end
-    redis.call('PEXPIREAT', key, ARGV[8 + i])
+    local key = KEYS[3 + i]
+    if delta ~= 0 then redis.call('HINCRBY', key, 't', dt) end
+    if actual > 0 then redis.call('HINCRBY', key, 'u', au) end
+    redis.call('PEXPIREAT', key, a[9 + i])
   end
 end
 if actual > 0 then
-  local cost, input, output = tonumber(ARGV[6]), tonumber(ARGV[7]), tonumber(ARGV[8])
-  for j = 3 + n, #KEYS do
+  local cost, input, output = a[6], a[7], a[8]
+  for j = 4 + n, #KEYS do
     local key = KEYS[j]
-    if cost > 0 then redis.call('HINCRBY', key, 'c', cost) end
-    if input > 0 then redis.call('HINCRBY', key, 'i', input) end
-    if output > 0 then redis.call('HINCRBY', key, 'o', output) end
-    redis.call('HINCRBY', key, 'r', 1)
-    redis.call('PEXPIREAT', key, ARGV[6 + j])
+    if cost ~= '0' then redis.call('HINCRBY', key, 'c', cost) end
+    if input ~= '0' then redis.call('HINCRBY', key, 'i', input) end
+    if output ~= '0' then redis.call('HINCRBY', key, 'o', output) end
+    redis.call('HINCRBY', key, 'r', '1')
+    redis.call('PEXPIREAT', key, a[6 + j])
   end
 end
-redis.call('SET', KEYS[2], '1', 'PX', ARGV[4])
+redis.call('SET', KEYS[3], '1', 'PX', a[5])
 if live == 1 then return 'settled' end
 return 'expired'
 `;

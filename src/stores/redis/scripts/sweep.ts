@@ -2,41 +2,54 @@
  * Lua shared by every script that reads or reserves: releases reservations whose expiry has passed.
  *
  * Layout (all keys under the store's prefix P):
- *   P exp         zset   member = "<tokens>\n<id>\n<scope key>\n<scope key>…", score = expiresAtMs
+ *   P exp         zset   member = reservation id, score = expiresAtMs
+ *   P rec         hash   field = reservation id, value = "<tokens>\n<scope key>\n<scope key>…"
  *   P s:<id>      string settled marker (idempotent settle; expires after an hour)
  *   P c:<scope>   hash   t = used + reserved tokens, u = used (settled) tokens
  *
- * The member is the whole reservation record, so reserving costs one ZADD and settling one ZREM.
- * Why the record holds scope keys relative to `P c:` (not full counter keys): the member is hashed,
- * compared and stored for every live reservation; dropping the repeated prefix cut it from ~150 to
- * ~55 bytes in the benchmark and made the ZADD measurably cheaper. The counter key is rebuilt here
- * as `P c:` .. scope key (P is KEYS[1] without its trailing "exp"). A part that already starts with
- * `P c:` is a record written by an older version (full keys) and is used as is.
+ * Why the id is the zset member (and the record lives beside it): a reservation is identified by
+ * its id alone, as in every store (a second reserve with the same id is a duplicate even if its
+ * tokens or scopes differ); ZMSCORE / ZADD NX on the id answer that in one step. The record holds
+ * scope keys relative to `P c:` (shorter to hash, compare and keep); the counter key is rebuilt
+ * here as `P c:` .. scope key.
+ * Records written by versions before ids were members are members themselves
+ * ("<tokens>\n<id>\n<scope key>…"; an id never holds a line break) and hold full counter keys; they
+ * are still released (a part that already starts with `P c:` is used as is).
  * Why the sweep touches keys it was not passed: a reservation's counters are only known from its
  * record. This is safe on a single Redis primary (tokenfuse's supported topology), not on Cluster.
  * A counter that already expired is not recreated (it would come back without a TTL).
- * At most 64 reservations are released per call, so one call's cost stays bounded.
+ * At most 64 reservations are released per call, so one call's cost stays bounded. `now` is the
+ * decimal string of nowMs; numbers reach redis.call() as strings (Redis would format a Lua number
+ * with `%.17g` on every call) and a release is `-` followed by the record's own decimal tokens.
  * Why a 0-token record is skipped: Lua turns -0 into the string "-0", which HINCRBY refuses; the
  * error would abort every later script that sweeps, while the record would stay in the zset.
  */
 export const SWEEP_LUA = `
-local function sweep(exp, now)
-  local members = redis.call('ZRANGEBYSCORE', exp, '-inf', now, 'LIMIT', 0, 64)
-  if #members == 0 then return end
-  local cp = string.sub(exp, 1, -4) .. 'c:'
+local function release(cp, r, skip)
   local ncp = #cp
-  for _, m in ipairs(members) do
-    local tokens, k = nil, 0
-    for part in string.gmatch(m, '[^\\n]+') do
-      k = k + 1
-      if k == 1 then tokens = tonumber(part)
-      elseif k > 2 and tokens ~= 0 then
-        local key = part
-        if string.sub(part, 1, ncp) ~= cp then key = cp .. part end
-        if redis.call('EXISTS', key) == 1 then redis.call('HINCRBY', key, 't', -tokens) end
-      end
+  local minus, k = nil, 0
+  for part in string.gmatch(r, '[^\\n]+') do
+    k = k + 1
+    if k == 1 then
+      if tonumber(part) ~= 0 then minus = '-' .. part else return end
+    elseif k > skip then
+      local key = part
+      if string.sub(part, 1, ncp) ~= cp then key = cp .. part end
+      if redis.call('EXISTS', key) == 1 then redis.call('HINCRBY', key, 't', minus) end
     end
   end
-  redis.call('ZREM', exp, unpack(members))
+end
+local function sweep(exp, rec, now)
+  local ids = redis.call('ZRANGEBYSCORE', exp, '-inf', now, 'LIMIT', '0', '64')
+  if #ids == 0 then return end
+  local cp = string.sub(exp, 1, -4) .. 'c:'
+  local recs = redis.call('HMGET', rec, unpack(ids))
+  for i, id in ipairs(ids) do
+    local r = recs[i]
+    if r then release(cp, r, 1)
+    elseif string.find(id, '\\n', 1, true) then release(cp, id, 2) end
+  end
+  redis.call('ZREM', exp, unpack(ids))
+  redis.call('HDEL', rec, unpack(ids))
 end
 `;
