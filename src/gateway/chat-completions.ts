@@ -206,7 +206,7 @@ async function forward(
     );
 
   if (upstreamRes.status >= 400) {
-    const text = await collect(upstreamRes.body).catch(() => "");
+    const text = await upstreamRes.text().catch(() => "");
     observe(`${Math.floor(upstreamRes.status / 100)}xx`);
     await a.settle(); // the provider generated nothing
     if (upstreamRes.status >= 500) {
@@ -229,7 +229,7 @@ async function forward(
 
   let text: string;
   try {
-    text = await collect(upstreamRes.body);
+    text = await upstreamRes.text();
   } catch (e) {
     throw upstreamFailure(e, cancel.timedOut, cancel.clientGone);
   }
@@ -336,12 +336,6 @@ async function settleWith(
     "settled from an estimate",
   );
   await a.settle(est);
-}
-
-async function collect(body: AsyncIterable<Buffer | string>): Promise<string> {
-  const parts: string[] = [];
-  for await (const c of body) parts.push(typeof c === "string" ? c : c.toString("utf8"));
-  return parts.join("");
 }
 
 function upstreamFailure(e: unknown, timedOut: boolean, clientGone: boolean) {

@@ -72,10 +72,9 @@ export function createGateway(options: GatewayOptions): Gateway {
       body: { model, messages, max_tokens: maxOutputTokens },
       signal: AbortSignal.timeout(u.timeoutMs),
     });
-    const parts: string[] = [];
-    for await (const c of res.body) parts.push(typeof c === "string" ? c : c.toString("utf8"));
+    const whole = await res.text();
     if (res.status !== 200) throw new Error(`summary upstream answered ${res.status}`);
-    const parsed = JSON.parse(parts.join("")) as {
+    const parsed = JSON.parse(whole) as {
       choices?: Array<{ message?: ChatMessage }>;
       usage?: object;
     };

@@ -1,7 +1,7 @@
 import type { ResolvedConfig, UpstreamConfig } from "../../config/types.js";
 import { createMockUpstream } from "../mock/mock-upstream.js";
 import { createOpenAIClient } from "./openai-client.js";
-import type { UpstreamClient, UpstreamResponse } from "./types.js";
+import { collectText, type UpstreamClient, type UpstreamResponse } from "./types.js";
 
 async function* once(s: string): AsyncIterable<string> {
   yield s;
@@ -20,7 +20,12 @@ function createMockClient(u: Extract<UpstreamConfig, { type: "mock" }>): Upstrea
     timeoutMs: u.timeoutMs,
     async send({ body, signal, headers }): Promise<UpstreamResponse> {
       const r = await mock.handle({ body, headers: headers ?? {}, signal });
-      return { status: r.status, headers: r.headers, body: "stream" in r ? r.stream : once(r.body) };
+      if ("stream" in r) {
+        const stream = r.stream;
+        return { status: r.status, headers: r.headers, body: stream, text: () => collectText(stream) };
+      }
+      const whole = r.body;
+      return { status: r.status, headers: r.headers, body: once(whole), text: async () => whole };
     },
     async close() {},
   };

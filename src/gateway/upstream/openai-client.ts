@@ -51,7 +51,13 @@ export function createOpenAIClient(options: OpenAIClientOptions): UpstreamClient
         body: JSON.stringify(body),
         signal,
       });
-      return { status: res.statusCode, headers: flatHeaders(res.headers), body: res.body };
+      const out = res.body;
+      return {
+        status: res.statusCode,
+        headers: flatHeaders(res.headers),
+        body: out,
+        text: () => out.text(),
+      };
     },
     async close() {
       // Graceful first; requests still in flight after a grace period are cut (a stalled upstream
