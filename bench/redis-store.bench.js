@@ -3,6 +3,7 @@
 // Each case runs `lanes` async loops over ONE ioredis connection for a fixed time; every operation is
 // a real round trip to Redis. Throughput = operations / wall time; latency per operation.
 import { randomUUID } from "node:crypto";
+import { readFileSync } from "node:fs";
 import { Redis } from "ioredis";
 import { RateLimiterRedis, RateLimiterUnion } from "rate-limiter-flexible";
 import { createRedisStore } from "../dist/stores/redis/redis-store.js";
@@ -12,10 +13,28 @@ const url = process.argv[2] ?? process.env.REDIS_URL ?? "redis://127.0.0.1:6379"
 const DURATION_MS = Number(process.env.BENCH_MS ?? 3000);
 const prefix = `tf:bench:${randomUUID()}:`;
 
+/**
+ * CPU time (µs) of the redis-server process, read from /proc when the server runs on this machine
+ * (its pid from INFO server); undefined otherwise. With the client's own CPU time it tells which side
+ * is the bottleneck: a side near 100 % of a core is.
+ */
+let redisPid;
+function redisCpuUs() {
+  if (redisPid === undefined) return undefined;
+  try {
+    const f = readFileSync(`/proc/${redisPid}/stat`, "utf8").split(") ")[1].split(" ");
+    return (Number(f[11]) + Number(f[12])) * 10_000; // clock ticks of 10 ms
+  } catch {
+    return undefined;
+  }
+}
+
 async function run(name, lanes, op) {
   for (let i = 0; i < 200; i++) await op(); // warm-up
   const samples = [];
   let ops = 0;
+  const redis0 = redisCpuUs();
+  const node0 = process.cpuUsage();
   const start = performance.now();
   const end = start + DURATION_MS;
   await Promise.all(
@@ -29,14 +48,31 @@ async function run(name, lanes, op) {
     }),
   );
   const wall = performance.now() - start;
+  const node = process.cpuUsage(node0);
+  const redis1 = redisCpuUs();
   samples.sort((a, b) => a - b);
   const q = (p) => samples[Math.min(samples.length - 1, Math.floor(p * samples.length))];
-  return { name, lanes, opsPerSec: Math.round((ops / wall) * 1000), p50: q(0.5), p99: q(0.99) };
+  return {
+    name,
+    lanes,
+    opsPerSec: Math.round((ops / wall) * 1000),
+    p50: q(0.5),
+    p99: q(0.99),
+    nodeCpuPerOp: (node.user + node.system) / ops,
+    redisCpuPerOp: redis0 === undefined || redis1 === undefined ? undefined : (redis1 - redis0) / ops,
+  };
 }
 
 const store = createRedisStore({ url, keyPrefix: prefix, commandTimeoutMs: 5000 });
 // The baselines use a plain ioredis client, as tokenfuse's store does.
 const raw = new Redis(url);
+const pid = /process_id:(\d+)/.exec(await raw.info("server"))?.[1];
+try {
+  // Only when that pid is a redis-server on this machine (not a server elsewhere with the same pid).
+  if (pid && readFileSync(`/proc/${pid}/comm`, "utf8").startsWith("redis")) redisPid = Number(pid);
+} catch {
+  // no /proc, or the server runs elsewhere: the column shows "–"
+}
 const now = Date.now();
 const scopes = (u) => [
   {
@@ -108,11 +144,19 @@ const cases = [
   ["rate-limiter-flexible consume (1 key)", rlfConsume],
   ["rate-limiter-flexible Union of 3", rlfUnion],
 ];
-const rows = [["case", "in flight", "ops/s", "p50", "p99"]];
+const rows = [["case", "in flight", "ops/s", "p50", "p99", "CPU/op client", "CPU/op redis-server"]];
 for (const lanes of [1, 64]) {
   for (const [name, op] of cases) {
     const r = await run(name, lanes, op);
-    rows.push([r.name, String(r.lanes), r.opsPerSec.toLocaleString("en-US"), us(r.p50), us(r.p99)]);
+    rows.push([
+      r.name,
+      String(r.lanes),
+      r.opsPerSec.toLocaleString("en-US"),
+      us(r.p50),
+      us(r.p99),
+      us(r.nodeCpuPerOp),
+      r.redisCpuPerOp === undefined ? "–" : us(r.redisCpuPerOp),
+    ]);
   }
 }
 
