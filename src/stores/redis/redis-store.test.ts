@@ -75,4 +75,38 @@ describe("redis store: stored records", () => {
       await memory.close();
     }
   });
+
+  it("keeps ids and keys outside ASCII exact (JSON argument to the scripts)", async () => {
+    const redis = createRedisStore({
+      url: inject("redisUrl"),
+      keyPrefix: `${inject("redisPrefix")}${randomUUID()}:`,
+    });
+    const memory = createMemoryStore();
+    const id = 'ünï-😀-\u0001-"quote"-\\';
+    const scopes = [scope("user:{张伟}:day"), scope("feature:{😀}:day")];
+    const run = async (store: Store) => [
+      await store.reserve({ id, tokens: 300, scopes, nowMs: T0, ttlMs: 60_000 }),
+      await store.reserve({ id, tokens: 300, scopes, nowMs: T0, ttlMs: 60_000 }),
+      await Promise.all([
+        store.reserve({ id: `${id}-2`, tokens: 5, scopes, nowMs: T0, ttlMs: 60_000 }),
+        store.reserve({ id: `${id}-2`, tokens: 5, scopes, nowMs: T0, ttlMs: 60_000 }),
+      ]),
+      await store.settle({ id, actualTokens: 120, reservedTokens: 300, scopes, nowMs: T0 }),
+      await store.read(
+        scopes.map((s) => s.key),
+        T0 + 120_000,
+      ),
+    ];
+    try {
+      const expected = await run(memory);
+      expect(expected[4]).toEqual([
+        { used: 120, reserved: 0 },
+        { used: 120, reserved: 0 },
+      ]);
+      expect(await run(redis)).toEqual(expected);
+    } finally {
+      await redis.close();
+      await memory.close();
+    }
+  });
 });
