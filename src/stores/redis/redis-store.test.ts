@@ -19,10 +19,25 @@ const scope = (key: string): ScopeCharge => ({
   expireAtMs: T0 + 2e7,
 });
 
+const freshRedisStore = (prefix = `${inject("redisPrefix")}${randomUUID()}:`) =>
+  createRedisStore({ url: inject("redisUrl"), keyPrefix: prefix });
+
+/** Runs the same scenario on a memory store and on a fresh Redis store; returns both results. */
+async function onBothStores<T>(run: (store: Store) => Promise<T>): Promise<{ memory: T; redis: T }> {
+  const memoryStore = createMemoryStore();
+  const redisStore = freshRedisStore();
+  try {
+    return { memory: await run(memoryStore), redis: await run(redisStore) };
+  } finally {
+    await redisStore.close();
+    await memoryStore.close();
+  }
+}
+
 describe("redis store: stored records", () => {
   it("releases a reservation record written by an earlier version (record as the zset member)", async () => {
     const prefix = `${inject("redisPrefix")}${randomUUID()}:`;
-    const store = createRedisStore({ url: inject("redisUrl"), keyPrefix: prefix });
+    const store = freshRedisStore(prefix);
     try {
       await store.ping();
       // The old layout: member "<tokens>\n<id>\n<full counter key>", no entry in P rec.
@@ -38,12 +53,7 @@ describe("redis store: stored records", () => {
   });
 
   it("a settlement that describes the reservation differently releases what was really held, like the memory store", async () => {
-    const redis = createRedisStore({
-      url: inject("redisUrl"),
-      keyPrefix: `${inject("redisPrefix")}${randomUUID()}:`,
-    });
-    const memory = createMemoryStore();
-    const run = async (store: Store) => {
+    const { memory, redis } = await onBothStores(async (store) => {
       await store.reserve({
         id: "a",
         tokens: 300,
@@ -59,32 +69,21 @@ describe("redis store: stored records", () => {
         nowMs: T0,
       });
       return { status, states: await store.read(["u", "g"], T0) };
-    };
-    try {
-      const expected = await run(memory);
-      expect(expected).toEqual({
-        status: "settled",
-        states: [
-          { used: 100, reserved: 0 },
-          { used: 0, reserved: 0 },
-        ],
-      });
-      expect(await run(redis)).toEqual(expected);
-    } finally {
-      await redis.close();
-      await memory.close();
-    }
+    });
+    expect(memory).toEqual({
+      status: "settled",
+      states: [
+        { used: 100, reserved: 0 },
+        { used: 0, reserved: 0 },
+      ],
+    });
+    expect(redis).toEqual(memory);
   });
 
   it("keeps ids and keys outside ASCII exact (JSON argument to the scripts)", async () => {
-    const redis = createRedisStore({
-      url: inject("redisUrl"),
-      keyPrefix: `${inject("redisPrefix")}${randomUUID()}:`,
-    });
-    const memory = createMemoryStore();
     const id = 'ünï-😀-\u0001-"quote"-\\';
     const scopes = [scope("user:{张伟}:day"), scope("feature:{😀}:day")];
-    const run = async (store: Store) => [
+    const { memory, redis } = await onBothStores(async (store) => [
       await store.reserve({ id, tokens: 300, scopes, nowMs: T0, ttlMs: 60_000 }),
       await store.reserve({ id, tokens: 300, scopes, nowMs: T0, ttlMs: 60_000 }),
       await Promise.all([
@@ -96,17 +95,11 @@ describe("redis store: stored records", () => {
         scopes.map((s) => s.key),
         T0 + 120_000,
       ),
-    ];
-    try {
-      const expected = await run(memory);
-      expect(expected[4]).toEqual([
-        { used: 120, reserved: 0 },
-        { used: 120, reserved: 0 },
-      ]);
-      expect(await run(redis)).toEqual(expected);
-    } finally {
-      await redis.close();
-      await memory.close();
-    }
+    ]);
+    expect(memory[4]).toEqual([
+      { used: 120, reserved: 0 },
+      { used: 120, reserved: 0 },
+    ]);
+    expect(redis).toEqual(memory);
   });
 });
