@@ -9,7 +9,11 @@
 //   BENCH_C       connection counts (default 1,16,64)
 //   BENCH_ROUNDS  rounds; each case is reported at its median-throughput round (default 1)
 //   BENCH_PORTKEY 0 to leave Portkey out
-//   BENCH_PROF    a directory: tokenfuse runs with --cpu-prof and writes its profile there on exit
+//   BENCH_PROF    a directory: tokenfuse (and the bare proxy) run with --cpu-prof and write their
+//                 profiles there on exit
+//   BENCH_BARE    0 to leave out the bare Node proxy baseline (bench/bare-proxy.js)
+//   BENCH_COMPARE another tokenfuse checkout (built): its gateway runs as one more target, with the
+//                 same config, for an A/B of two versions in the same run
 import { spawn } from "node:child_process";
 import { mkdtempSync, readFileSync, writeFileSync } from "node:fs";
 import { createServer } from "node:net";
@@ -23,6 +27,8 @@ const WARMUP_MS = 300;
 const CONCURRENCIES = (process.env.BENCH_C ?? "1,16,64").split(",").map(Number);
 const ROUNDS = Number(process.env.BENCH_ROUNDS ?? 1);
 const WITH_PORTKEY = process.env.BENCH_PORTKEY !== "0";
+const WITH_BARE = process.env.BENCH_BARE !== "0";
+const COMPARE_DIR = process.env.BENCH_COMPARE;
 const PROF_DIR = process.env.BENCH_PROF;
 const STARTUP_TIMEOUT_MS = 20_000;
 
@@ -123,33 +129,60 @@ writeFileSync(
     global: { tokens_per_minute: 1e15 },
   }),
 );
-const gateway = await startChild(
-  [
-    ...(PROF_DIR ? ["--cpu-prof", "--cpu-prof-dir", PROF_DIR] : []),
-    "bin/tokenfuse.js",
-    "serve",
-    "--config",
-    configPath,
-    "--port",
-    "0",
-  ],
-  /gateway on (http:\/\/127\.0\.0\.1:\d+)/,
-);
+const startGateway = (bin, prof) =>
+  startChild(
+    [
+      ...(prof ? ["--cpu-prof", "--cpu-prof-dir", prof] : []),
+      bin,
+      "serve",
+      "--config",
+      configPath,
+      "--port",
+      "0",
+    ],
+    /gateway on (http:\/\/127\.0\.0\.1:\d+)/,
+  );
+const gateway = await startGateway("bin/tokenfuse.js", PROF_DIR);
 
 const targets = [
   {
+    role: "direct",
     name: "mock upstream directly",
     origin: mock.url,
     pid: undefined,
     headers: { "content-type": "application/json" },
   },
   {
+    role: "tokenfuse",
     name: "through tokenfuse gateway",
     origin: gateway.url,
     pid: gateway.child.pid,
     headers: { "content-type": "application/json", "x-tokenfuse-feature": "chat" },
   },
 ];
+if (COMPARE_DIR) {
+  const other = await startGateway(join(COMPARE_DIR, "bin/tokenfuse.js"));
+  targets.push({
+    role: "compare",
+    name: `through tokenfuse at ${COMPARE_DIR}`,
+    origin: other.url,
+    pid: other.child.pid,
+    headers: { "content-type": "application/json", "x-tokenfuse-feature": "chat" },
+  });
+}
+if (WITH_BARE) {
+  const bare = await startChild(
+    [...(PROF_DIR ? ["--cpu-prof", "--cpu-prof-dir", PROF_DIR] : []), "bench/bare-proxy.js", mock.url],
+    /bare proxy on (http:\/\/127\.0\.0\.1:\d+)/,
+  );
+  targets.push({
+    role: "bare",
+    name: "through a bare Node proxy (baseline)",
+    origin: bare.url,
+    pid: bare.child.pid,
+    headers: { "content-type": "application/json" },
+  });
+}
 if (WITH_PORTKEY) {
   const port = await freePort();
   const portkey = await startChild(
@@ -163,6 +196,7 @@ if (WITH_PORTKEY) {
     /AI Gateway is running at/,
   );
   targets.push({
+    role: "portkey",
     name: "through Portkey gateway",
     origin: `http://127.0.0.1:${port}`,
     pid: portkey.child.pid,
@@ -282,12 +316,16 @@ const rows = [
   ],
 ];
 const cpuCell = (x) => (x === undefined ? "–" : us(x));
+const has = (role) => targets.some((t) => t.role === role);
 const ratios = [
   [
     "connections",
     "tokenfuse ÷ Portkey req/s",
+    ...(has("bare") ? ["bare proxy ÷ Portkey req/s", "tokenfuse ÷ bare proxy req/s"] : []),
+    ...(has("compare") ? ["tokenfuse ÷ compared tokenfuse req/s"] : []),
     "tokenfuse ÷ direct req/s",
     "added p50 tokenfuse",
+    ...(has("bare") ? ["added p50 bare proxy"] : []),
     "added p50 Portkey",
   ],
 ];
@@ -311,12 +349,17 @@ for (const c of CONCURRENCIES) {
       cpuCell(r.cpu.client),
     ]);
   });
-  const [direct, tf, pk] = med;
+  const of = (role) => med[targets.findIndex((t) => t.role === role)];
+  const [direct, tf, pk, bare, cmp] = ["direct", "tokenfuse", "portkey", "bare", "compare"].map(of);
+  const x = (a, b) => `${(a.rps / b.rps).toFixed(2)}×`;
   ratios.push([
     String(c),
-    pk ? `${(tf.rps / pk.rps).toFixed(2)}×` : "–",
+    pk ? x(tf, pk) : "–",
+    ...(bare ? [pk ? x(bare, pk) : "–", x(tf, bare)] : []),
+    ...(cmp ? [x(tf, cmp)] : []),
     `${((tf.rps / direct.rps) * 100).toFixed(0)}%`,
     us(tf.p50 - direct.p50),
+    ...(bare ? [us(bare.p50 - direct.p50)] : []),
     pk ? us(pk.p50 - direct.p50) : "–",
   ]);
 }
