@@ -1,5 +1,6 @@
 import { Counter, collectDefaultMetrics, Histogram, Registry } from "prom-client";
 import type { EngineEvents } from "../core/engine.js";
+import { CounterCells } from "./counter-cells.js";
 
 /** The gateway's Prometheus metrics (one registry per gateway, so tests can run several). */
 export interface GatewayMetrics {
@@ -8,7 +9,25 @@ export interface GatewayMetrics {
   upstreamLatency: Histogram<"upstream" | "status">;
   storeErrors: Counter<"op" | "mode">;
   estimatedSettlements: Counter<"feature" | "reason">;
-  httpRequests: Counter<"route" | "status">;
+  /** HTTP requests by route and status: `httpRequests.cell(route, status).inc()`. */
+  httpRequests: CounterCells;
+}
+
+/** A counter the hot path increments through {@link CounterCells} (why: counter-cells.ts). */
+function cellCounter(
+  registry: Registry,
+  config: { name: string; help: string; labelNames: readonly string[] },
+): CounterCells {
+  let cells: CounterCells | undefined;
+  const counter = new Counter({
+    ...config,
+    registers: [registry],
+    collect() {
+      cells?.flush();
+    },
+  });
+  cells = new CounterCells(counter, config.labelNames);
+  return cells;
 }
 
 /**
@@ -18,29 +37,25 @@ export interface GatewayMetrics {
 export function createGatewayMetrics(): GatewayMetrics {
   const registry = new Registry();
   collectDefaultMetrics({ register: registry, prefix: "tokenfuse_process_" });
-  const decisions = new Counter({
+  const decisions = cellCounter(registry, {
     name: "tokenfuse_decisions_total",
     help: "Admission decisions by feature, decision (allow|trim|reject) and error code",
-    labelNames: ["feature", "decision", "code", "store"] as const,
-    registers: [registry],
+    labelNames: ["feature", "decision", "code", "store"],
   });
-  const tokens = new Counter({
+  const tokens = cellCounter(registry, {
     name: "tokenfuse_tokens_total",
     help: "Tokens settled, by feature and direction (input|output)",
-    labelNames: ["feature", "direction"] as const,
-    registers: [registry],
+    labelNames: ["feature", "direction"],
   });
-  const reserved = new Counter({
+  const reserved = cellCounter(registry, {
     name: "tokenfuse_reserved_tokens_total",
     help: "Tokens reserved at admission, by feature",
-    labelNames: ["feature"] as const,
-    registers: [registry],
+    labelNames: ["feature"],
   });
-  const settlements = new Counter({
+  const settlements = cellCounter(registry, {
     name: "tokenfuse_settlements_total",
     help: "Settlements by feature and outcome (settled|expired|duplicate|deferred)",
-    labelNames: ["feature", "status"] as const,
-    registers: [registry],
+    labelNames: ["feature", "status"],
   });
   const upstreamLatency = new Histogram({
     name: "tokenfuse_upstream_duration_seconds",
@@ -61,24 +76,23 @@ export function createGatewayMetrics(): GatewayMetrics {
     labelNames: ["feature", "reason"] as const,
     registers: [registry],
   });
-  const httpRequests = new Counter({
+  const httpRequests = cellCounter(registry, {
     name: "tokenfuse_http_requests_total",
     help: "HTTP requests by route and status",
-    labelNames: ["route", "status"] as const,
-    registers: [registry],
+    labelNames: ["route", "status"],
   });
   const events: EngineEvents = {
     decision(e) {
       // A refused unknown feature name comes from the caller: never a label (unbounded cardinality).
       const feature = e.code === "unknown_feature" || e.code === "invalid_request" ? "" : e.feature;
-      decisions.inc({ feature, decision: e.decision, code: e.code ?? "", store: e.storeStatus ?? "ok" });
-      if (e.reservedTokens) reserved.inc({ feature: e.feature }, e.reservedTokens);
+      decisions.cell(feature, e.decision, e.code ?? "", e.storeStatus ?? "ok").inc();
+      if (e.reservedTokens) reserved.cell(e.feature).inc(e.reservedTokens);
     },
     settled(e) {
-      settlements.inc({ feature: e.feature, status: e.status });
+      settlements.cell(e.feature, e.status).inc();
       if (e.usage && e.status !== "duplicate") {
-        tokens.inc({ feature: e.feature, direction: "input" }, e.usage.inputTokens);
-        tokens.inc({ feature: e.feature, direction: "output" }, e.usage.outputTokens);
+        tokens.cell(e.feature, "input").inc(e.usage.inputTokens);
+        tokens.cell(e.feature, "output").inc(e.usage.outputTokens);
       }
     },
   };

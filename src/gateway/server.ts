@@ -15,7 +15,7 @@ import { handleChatCompletions } from "./chat-completions.js";
 import { gatewayError, sendError, sendJson } from "./http-errors.js";
 import { createGatewayMetrics, type GatewayMetrics } from "./metrics.js";
 import { createUpstreamClients } from "./upstream/create-clients.js";
-import type { UpstreamClient } from "./upstream/types.js";
+import { UpstreamCancel, type UpstreamClient } from "./upstream/types.js";
 
 /** Options of {@link createGateway}. */
 export interface GatewayOptions {
@@ -71,7 +71,7 @@ export function createGateway(options: GatewayOptions): Gateway {
     if (!u) throw new Error("no upstream for summaries");
     const res = await u.send({
       body: { model, messages, max_tokens: maxOutputTokens },
-      signal: AbortSignal.timeout(u.timeoutMs),
+      cancel: UpstreamCancel.timeout(u.timeoutMs),
     });
     const whole = await res.text();
     if (res.status !== 200) throw new Error(`summary upstream answered ${res.status}`);
@@ -164,10 +164,10 @@ export function createGateway(options: GatewayOptions): Gateway {
     },
     (req, res) => {
       route(req, res).then(
-        (r) => metrics.httpRequests.inc({ route: r, status: String(res.statusCode) }),
+        (r) => metrics.httpRequests.cell(r, String(res.statusCode)).inc(),
         (e: unknown) => {
           sendError(res, e);
-          metrics.httpRequests.inc({ route: "error", status: String(res.statusCode) });
+          metrics.httpRequests.cell("error", String(res.statusCode)).inc();
         },
       );
     },
