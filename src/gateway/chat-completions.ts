@@ -9,7 +9,7 @@ import { gatewayError, sendError } from "./http-errors.js";
 import type { GatewayMetrics } from "./metrics.js";
 import { parseJsonObject, readBody } from "./read-body.js";
 import { createSseTap } from "./sse-tap.js";
-import type { UpstreamClient } from "./upstream/types.js";
+import { UpstreamCancel, type UpstreamClient } from "./upstream/types.js";
 
 /**
  * Body fields that would let a client choose where the request goes or with which credentials.
@@ -184,7 +184,6 @@ async function forward(
 ): Promise<void> {
   const { metrics, logger } = deps;
   const started = performance.now();
-  const signal = cancel.signal;
   // Only the mock's own control headers are passed on; nothing else the client sends reaches a provider.
   const extra: Record<string, string> = {};
   for (const h of MOCK_HEADERS) {
@@ -193,7 +192,11 @@ async function forward(
   }
   let upstreamRes: Awaited<ReturnType<UpstreamClient["send"]>>;
   try {
-    upstreamRes = await upstream.send({ body: upstreamBody(body, a), signal, headers: extra });
+    upstreamRes = await upstream.send({
+      body: upstreamBody(body, a),
+      cancel: cancel.upstream,
+      headers: extra,
+    });
   } catch (e) {
     throw upstreamFailure(e, cancel.timedOut, cancel.clientGone);
   }
@@ -353,13 +356,13 @@ function upstreamFailure(e: unknown, timedOut: boolean, clientGone: boolean) {
 }
 
 /**
- * One abort signal per request for both reasons to stop the upstream call — the client left, or the
+ * One cancel per request for both reasons to stop the upstream call — the client left, or the
  * upstream's timeout passed — and which one it was. Why not AbortSignal.timeout + AbortSignal.any:
- * they cost a timer object and signal bookkeeping per request on the hot path; one controller and
- * one cleared timer do the same.
+ * they cost a timer object and signal bookkeeping per request on the hot path; one cancel and one
+ * cleared timer do the same (and why not an AbortController at all: upstream/types.ts).
  */
 interface Cancel {
-  readonly signal: AbortSignal;
+  readonly upstream: UpstreamCancel;
   readonly clientGone: boolean;
   readonly timedOut: boolean;
   clientLeft(): void;
@@ -368,12 +371,12 @@ interface Cancel {
 }
 
 function createCancel(): Cancel {
-  const ac = new AbortController();
+  const upstream = new UpstreamCancel();
   let clientGone = false;
   let timedOut = false;
   let timer: NodeJS.Timeout | undefined;
   return {
-    signal: ac.signal,
+    upstream,
     get clientGone() {
       return clientGone;
     },
@@ -382,12 +385,12 @@ function createCancel(): Cancel {
     },
     clientLeft() {
       clientGone = true;
-      ac.abort(new Error("client disconnected"));
+      upstream.abort(new Error("client disconnected"));
     },
     startTimer(ms) {
       timer = setTimeout(() => {
         timedOut = true;
-        ac.abort(new Error("upstream timed out"));
+        upstream.abort(new Error("upstream timed out"));
       }, ms);
     },
     stopTimer() {

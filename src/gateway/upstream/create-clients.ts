@@ -18,8 +18,8 @@ function createMockClient(u: Extract<UpstreamConfig, { type: "mock" }>): Upstrea
     name: u.name,
     type: "mock",
     timeoutMs: u.timeoutMs,
-    async send({ body, signal, headers }): Promise<UpstreamResponse> {
-      const r = await mock.handle({ body, headers: headers ?? {}, signal });
+    async send({ body, cancel, headers }): Promise<UpstreamResponse> {
+      const r = await mock.handle({ body, headers: headers ?? {}, signal: cancel.signal });
       if ("stream" in r) {
         const stream = r.stream;
         return { status: r.status, headers: r.headers, body: stream, text: () => collectText(stream) };

@@ -43,18 +43,23 @@ export function createOpenAIClient(options: OpenAIClientOptions): UpstreamClient
     name: options.name,
     type: "openai",
     timeoutMs: options.timeoutMs,
-    async send({ body, signal, headers }): Promise<UpstreamResponse> {
+    async send({ body, cancel, headers }): Promise<UpstreamResponse> {
       const res = await pool.request({
         path,
         method: "POST",
-        headers: { ...headers, ...baseHeaders },
+        headers: headers ? { ...headers, ...baseHeaders } : baseHeaders,
         body: JSON.stringify(body),
-        signal,
+        signal: cancel,
       });
       const out = res.body;
+      let flat: Record<string, string> | undefined;
       return {
         status: res.statusCode,
-        headers: flatHeaders(res.headers),
+        // Gathered only when read: the gateway reads one header of most answers.
+        get headers() {
+          flat ??= flatHeaders(res.headers);
+          return flat;
+        },
         body: out,
         text: () => out.text(),
       };
