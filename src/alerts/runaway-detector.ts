@@ -92,8 +92,14 @@ export function createRunawayDetector(options: RunawayOptions): RunawayDetector 
     const key = `${o.feature}\u0000${o.user}`;
     let c = conversations.get(key);
     if (c) conversations.delete(key); // re-insert: the map's order is least recently seen first
-    if (!c || o.messageCount <= c.messages) {
+    if (!c) {
       c = { messages: o.messageCount, series: [o.inputTokens], alerted: false };
+    } else if (o.messageCount <= c.messages) {
+      // Not a continuation (a new conversation, or the history was cut): a new run from here.
+      c.messages = o.messageCount;
+      c.series.length = 0;
+      c.series.push(o.inputTokens);
+      c.alerted = false;
     } else {
       c.messages = o.messageCount;
       c.series.push(o.inputTokens);

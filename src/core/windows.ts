@@ -3,26 +3,36 @@
  * budget resets by construction when the window changes — no reset job (SPEC §4).
  */
 
-/** A window: its id (used in keys) and its bounds [startMs, endMs). */
+/** A window: its id (used in keys) and its bounds [startMs, endMs). Shared (cached): never mutated. */
 export interface Window {
-  id: string;
-  startMs: number;
-  endMs: number;
+  readonly id: string;
+  readonly startMs: number;
+  readonly endMs: number;
 }
 
 const MINUTE_MS = 60_000;
 const HOUR_MS = 3_600_000;
 
+/** The last minute and hour handed out: the hot path asks for the same one thousands of times. */
+let lastMinute: Window = { id: "", startMs: 0, endMs: 0 };
+let lastHour: Window = { id: "", startMs: 0, endMs: 0 };
+
 /** The UTC minute containing `nowMs`, id like `2026-11-24T10:05`. */
 export function minuteWindow(nowMs: number): Window {
+  if (nowMs >= lastMinute.startMs && nowMs < lastMinute.endMs) return lastMinute;
   const startMs = Math.floor(nowMs / MINUTE_MS) * MINUTE_MS;
-  return { id: new Date(startMs).toISOString().slice(0, 16), startMs, endMs: startMs + MINUTE_MS };
+  const w = { id: new Date(startMs).toISOString().slice(0, 16), startMs, endMs: startMs + MINUTE_MS };
+  lastMinute = w;
+  return w;
 }
 
 /** The UTC hour containing `nowMs`, id like `2026-11-24T10`. */
 export function hourWindow(nowMs: number): Window {
+  if (nowMs >= lastHour.startMs && nowMs < lastHour.endMs) return lastHour;
   const startMs = Math.floor(nowMs / HOUR_MS) * HOUR_MS;
-  return { id: new Date(startMs).toISOString().slice(0, 13), startMs, endMs: startMs + HOUR_MS };
+  const w = { id: new Date(startMs).toISOString().slice(0, 13), startMs, endMs: startMs + HOUR_MS };
+  lastHour = w;
+  return w;
 }
 
 const formatters = new Map<string, Intl.DateTimeFormat>();

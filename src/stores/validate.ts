@@ -13,23 +13,34 @@ function assertCount(name: string, v: number): void {
 /**
  * Line breaks separate the parts of a stored reservation record, and a lone UTF-16 surrogate has no
  * UTF-8 form (it would be stored as U+FFFD, or refused by Redis's JSON decoder): neither may appear
- * in an id or a key. In `u` mode, `\p{Cs}` matches only unpaired surrogates.
+ * in an id or a key. Why not one regex (`/[\r\n]|\p{Cs}/u`): these checks run for every key of every
+ * reservation and settlement, and two `includes` plus `isWellFormed` cost a fraction of a `u` regex.
  */
-const UNSTORABLE = /[\r\n]|\p{Cs}/u;
+function storable(s: string): boolean {
+  return !s.includes("\n") && !s.includes("\r") && s.isWellFormed();
+}
 
 function assertKey(what: string, key: unknown): void {
   if (typeof key !== "string" || key.length === 0) throw new TypeError(`${what} must be a non-empty string`);
-  if (UNSTORABLE.test(key))
+  if (!storable(key))
     throw new TypeError(`${what} ${JSON.stringify(key)} contains a line break or an unpaired surrogate`);
 }
 
 function assertScopes(scopes: readonly ScopeCharge[]): void {
   if (!Array.isArray(scopes)) throw new TypeError("scopes must be an array");
-  const seen = new Set<string>();
-  for (const s of scopes) {
+  // A request has a handful of scopes: comparing pairs is cheaper than building a Set each time.
+  const seen = scopes.length > 8 ? new Set<string>() : undefined;
+  for (let i = 0; i < scopes.length; i++) {
+    const s = scopes[i] as ScopeCharge;
     assertKey("scope key", s.key);
-    if (seen.has(s.key)) throw new RangeError(`scope ${s.key} appears twice in one reservation`);
-    seen.add(s.key);
+    let twice = false;
+    if (seen) {
+      twice = seen.has(s.key);
+      seen.add(s.key);
+    } else {
+      for (let j = 0; j < i && !twice; j++) twice = (scopes[j] as ScopeCharge).key === s.key;
+    }
+    if (twice) throw new RangeError(`scope ${s.key} appears twice in one reservation`);
     assertCount(`limit of ${s.key}`, s.limit);
     assertCount(`expireAtMs of ${s.key}`, s.expireAtMs);
   }
@@ -37,7 +48,7 @@ function assertScopes(scopes: readonly ScopeCharge[]): void {
 
 function assertId(id: string): void {
   // Ids are part of stored records and keys: bounded, and no line breaks (the record separator).
-  if (typeof id !== "string" || id.length === 0 || id.length > 256 || UNSTORABLE.test(id)) {
+  if (typeof id !== "string" || id.length === 0 || id.length > 256 || !storable(id)) {
     throw new TypeError(
       "reservation id must be a string of 1 to 256 characters without line breaks or unpaired surrogates",
     );

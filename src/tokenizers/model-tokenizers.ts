@@ -112,12 +112,25 @@ export function getChatTokenizer(encoding: EncodingName): DetailedChatTokenizer 
   return chatTokenizerFor(encoding, DEFAULT_IMAGE_PROFILE);
 }
 
+/**
+ * Tokenizers by model name as asked. Why: the gateway asks once or twice per request, and resolving a
+ * name (normalise, then up to a dozen pattern tests) cost more than the cached count it leads to.
+ * Bounded: names are usually the config's few models, but a library caller may pass anything.
+ */
+const byModel = new Map<string, DetailedChatTokenizer>();
+const BY_MODEL_MAX = 1024;
+
 /** The chat tokenizer that counts requests to `model`. */
 export function tokenizerForModel(model: string): DetailedChatTokenizer {
+  let tokenizer = byModel.get(model);
+  if (tokenizer) return tokenizer;
   const encoding = encodingForModel(model);
   const name = baseModelName(model);
   const image = IMAGE_PROFILES.find((p) => p.pattern.test(name))?.profile ?? DEFAULT_IMAGE_PROFILE;
-  return chatTokenizerFor(encoding, image);
+  tokenizer = chatTokenizerFor(encoding, image);
+  if (byModel.size >= BY_MODEL_MAX) byModel.clear();
+  byModel.set(model, tokenizer);
+  return tokenizer;
 }
 
 /**
@@ -127,6 +140,7 @@ export function tokenizerForModel(model: string): DetailedChatTokenizer {
 export function configureTokenCountCache(options: { maxChars?: number } = {}): TokenCountCache {
   sharedCache = createTokenCountCache({ maxChars: options.maxChars ?? DEFAULT_CACHE_MAX_CHARS });
   chatTokenizers.clear();
+  byModel.clear();
   return sharedCache;
 }
 
