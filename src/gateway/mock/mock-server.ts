@@ -9,6 +9,7 @@ import { once } from "node:events";
 import { createServer, type IncomingMessage, type ServerResponse } from "node:http";
 import type { AddressInfo, Socket } from "node:net";
 import { setTimeout as delay } from "node:timers/promises";
+import { readBodyUpTo } from "../read-body.js";
 import {
   invalidRequestResponse,
   isStreamResponse,
@@ -61,53 +62,11 @@ const MODELS_BODY = JSON.stringify({
 
 class BodyTooLargeError extends Error {}
 
-/**
- * The request body, or {@link BodyTooLargeError} past `maxBytes`. Why read to the end even then: the
- * 413 can only be delivered, and the connection kept, once the client has finished sending. Why
- * plain `data`/`end` listeners rather than `for await`: the async iterator costs an end-of-stream
- * watcher, a promise per chunk and several ticks per request, a visible share of the mock's CPU under
- * load (bench/gateway.bench.js), where the mock must not be the bottleneck.
- */
-function readBody(req: IncomingMessage, maxBytes: number): Promise<Buffer> {
-  return new Promise((resolve, reject) => {
-    let first: Buffer | undefined;
-    let chunks: Buffer[] | undefined;
-    let size = 0;
-    const onData = (chunk: Buffer) => {
-      size += chunk.length;
-      if (size > maxBytes) return;
-      if (first === undefined) {
-        first = chunk;
-      } else {
-        chunks ??= [first];
-        chunks.push(chunk);
-      }
-    };
-    const onEnd = () => {
-      cleanup();
-      if (size > maxBytes) reject(new BodyTooLargeError());
-      else resolve(chunks ? Buffer.concat(chunks) : (first ?? Buffer.alloc(0)));
-    };
-    const onError = (error: Error) => {
-      cleanup();
-      reject(error);
-    };
-    // A request whose connection goes away before its body ends (no `end` will come).
-    const onClose = () => {
-      cleanup();
-      reject(new Error("mock server: request closed before its body ended"));
-    };
-    const cleanup = () => {
-      req.off("data", onData);
-      req.off("end", onEnd);
-      req.off("error", onError);
-      req.off("close", onClose);
-    };
-    req.on("data", onData);
-    req.on("end", onEnd);
-    req.on("error", onError);
-    req.on("close", onClose);
-  });
+/** The request body, or {@link BodyTooLargeError} past `maxBytes` (how: read-body.ts). */
+async function readBody(req: IncomingMessage, maxBytes: number): Promise<Buffer> {
+  const body = await readBodyUpTo(req, maxBytes);
+  if (!body) throw new BodyTooLargeError();
+  return body;
 }
 
 /**
