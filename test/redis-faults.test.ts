@@ -98,6 +98,41 @@ describe("Redis faults", () => {
     }
   });
 
+  it("a retry with the same requestId after a refused reservation is reserved and charged (deny)", async () => {
+    const proxy = await startFaultProxy(redis.port);
+    const prefix = `retry-${randomUUID()}:`;
+    const { tf, store } = make(proxy.url, "deny", prefix);
+    try {
+      const warm = await tf.admit({ feature: "chat", user: "warm", messages });
+      await warm.settle();
+      proxy.loseNextReply();
+      const req = { requestId: "order-42", feature: "chat", user: "rt", messages };
+      const e = await tf.admit(req).catch((err: unknown) => err);
+      expect(isTokenBudgetError(e) && e.code).toBe("budget_store_unavailable");
+      await until(async () => store.pendingSettlements === 0, 5000, "the queued release");
+      await until(
+        () => (store as unknown as { opts: { primary: { ready: boolean } } }).opts.primary.ready,
+        5000,
+        "reconnect",
+      );
+      // The caller retries with its idempotency key: a new request, since the first never ran.
+      const a = await tf.admit(req);
+      expect(Number((await direct.hgetall(userDay(prefix, "rt"))).t)).toBe(a.reservedTokens);
+      const s = await a.settle({ prompt_tokens: a.inputTokens, completion_tokens: 60 });
+      expect(s).toMatchObject({ status: "settled", chargedTokens: a.inputTokens + 60 });
+      const h = await direct.hgetall(userDay(prefix, "rt"));
+      expect([Number(h.u), Number(h.t)]).toEqual([a.inputTokens + 60, a.inputTokens + 60]);
+      // And a second retry after that settlement is the duplicate it is: nothing charged again.
+      const again = await tf.admit(req);
+      const s2 = await again.settle({ prompt_tokens: a.inputTokens, completion_tokens: 60 });
+      expect(s2).toMatchObject({ status: "duplicate", chargedTokens: 0 });
+      expect(Number((await direct.hgetall(userDay(prefix, "rt"))).u)).toBe(a.inputTokens + 60);
+    } finally {
+      await tf.close();
+      await proxy.close();
+    }
+  });
+
   it("SCRIPT FLUSH under load causes no errors (EVALSHA falls back to EVAL)", async () => {
     const prefix = `flush-${randomUUID()}:`;
     const { tf } = make(redis.url, "deny", prefix);

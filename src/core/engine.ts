@@ -476,6 +476,8 @@ export function createEngine(deps: EngineDeps): Engine {
           "settled after the reservation expired; charged the actual usage",
         );
       }
+      // A duplicate was charged by the settlement it duplicates: this one charged nothing.
+      const charged = status === "duplicate" ? 0 : actual;
       deps.events?.settled({
         ...(cost !== undefined ? { costNanoUsd: cost } : {}),
         id: base.id,
@@ -484,12 +486,12 @@ export function createEngine(deps: EngineDeps): Engine {
         user: req.user,
         model,
         status,
-        chargedTokens: actual,
+        chargedTokens: charged,
         ...(u ? { usage: u } : {}),
       });
       return {
         status,
-        chargedTokens: actual,
+        chargedTokens: charged,
         ...(u ? { usage: u } : {}),
         ...(cost !== undefined ? { costNanoUsd: cost } : {}),
       };

@@ -21,7 +21,16 @@ export type VectorStep =
         | { ok: true; duplicate?: boolean; committed?: number[] }
         | { ok: false; scopeIndex: number; committed?: number };
     }
-  | { op: "settle"; id: string; actual: number; scopes: string[]; at: number; expect: string }
+  | {
+      op: "settle";
+      id: string;
+      actual: number;
+      scopes: string[];
+      at: number;
+      /** Settle as abandoned (SettleRequest.abandon). */
+      abandon?: boolean;
+      expect: string;
+    }
   | { op: "read"; keys: string[]; at: number; expect: Array<[used: number, reserved: number]> };
 
 export interface StoreVector {
@@ -34,6 +43,45 @@ const day = { limit: 1000, resetAtMs: 86_400_000 };
 const minute = { limit: 300, resetAtMs: 60_000 };
 
 export const STORE_VECTORS: StoreVector[] = [
+  {
+    name: "an abandoned reservation is released and not remembered: the same id is a new request",
+    scopes: { u: day, g: minute },
+    steps: [
+      { op: "reserve", id: "a", tokens: 200, scopes: ["u", "g"], at: 0, expect: { ok: true } },
+      { op: "settle", id: "a", actual: 0, scopes: ["u", "g"], at: 1, abandon: true, expect: "settled" },
+      {
+        op: "read",
+        keys: ["u", "g"],
+        at: 2,
+        expect: [
+          [0, 0],
+          [0, 0],
+        ],
+      },
+      // Abandoned twice (a resent release): nothing is live, nothing changes.
+      { op: "settle", id: "a", actual: 0, scopes: ["u", "g"], at: 3, abandon: true, expect: "expired" },
+      {
+        op: "reserve",
+        id: "a",
+        tokens: 200,
+        scopes: ["u", "g"],
+        at: 4,
+        expect: { ok: true, duplicate: false, committed: [200, 200] },
+      },
+      { op: "settle", id: "a", actual: 150, scopes: ["u", "g"], at: 5, expect: "settled" },
+      // Once settled, an abandon changes nothing.
+      { op: "settle", id: "a", actual: 0, scopes: ["u", "g"], at: 6, abandon: true, expect: "duplicate" },
+      {
+        op: "read",
+        keys: ["u", "g"],
+        at: 7,
+        expect: [
+          [150, 0],
+          [150, 0],
+        ],
+      },
+    ],
+  },
   {
     name: "reserve then settle below the reservation releases the rest",
     scopes: { u: day, g: minute },

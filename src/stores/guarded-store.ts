@@ -42,8 +42,9 @@ interface Pending {
  * Settlements that cannot reach the store are queued and retried in order until it is back, so
  * usage is not lost: the store charges a settlement for a reservation it never saw (or that
  * expired meanwhile) as actual usage, and ignores one it already applied (idempotent by id).
- * A reserve that failed ambiguously (timeout: it may have run) is released by a queued zero
- * settlement in `deny` mode, so it cannot hold budget until it expires.
+ * A reserve that failed ambiguously (timeout: it may have run) is released by a queued abandon
+ * (`SettleRequest.abandon`) in `deny` mode, so it cannot hold budget until it expires; the id is not
+ * remembered as settled, so a retry with the same request id is reserved and charged as new.
  */
 export class GuardedStore implements Store {
   readonly kind: string;
@@ -83,12 +84,15 @@ export class GuardedStore implements Store {
         "budget store unavailable for a reservation",
       );
       if (mode === "deny") {
+        // Abandoned, not settled: the request was refused, so a retry with the same id must be
+        // reserved and charged as a new request (a settled marker would make it a free duplicate).
         this.enqueue({
           id: req.id,
           actualTokens: 0,
           reservedTokens: req.tokens,
           scopes: req.scopes,
           nowMs: req.nowMs,
+          abandon: true,
         });
         throw e;
       }

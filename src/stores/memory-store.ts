@@ -192,7 +192,7 @@ export class MemoryStore implements Store {
         if (c.expireAtMs > t.expireAtMs) t.expireAtMs = c.expireAtMs;
       }
     }
-    this.settled.set(req.id, req.nowMs + SETTLED_MEMORY_MS);
+    if (!req.abandon) this.settled.set(req.id, req.nowMs + SETTLED_MEMORY_MS);
     return status;
   }
 

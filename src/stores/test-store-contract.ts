@@ -72,6 +72,7 @@ export function describeStoreContract(name: string, factory: StoreFactory): void
               reservedTokens: reservedById.get(step.id) ?? 0,
               scopes: chargesFor(v, step.scopes, ns),
               nowMs: T0 + step.at,
+              ...(step.abandon ? { abandon: true } : {}),
             });
             expect(status, where).toBe(step.expect);
           } else {
@@ -203,6 +204,9 @@ export function describeStoreContract(name: string, factory: StoreFactory): void
       await expect(
         store.settle({ id: `${ns}-x`, actualTokens: -5, reservedTokens: 0, scopes, nowMs: T0 }),
       ).rejects.toThrow();
+      await expect(
+        store.settle({ id: `${ns}-x`, actualTokens: 5, reservedTokens: 0, scopes, nowMs: T0, abandon: true }),
+      ).rejects.toThrow(/abandoned/);
       await expect(store.reserve({ id: "a\nb", tokens: 1, scopes, nowMs: T0, ttlMs: 1000 })).rejects.toThrow(
         /line breaks/,
       );

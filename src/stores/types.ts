@@ -83,6 +83,12 @@ export interface SettleRequest {
   nowMs: number;
   /** Spend to add with the settlement (same atomic step; not added again for a duplicate). */
   spend?: SpendCharge | undefined;
+  /**
+   * The request never ran (its reservation failed ambiguously and was refused): release the
+   * reservation if it is live, charge nothing, and do NOT remember the id as settled — a retry with
+   * the same id is a new request and must be charged. Requires `actualTokens: 0` and no spend.
+   */
+  abandon?: boolean | undefined;
 }
 
 /** A request's spend, added to every listed spend counter at settlement. */

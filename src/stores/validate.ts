@@ -80,4 +80,8 @@ export function assertSettleRequest(req: SettleRequest): void {
   }
   assertCount("nowMs", req.nowMs);
   assertScopes(req.scopes);
+  if (req.abandon !== undefined && typeof req.abandon !== "boolean")
+    throw new TypeError("abandon must be a boolean");
+  if (req.abandon && (req.actualTokens !== 0 || req.spend))
+    throw new RangeError("an abandoned reservation charges nothing: actualTokens must be 0 and spend absent");
 }

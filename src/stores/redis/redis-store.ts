@@ -316,7 +316,7 @@ export class RedisStore implements Store {
       this.record(req.reservedTokens, req.scopes),
       String(req.reservedTokens),
       String(req.actualTokens),
-      String(SETTLED_MEMORY_MS),
+      req.abandon ? "0" : String(SETTLED_MEMORY_MS),
       String(spend?.costNanoUsd ?? 0),
       String(spend?.inputTokens ?? 0),
       String(spend?.outputTokens ?? 0),

@@ -8,7 +8,7 @@ import { SWEEP_LUA } from "./sweep.js";
  * of the request, KEYS[4+n ..] = spend counters (hashes: c = cost nano-USD, i = input tokens,
  * o = output tokens, r = requests)
  * ARGV[1] = one JSON array: [id, record (what reserve stored for these tokens and scopes), reserved
- *   tokens, actual tokens, settled-marker TTL ms, cost nano-USD, input tokens, output tokens, n,
+ *   tokens, actual tokens, settled-marker TTL ms ('0': write no marker, an abandoned reservation), cost nano-USD, input tokens, output tokens, n,
  *   then n counter expireAtMs, then one expireAtMs per spend counter]; n is a number, the rest are
  *   strings (why JSON and strings: reserve.ts).
  * Returns "settled" (the reservation was live), "expired" (it had been released already; the
@@ -53,7 +53,7 @@ if actual > 0 then
     redis.call('PEXPIREAT', key, a[6 + j])
   end
 end
-redis.call('SET', KEYS[3], '1', 'PX', a[5])
+if a[5] ~= '0' then redis.call('SET', KEYS[3], '1', 'PX', a[5]) end
 if live == 1 then return 'settled' end
 return 'expired'
 `;
