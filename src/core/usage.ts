@@ -40,3 +40,24 @@ export function normalizeUsage(u: OpenAIUsage): Usage {
 export function chargedTokens(u: Usage): number {
   return u.inputTokens + u.outputTokens;
 }
+
+/**
+ * A provider's reported usage when tokenfuse can charge it as is; otherwise `problem` says why not
+ * (a fixed phrase, usable as a metric label) and `detail` what was wrong.
+ * Why: a provider that answered has generated (and billed) its output; when its usage is missing or
+ * malformed, the caller must settle from an estimate of what passed, never fail the settlement
+ * (which would release the whole reservation and charge nothing).
+ */
+export function chargeableUsage(
+  reported: unknown,
+):
+  | { usage: OpenAIUsage; problem?: undefined; detail?: undefined }
+  | { usage?: undefined; problem: "no usage reported" | "invalid usage reported"; detail?: string } {
+  if (reported === undefined || reported === null) return { problem: "no usage reported" };
+  try {
+    normalizeUsage(reported as OpenAIUsage);
+    return { usage: reported as OpenAIUsage };
+  } catch (e) {
+    return { problem: "invalid usage reported", detail: (e as Error).message };
+  }
+}

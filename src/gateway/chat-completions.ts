@@ -3,6 +3,7 @@ import type { ResolvedConfig } from "../config/types.js";
 import type { Admission, Engine } from "../core/engine.js";
 import type { Logger } from "../core/logger.js";
 import type { ChatMessage, OpenAIUsage, ToolDefinition } from "../core/types.js";
+import { chargeableUsage } from "../core/usage.js";
 import { tokenizerForModel } from "../tokenizers/index.js";
 import type { Authenticator } from "./auth.js";
 import { gatewayError, sendError } from "./http-errors.js";
@@ -226,7 +227,12 @@ async function forward(
   }
 
   if (body.stream === true) {
-    await streamThrough(res, body, a, upstreamRes, ours, { cancel, deps, observe });
+    await streamThrough(res, body, a, upstreamRes, ours, {
+      cancel,
+      deps,
+      observe,
+      upstreamName: upstream.name,
+    });
     return;
   }
 
@@ -237,21 +243,22 @@ async function forward(
     throw upstreamFailure(e, cancel.timedOut, cancel.clientGone);
   }
   observe("2xx");
-  let usage: OpenAIUsage | undefined;
+  let usage: unknown;
   let generated = "";
   try {
     const parsed = JSON.parse(text) as {
-      usage?: OpenAIUsage;
+      usage?: unknown;
       choices?: Array<{ message?: { content?: unknown } }>;
     };
-    usage = parsed.usage ?? undefined;
-    generated = (parsed.choices ?? [])
-      .map((c) => (typeof c.message?.content === "string" ? c.message.content : ""))
+    usage = parsed?.usage;
+    const choices = Array.isArray(parsed?.choices) ? parsed.choices : [];
+    generated = choices
+      .map((c) => (typeof c?.message?.content === "string" ? c.message.content : ""))
       .join("");
   } catch {
     // Not JSON: forwarded as is, charged from the estimate below.
   }
-  await settleWith(a, usage, generated, "no usage in response", deps);
+  await settleWith(a, usage, generated, undefined, deps);
   res.writeHead(200, {
     "content-type": upstreamRes.headers["content-type"] ?? "application/json",
     "content-length": Buffer.byteLength(text),
@@ -266,7 +273,7 @@ async function streamThrough(
   a: Admission,
   upstreamRes: Awaited<ReturnType<UpstreamClient["send"]>>,
   ours: Record<string, string>,
-  ctx: { cancel: Cancel; deps: ChatHandlerDeps; observe: (s: string) => void },
+  ctx: { cancel: Cancel; deps: ChatHandlerDeps; observe: (s: string) => void; upstreamName: string },
 ): Promise<void> {
   const so = body.stream_options as { include_usage?: unknown } | undefined;
   const tap = createSseTap({ stripUsage: so?.include_usage !== true });
@@ -276,66 +283,85 @@ async function streamThrough(
     connection: "keep-alive",
     ...ours,
   });
-  let failure: string | undefined;
+  // Why the stream stopped early, if it did (a fixed phrase: it is also a metric label).
+  let failure: "client disconnected" | "upstream timed out" | "upstream stream failed" | undefined;
+  const { cancel } = ctx;
   try {
     for await (const chunk of upstreamRes.body) {
       const out = tap.push(chunk);
       if (out !== "" && !res.write(out)) {
-        // Back-pressure: wait until the client drains, or leaves.
+        // Back-pressure: wait until the client drains, leaves, or the upstream's time is up (a
+        // client that stops reading must not hold its reservation, or this handler, forever).
         await new Promise<void>((resolve) => {
           const done = () => {
             res.off("drain", done);
             res.off("close", done);
+            cancel.upstream.off("abort", done);
             resolve();
           };
           res.on("drain", done);
           res.on("close", done);
+          cancel.upstream.on("abort", done);
         });
       }
-      if (ctx.cancel.clientGone) break;
+      if (cancel.upstream.aborted) break;
     }
     const rest = tap.end();
-    if (rest !== "" && !ctx.cancel.clientGone) res.write(rest);
+    if (rest !== "" && !cancel.upstream.aborted) res.write(rest);
   } catch (e) {
-    failure = ctx.cancel.clientGone
-      ? "client disconnected"
-      : ctx.cancel.timedOut
-        ? "upstream timed out"
-        : `upstream stream failed: ${(e as Error).message}`;
+    if (!cancel.clientGone && !cancel.timedOut) {
+      failure = "upstream stream failed";
+      ctx.deps.logger.warn(
+        { upstream: ctx.upstreamName, err: (e as Error)?.message },
+        "upstream stream failed",
+      );
+    }
   }
-  if (ctx.cancel.clientGone) failure ??= "client disconnected";
+  if (cancel.clientGone) failure = "client disconnected";
+  else if (cancel.timedOut) failure = "upstream timed out";
   ctx.observe(failure ? "error" : "2xx");
-  // Charged for what was generated: the reported usage, else an estimate from the text that passed.
-  await settleWith(
-    a,
-    failure ? undefined : tap.usage,
-    tap.generatedText(),
-    failure ?? "no usage chunk",
-    ctx.deps,
-  );
-  if (failure && !ctx.cancel.clientGone) {
-    // The client has the headers already: end the stream abruptly so it sees a failure, not a short answer.
-    res.destroy(new Error(failure));
+  // Charged for what was generated: the reported usage (authoritative once seen, even if the stream
+  // failed after it), else an estimate from the text that passed.
+  await settleWith(a, tap.usage, tap.generatedText(), failure, ctx.deps);
+  if (failure && !cancel.clientGone) {
+    // The client has the headers already: end the stream abruptly so it sees a failure, not a short
+    // answer. Why on the next turn: node:http hands this tick's writes to the socket at the end of
+    // the tick; destroying now would drop them, headers included.
+    const err = new Error(failure);
+    setImmediate(() => res.destroy(err));
     return;
   }
   res.end();
 }
 
+/**
+ * Settles a call the upstream answered: with its usage when it is chargeable, else with an estimate
+ * of what was generated (counted, flagged in `tokenfuse_estimated_settlements_total` and logged).
+ * Never by releasing the reservation: the provider generated that output and bills it.
+ */
 async function settleWith(
   a: Admission,
-  usage: OpenAIUsage | undefined,
+  reported: unknown,
   generated: string,
-  reason: string,
+  failure: string | undefined,
   deps: ChatHandlerDeps,
 ): Promise<void> {
-  if (usage) {
-    await a.settle(usage);
+  const c = chargeableUsage(reported);
+  if (c.usage) {
+    await a.settle(c.usage);
     return;
   }
+  const reason = failure ?? c.problem;
   const est = estimateUsage(a, generated);
   deps.metrics.estimatedSettlements.inc({ feature: a.feature, reason });
   deps.logger.warn(
-    { id: a.id, feature: a.feature, reason, estimatedCompletionTokens: est.completion_tokens },
+    {
+      id: a.id,
+      feature: a.feature,
+      reason,
+      ...(c.detail ? { usageProblem: c.detail } : {}),
+      estimatedCompletionTokens: est.completion_tokens,
+    },
     "settled from an estimate",
   );
   await a.settle(est);

@@ -1,0 +1,189 @@
+import { connect } from "node:net";
+import { afterEach, describe, expect, it } from "vitest";
+import { loadConfig } from "../src/config/load.js";
+import { silentLogger } from "../src/core/logger.js";
+import { createGateway, type Gateway } from "../src/gateway/server.js";
+import type { UpstreamClient, UpstreamResponse } from "../src/gateway/upstream/types.js";
+import { createMemoryStore } from "../src/stores/memory-store.js";
+import { getChatTokenizer } from "../src/tokenizers/index.js";
+
+/**
+ * Upstream answers that are odd rather than failed — malformed usage, usage followed by a failure, a
+ * client that stops reading — each settled exactly and never hanging. The upstream is a fake
+ * UpstreamClient, so each case controls exactly what the provider "sends".
+ */
+const messages = [{ role: "user", content: "Tell me a story" }];
+const prompt = getChatTokenizer("o200k_base").countChat(messages);
+const count = (s: string) => getChatTokenizer("o200k_base").countText(s);
+const sse = (o: object) => `data: ${JSON.stringify(o)}\n\n`;
+const delta = (content: string) => sse({ id: "c1", choices: [{ index: 0, delta: { content } }] });
+
+type Send = UpstreamClient["send"];
+let gw: Gateway | undefined;
+afterEach(async () => {
+  await gw?.close();
+  gw = undefined;
+});
+
+async function gatewayWith(send: Send, timeoutMs = 1000) {
+  const config = loadConfig(
+    {
+      upstreams: { fake: { type: "openai", base_url: "http://127.0.0.1:9/v1", timeout_ms: timeoutMs } },
+      features: { chat: { model: "gpt-4o", max_input: 1000, max_output: 200, on_exceed: "trim" } },
+      tiers: { free: { daily_tokens: 1_000_000 } },
+      default_tier: "free",
+    },
+    {},
+  );
+  const upstreams = new Map<string, UpstreamClient>([
+    ["fake", { name: "fake", type: "fake", timeoutMs, send, async close() {} }],
+  ]);
+  const g = createGateway({ config, store: createMemoryStore(), logger: silentLogger, upstreams });
+  gw = g;
+  const base = `http://127.0.0.1:${await g.listen(0)}`;
+  const day = async () => (await g.engine.remaining({ user: "anonymous" })).user.day;
+  const estimated = async (reason: string) => {
+    const text = await (await fetch(`${base}/metrics`)).text();
+    const m = new RegExp(
+      `^tokenfuse_estimated_settlements_total\\{[^}]*reason="${reason}"[^}]*\\} (\\d+)`,
+      "m",
+    ).exec(text);
+    return Number(m?.[1] ?? 0);
+  };
+  const post = (body: object) =>
+    fetch(`${base}/v1/chat/completions`, {
+      method: "POST",
+      headers: { "content-type": "application/json" },
+      body: JSON.stringify({ model: "gpt-4o", messages, ...body }),
+    });
+  return { base, day, estimated, post, port: new URL(base).port };
+}
+
+function whole(status: number, body: string): UpstreamResponse {
+  return {
+    status,
+    headers: { "content-type": "application/json" },
+    body: (async function* () {
+      yield body;
+    })(),
+    text: async () => body,
+  };
+}
+
+function streamed(gen: () => AsyncGenerator<string>): UpstreamResponse {
+  return {
+    status: 200,
+    headers: { "content-type": "text/event-stream" },
+    body: gen(),
+    text: async () => "",
+  };
+}
+
+describe("gateway: odd upstream answers", () => {
+  it("a malformed usage in a whole answer: the client gets the answer, charged an estimate (flagged)", async () => {
+    const content = "a short reply from the provider";
+    const answer = JSON.stringify({
+      id: "x",
+      object: "chat.completion",
+      choices: [{ index: 0, message: { role: "assistant", content }, finish_reason: "stop" }],
+      usage: { prompt_tokens: 1.5, completion_tokens: "seven" },
+    });
+    const g = await gatewayWith(async () => whole(200, answer));
+    const res = await g.post({});
+    expect(res.status).toBe(200);
+    expect(await res.text()).toBe(answer);
+    expect(await g.day()).toMatchObject({ used: prompt + count(content), reserved: 0 });
+    expect(await g.estimated("invalid usage reported")).toBe(1);
+  });
+
+  it("a malformed usage chunk in a stream: the stream completes, charged an estimate (flagged)", async () => {
+    const g = await gatewayWith(async () =>
+      streamed(async function* () {
+        yield delta("Once upon ");
+        yield delta("a time.");
+        yield sse({ id: "c1", choices: [], usage: {} });
+        yield "data: [DONE]\n\n";
+      }),
+    );
+    const res = await g.post({ stream: true });
+    expect(await res.text()).toContain("data: [DONE]");
+    expect(await g.day()).toMatchObject({ used: prompt + count("Once upon a time."), reserved: 0 });
+    expect(await g.estimated("invalid usage reported")).toBe(1);
+  });
+
+  it("a stream that fails after its usage chunk is charged the reported usage, not an estimate", async () => {
+    const g = await gatewayWith(async () =>
+      streamed(async function* () {
+        yield delta("Hi.");
+        yield sse({
+          id: "c1",
+          choices: [],
+          usage: {
+            prompt_tokens: prompt,
+            completion_tokens: 150,
+            completion_tokens_details: { reasoning_tokens: 140 },
+          },
+        });
+        throw new Error("connection reset");
+      }),
+    );
+    const res = await g.post({ stream: true });
+    await expect(res.text()).rejects.toThrow();
+    await new Promise((r) => setTimeout(r, 50));
+    expect(await g.day()).toMatchObject({ used: prompt + 150, reserved: 0 });
+    expect(await g.estimated("upstream stream failed")).toBe(0);
+  });
+
+  it("a client that stops reading a stream is cut at the upstream timeout and its reservation settled", async () => {
+    let upstreamAborted = false;
+    const big = "word ".repeat(12_000);
+    const g = await gatewayWith(async ({ cancel }) => {
+      cancel.once("abort", () => {
+        upstreamAborted = true;
+      });
+      return streamed(async function* () {
+        // Endless output: only the client's back-pressure and the timeout can stop it.
+        for (;;) {
+          if (cancel.aborted) throw cancel.reason;
+          yield delta(big);
+          await new Promise((r) => setImmediate(r));
+        }
+      });
+    }, 800);
+    const body = JSON.stringify({ model: "gpt-4o", stream: true, messages });
+    const sock = connect({ host: "127.0.0.1", port: Number(g.port) });
+    sock.on("error", () => {});
+    let closedByServer = false;
+    sock.on("close", () => {
+      closedByServer = true;
+    });
+    sock.write(
+      `POST /v1/chat/completions HTTP/1.1\r\nHost: x\r\ncontent-type: application/json\r\ncontent-length: ${Buffer.byteLength(body)}\r\n\r\n${body}`,
+    );
+    sock.pause(); // never reads
+    try {
+      const waitFor = async (cond: (d: { reserved: number }) => boolean, what: string) => {
+        const deadline = Date.now() + 5000;
+        while (!cond(await g.day())) {
+          if (Date.now() > deadline) throw new Error(`timed out waiting for ${what}`);
+          await new Promise((r) => setTimeout(r, 25));
+        }
+      };
+      await waitFor((d) => d.reserved > 0, "the reservation");
+      await waitFor((d) => d.reserved === 0, "the settlement");
+      const day = await g.day();
+      expect(upstreamAborted).toBe(true);
+      expect(day.reserved).toBe(0);
+      // Charged what passed to the socket (estimated, capped by the reservation's output allowance).
+      expect(day.used).toBe(prompt + 200);
+      expect(await g.estimated("upstream timed out")).toBe(1);
+      // The server has cut the connection: reading now drains what was sent, then meets its end.
+      sock.resume();
+      const deadline = Date.now() + 3000;
+      while (!closedByServer && Date.now() < deadline) await new Promise((r) => setTimeout(r, 25));
+      expect(closedByServer).toBe(true);
+    } finally {
+      sock.destroy();
+    }
+  });
+});
