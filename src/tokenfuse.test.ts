@@ -356,3 +356,56 @@ describe("prices", () => {
     expect(t.costNanoUsd).toBe(2_500_000_000); // gpt-4o: $2.50 per 1M input tokens
   });
 });
+
+describe("summaries are charged even when the provider's usage is missing or malformed", () => {
+  const config = {
+    features: {
+      chat: {
+        model: "gpt-4o",
+        max_input: 300,
+        max_output: 100,
+        on_exceed: "summarize",
+        summarize_with: "digest",
+      },
+      digest: { model: "gpt-4o-mini", max_input: 100_000, max_output: 200, on_exceed: "reject" },
+    },
+    tiers: { free: { daily_tokens: 1_000_000 } },
+    default_tier: "free",
+    global: { tokens_per_minute: 1_000_000 },
+  };
+  const summary = "The user and the assistant discussed forty earlier things.";
+  const history = (): ChatMessage[] => [
+    ...Array.from({ length: 40 }, (_, i) => ({
+      role: i % 2 ? "assistant" : "user",
+      content: `turn ${i}: ${"some earlier words ".repeat(8)}`,
+    })),
+    { role: "user", content: "and now?" },
+  ];
+
+  for (const [name, usage] of [
+    ["missing", null],
+    ["malformed", { prompt_tokens: "many" }],
+  ] as const) {
+    it(`${name} usage: the summary call is charged its input and the counted summary`, async () => {
+      const store = createMemoryStore();
+      let digestInput = 0;
+      const tf = createTokenfuse({
+        config,
+        store,
+        logger: silentLogger,
+        summarizer: async ({ messages }) => {
+          digestInput = getChatTokenizer("o200k_base").countChat(messages);
+          return { text: summary, usage: usage as never };
+        },
+      });
+      const a = await tf.admit({ feature: "chat", user: "s1", messages: history() });
+      expect(a.summarized).toBe(true);
+      await a.settle({ prompt_tokens: a.inputTokens, completion_tokens: 10 });
+      const report = await tf.remaining({ user: "s1" });
+      const summaryCharge = digestInput + getChatTokenizer("o200k_base").countText(summary);
+      expect(report.features.digest?.used_today).toBe(summaryCharge);
+      expect(report.user.day.used).toBe(a.inputTokens + 10 + summaryCharge);
+      expect(report.user.day.reserved).toBe(0);
+    });
+  }
+});

@@ -11,7 +11,7 @@ import type { Logger } from "./logger.js";
 import { type AdmitRequest, outputCap, validateAdmitRequest } from "./request.js";
 import { NO_LIMIT, refusalCode, scopesFor, spendCountersFor } from "./scopes.js";
 import type { ChatMessage, Clock, Decision, OpenAIUsage, Usage } from "./types.js";
-import { chargedTokens, normalizeUsage } from "./usage.js";
+import { chargeableUsage, chargedTokens, normalizeUsage } from "./usage.js";
 
 /** What a request was admitted with; settle it exactly once after the provider call. */
 export interface Admission {
@@ -245,19 +245,34 @@ export function createEngine(deps: EngineDeps): Engine {
         messages: summaryRequestMessages(dropped),
         maxTokens,
       });
+      let out: Awaited<ReturnType<SummaryProvider>>;
       try {
-        const out = await provider({
+        out = await provider({
           feature: withName,
           model: adm.model,
           messages: adm.messages,
           maxOutputTokens: adm.maxOutputTokens,
         });
-        await adm.settle(out.usage ?? null);
-        return out.text;
       } catch (e) {
-        await adm.settle(null);
+        await adm.settle(null); // the provider generated nothing
         throw e;
       }
+      const text = typeof out.text === "string" ? out.text : "";
+      const c = chargeableUsage(out.usage);
+      if (c.usage) {
+        await adm.settle(c.usage);
+      } else {
+        // The summary was generated (and billed): charge an estimate of it, never nothing.
+        const generated = text === "" ? 0 : deps.tokenizerFor(adm.model).countText(text);
+        const completion = Math.min(generated, adm.reservedTokens - adm.inputTokens);
+        logger.warn(
+          { id: adm.id, feature: withName, reason: c.problem, estimatedCompletionTokens: completion },
+          "summary settled from an estimate",
+        );
+        await adm.settle({ prompt_tokens: adm.inputTokens, completion_tokens: completion });
+      }
+      if (text === "") throw new Error("the summary call returned no text");
+      return text;
     };
   }
 

@@ -75,13 +75,15 @@ export function createGateway(options: GatewayOptions): Gateway {
     });
     const whole = await res.text();
     if (res.status !== 200) throw new Error(`summary upstream answered ${res.status}`);
-    const parsed = JSON.parse(whole) as {
-      choices?: Array<{ message?: ChatMessage }>;
-      usage?: object;
-    };
-    const text = parsed.choices?.[0]?.message?.content;
-    if (typeof text !== "string") throw new Error("summary upstream returned no text");
-    return { text, usage: parsed.usage ?? null };
+    // Answered: whatever the body holds, the engine settles it (usage, else an estimate of the text).
+    let parsed: { choices?: Array<{ message?: ChatMessage }>; usage?: object } | undefined;
+    try {
+      parsed = JSON.parse(whole);
+    } catch {
+      parsed = undefined;
+    }
+    const text = parsed?.choices?.[0]?.message?.content;
+    return { text: typeof text === "string" ? text : "", usage: parsed?.usage ?? null };
   };
   const configured = createConfiguredEngine({
     config,
