@@ -186,4 +186,35 @@ describe("gateway: odd upstream answers", () => {
       sock.destroy();
     }
   });
+
+  it("a malformed request pipelined behind a stream never lands inside that stream", async () => {
+    const g = await gatewayWith(async () =>
+      streamed(async function* () {
+        for (let i = 0; i < 4; i++) {
+          yield delta(`part ${i} `);
+          await new Promise((r) => setTimeout(r, 60));
+        }
+        yield sse({ id: "c1", choices: [], usage: { prompt_tokens: prompt, completion_tokens: 8 } });
+        yield "data: [DONE]\n\n";
+      }),
+    );
+    const body = JSON.stringify({ model: "gpt-4o", stream: true, messages });
+    const sock = connect({ host: "127.0.0.1", port: Number(g.port) });
+    sock.on("error", () => {});
+    let received = "";
+    sock.on("data", (d) => {
+      received += d.toString("latin1");
+    });
+    const closed = new Promise((r) => sock.on("close", r));
+    sock.write(
+      `POST /v1/chat/completions HTTP/1.1\r\nHost: x\r\ncontent-type: application/json\r\ncontent-length: ${Buffer.byteLength(body)}\r\n\r\n${body}`,
+    );
+    await new Promise((r) => setTimeout(r, 80)); // the stream has started
+    sock.write("NOT HTTP AT ALL\r\n\r\n");
+    await Promise.race([closed, new Promise((r) => setTimeout(r, 3000))]);
+    sock.destroy();
+    expect(received.startsWith("HTTP/1.1 200")).toBe(true);
+    // One status line only: the stream's. A second one would corrupt what the client reads.
+    expect(received.match(/HTTP\/1\.1 \d{3}/g)).toEqual(["HTTP/1.1 200"]);
+  });
 });

@@ -176,7 +176,11 @@ export function createGateway(options: GatewayOptions): Gateway {
   );
   // Long streams are bounded by the upstream timeout, not by the request timeout.
   server.on("clientError", (err: NodeJS.ErrnoException, socket) => {
-    if (!socket.writable) {
+    // A response already under way on this connection (e.g. a stream, then a malformed pipelined
+    // request): writing a status line now would land inside that response. Cut it instead, as
+    // node:http's own handler does (`_httpMessage` is the response it is writing).
+    const current = (socket as { _httpMessage?: { headersSent?: boolean } })._httpMessage;
+    if (!socket.writable || current?.headersSent) {
       socket.destroy();
       return;
     }
