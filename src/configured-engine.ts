@@ -89,6 +89,7 @@ export function createConfiguredEngine(opts: {
     ready: switches.refresh(),
     async close() {
       switches.close();
+      costWatch.close();
       const flushed = alerts.drain();
       await Promise.race([flushed, new Promise((r) => setTimeout(r, 2000).unref())]);
       await alerts.close();

@@ -2,6 +2,7 @@ import { describe, expect, it } from "vitest";
 import type { Logger } from "../core/logger.js";
 import type { ChatMessage } from "../core/types.js";
 import { createMemoryStore } from "../stores/memory-store.js";
+import { StoreUnavailableError } from "../stores/types.js";
 import { createTokenfuse } from "../tokenfuse.js";
 
 function capture(): { logger: Logger; warnings: string[] } {
@@ -72,5 +73,55 @@ describe("decision alerts through the configured sinks", () => {
         /conversation of user "dave" on feature "chat" re-sends a growing history/.test(w),
       ),
     ).toHaveLength(1);
+  });
+
+  it("a daily budget alert whose claim failed with a store error is claimed again on a later decision, and sent once", async () => {
+    const { logger, warnings } = capture();
+    const errors: string[] = [];
+    logger.error = (_o, m) => void errors.push(m ?? "");
+    const mem = createMemoryStore();
+    const claims: string[] = [];
+    const store = new Proxy(mem, {
+      get(t, p) {
+        if (p === "claimOnce")
+          return (key: string, exp: number, now: number) => {
+            claims.push(key);
+            // The first ask of the 80 % alert fails (a store blip); every other ask reaches the store.
+            return key.endsWith(":80") && claims.filter((k) => k === key).length === 1
+              ? Promise.reject(new StoreUnavailableError("blip"))
+              : t.claimOnce(key, exp, now);
+          };
+        const v = t[p as keyof typeof t];
+        return typeof v === "function" ? v.bind(t) : v;
+      },
+    });
+    const tf = createTokenfuse({
+      config: {
+        features: { chat: { model: "gpt-4o", max_input: 1000, max_output: 100, on_exceed: "trim" } },
+        tiers: { free: { daily_tokens: 1000 } },
+        default_tier: "free",
+        alerts: { daily_budget_thresholds: [0.8, 1], sinks: [{ type: "log" }] },
+      },
+      store,
+      logger,
+    });
+    for (let i = 0; i < 30; i++) {
+      try {
+        const a = await tf.admit({
+          feature: "chat",
+          user: "erin",
+          messages: [{ role: "user", content: `q${i}` }],
+        });
+        await a.settle({ prompt_tokens: a.inputTokens, completion_tokens: 50 });
+      } catch {
+        // refused once the budget is exhausted
+      }
+    }
+    await tf.close();
+    expect(errors).toContain("alert claim failed; will ask again on the next decision");
+    expect(claims.filter((k) => k.endsWith(":80")).length).toBe(2); // failed once, won, never again
+    expect(warnings.filter((w) => /user "erin" has committed 80 % of its daily budget/.test(w))).toHaveLength(
+      1,
+    );
   });
 });

@@ -18,16 +18,30 @@ export function createDecisionAlerts(opts: {
   runaway?: Omit<RunawayOptions, "onAlert">;
 }): EngineEvents {
   const { store, dispatcher, logger } = opts;
-  const asked = new Set<string>(); // claims this process already tried
+  // Claims this process asked, in flight or answered (so concurrent decisions do not ask again). A
+  // claim whose call failed is forgotten so a later decision asks again: one store blip must not
+  // lose the alert.
+  const asked = new Set<string>();
   const claimThenSend = (claim: string, expireAtMs: number, nowMs: number, send: () => void) => {
     if (asked.has(claim)) return;
+    if (asked.size >= 100_000) asked.clear(); // bounded: at worst a claim is asked again (and refused)
     asked.add(claim);
-    if (asked.size > 100_000) asked.clear(); // bounded: at worst a claim is asked again (and refused)
     store.claimOnce(claim, expireAtMs, nowMs).then(
       (won) => {
-        if (won) send();
+        if (!won) return;
+        try {
+          send(); // only queues; should even that throw, the claim is spent: log it, never send twice
+        } catch (e) {
+          logger.error({ claim, err: (e as Error).message }, "alert could not be queued");
+        }
       },
-      (e: unknown) => logger.error({ err: (e as Error).message }, "alert claim failed"),
+      (e: unknown) => {
+        asked.delete(claim);
+        logger.error(
+          { claim, err: (e as Error).message },
+          "alert claim failed; will ask again on the next decision",
+        );
+      },
     );
   };
   const runaway = createRunawayDetector({

@@ -16,9 +16,16 @@ export interface SpendEvent {
 /** Checks hourly cost thresholds after settlements and raises each alert once per scope and hour. */
 export interface CostWatch {
   afterSpend(e: SpendEvent): Promise<void>;
+  /** Stops the background retry of breakers the store has not taken yet. */
+  close(): void;
 }
 
 const usd = (nano: number) => `$${(nano / 1e9).toFixed(2)}`;
+const hhmm = (ms: number) => new Date(ms).toISOString().slice(11, 16);
+
+/** Backoff of the background retry of a breaker the store did not take (ms). */
+const TRIP_RETRY_MIN_MS = 1000;
+const TRIP_RETRY_MAX_MS = 30_000;
 
 /**
  * Hourly cost alerts (SPEC §7): `alerts.hourly_cost_usd` for the whole deployment and a feature's
@@ -35,11 +42,75 @@ export function createCostWatch(opts: {
   /** When given, a feature crossing its own `hourly_cost_usd` is switched off until the next hour. */
   switches?: SwitchBoard;
 }): CostWatch {
-  const { config, store, dispatcher } = opts;
-  const asked = new Set<string>(); // claims this process already tried (pruned when the hour changes)
+  const { config, store, dispatcher, logger } = opts;
+  /**
+   * Claims this process asked this hour, in flight or answered (so concurrent events do not ask
+   * again). A claim whose call failed is forgotten so a later event asks again. Why: one store blip
+   * must not disable the breaker or lose the alert for the rest of the hour.
+   */
+  const asked = new Set<string>();
   let askedHour = "";
+  /**
+   * Breakers whose claim this process won but whose switch the store has not taken yet (feature →
+   * until). Why: the claim blocks every other process, so the winner alone must keep trying; the
+   * local trip does not last (the next switch refresh drops what the store does not hold).
+   */
+  const pendingTrips = new Map<string, number>();
+  let tripping: Promise<void> | undefined;
+  let retryTimer: NodeJS.Timeout | undefined;
+  let retryDelayMs = TRIP_RETRY_MIN_MS;
+
+  /** Trips the breaker; false (logged) when the store did not take it. */
+  const tryTrip = async (feature: string, untilMs: number): Promise<boolean> => {
+    try {
+      await opts.switches?.trip(feature, untilMs);
+      return true;
+    } catch (err) {
+      logger.error(
+        { feature, err: (err as Error).message },
+        "hourly cost breaker: could not switch the feature off; retrying",
+      );
+      return false;
+    }
+  };
+
+  /** Retries the pending trips, one pass at a time; lapsed ones (their hour is over) are dropped. */
+  const retryTrips = (nowMs: number): Promise<void> => {
+    tripping ??= (async () => {
+      for (const [feature, untilMs] of [...pendingTrips]) {
+        if (untilMs <= nowMs) pendingTrips.delete(feature);
+        else if (await tryTrip(feature, untilMs)) {
+          pendingTrips.delete(feature);
+          logger.info({ feature }, "hourly cost breaker: feature switched off after a retry");
+        }
+      }
+    })().finally(() => {
+      tripping = undefined;
+    });
+    return tripping;
+  };
+
+  /** Retries in the background too: the process may see no further spend to retry on. */
+  const scheduleRetry = () => {
+    if (retryTimer !== undefined) return;
+    retryTimer = setTimeout(() => {
+      retryTimer = undefined;
+      // Wall clock here: the timer has no event time; the until only bounds how long to keep trying.
+      void retryTrips(Date.now()).then(() => {
+        if (pendingTrips.size === 0) {
+          retryDelayMs = TRIP_RETRY_MIN_MS;
+          return;
+        }
+        retryDelayMs = Math.min(retryDelayMs * 2, TRIP_RETRY_MAX_MS);
+        scheduleRetry();
+      });
+    }, retryDelayMs);
+    retryTimer.unref();
+  };
+
   return {
     async afterSpend(e) {
+      if (pendingTrips.size > 0) await retryTrips(e.atMs);
       if (e.costNanoUsd <= 0) return;
       const featureCap = config.features[e.feature]?.hourlyCostNanoUsd;
       const globalCap = config.alerts.hourlyCostNanoUsd;
@@ -58,31 +129,61 @@ export function createCostWatch(opts: {
         });
       if (globalCap !== undefined)
         checks.push({ scope: "global", key: spendKeys.globalHour(hour.id), cap: globalCap });
+      let totals: Awaited<ReturnType<Store["readSpend"]>>;
       try {
-        const totals = await store.readSpend(checks.map((c) => c.key));
-        for (const [i, c] of checks.entries()) {
-          const spent = totals[i]?.costNanoUsd ?? 0;
-          if (spent < c.cap) continue;
-          // Every process past the line asks once per scope and hour; the store lets one of them win.
-          const claim = `alert:hourly_cost:${c.scope}:${hour.id}`;
-          if (asked.has(claim)) continue;
-          asked.add(claim);
-          if (!(await store.claimOnce(claim, hour.endMs + 3_600_000, e.atMs))) continue;
-          // A feature's own hourly cap is a circuit breaker (SPEC §7): off until the next hour.
-          const breaker = c.scope !== "global" && opts.switches !== undefined;
-          if (breaker) await opts.switches?.trip(e.feature, hour.endMs);
-          dispatcher.dispatch({
-            kind: "hourly_cost",
-            scope: c.scope,
-            atMs: e.atMs,
-            message: `${c.scope === "global" ? "all features" : c.scope.replace("feature:", "feature ")} spent ${usd(spent)} in the hour from ${hour.id}:00Z (threshold ${usd(c.cap)})${breaker ? `; switched off until ${new Date(hour.endMs).toISOString().slice(11, 16)}Z` : ""}`,
-            details: { spentNanoUsd: spent, thresholdNanoUsd: c.cap, hour: hour.id },
-          });
-        }
+        totals = await store.readSpend(checks.map((c) => c.key));
       } catch (err) {
         // Alerting must never fail a request; the failure is logged (and the store's metrics count it).
-        opts.logger.error({ err: (err as Error).message }, "hourly cost check failed");
+        // Nothing was claimed, so the next event checks again.
+        logger.error({ err: (err as Error).message }, "hourly cost check failed");
+        return;
       }
+      for (const [i, c] of checks.entries()) {
+        const spent = totals[i]?.costNanoUsd ?? 0;
+        if (spent < c.cap) continue;
+        // Every process past the line asks once per scope and hour; the store lets one of them win.
+        const claim = `alert:hourly_cost:${c.scope}:${hour.id}`;
+        if (asked.has(claim)) continue;
+        asked.add(claim);
+        let won: boolean;
+        try {
+          won = await store.claimOnce(claim, hour.endMs + 3_600_000, e.atMs);
+        } catch (err) {
+          // Forget it so a later event asks again (each scope on its own: the other check still runs).
+          // A call that failed after the store took the claim cannot be told apart here: the store
+          // would need an owner-tagged claim for that.
+          asked.delete(claim);
+          logger.error(
+            { scope: c.scope, err: (err as Error).message },
+            "hourly cost alert claim failed; will ask again on the next spend",
+          );
+          continue;
+        }
+        if (!won) continue;
+        // A feature's own hourly cap is a circuit breaker (SPEC §7): off until the next hour.
+        const breaker = c.scope !== "global" && opts.switches !== undefined;
+        let switchedOff = false;
+        if (breaker) {
+          switchedOff = await tryTrip(e.feature, hour.endMs);
+          if (!switchedOff) {
+            pendingTrips.set(e.feature, hour.endMs);
+            scheduleRetry();
+          }
+        }
+        // Sent once per claim whatever the trip did: a retried trip is logged, not alerted again.
+        dispatcher.dispatch({
+          kind: "hourly_cost",
+          scope: c.scope,
+          atMs: e.atMs,
+          message: `${c.scope === "global" ? "all features" : c.scope.replace("feature:", "feature ")} spent ${usd(spent)} in the hour from ${hour.id}:00Z (threshold ${usd(c.cap)})${breaker ? (switchedOff ? `; switched off until ${hhmm(hour.endMs)}Z` : `; switching it off until ${hhmm(hour.endMs)}Z failed, retrying`) : ""}`,
+          details: { spentNanoUsd: spent, thresholdNanoUsd: c.cap, hour: hour.id },
+        });
+      }
+    },
+    close() {
+      if (retryTimer !== undefined) clearTimeout(retryTimer);
+      retryTimer = undefined;
+      pendingTrips.clear();
     },
   };
 }
