@@ -1,9 +1,9 @@
 import OpenAI from "openai";
 import { afterAll, beforeAll, describe, expect, it } from "vitest";
 import { TokenBudgetError } from "../src/core/errors.js";
-import { silentLogger } from "../src/core/logger.js";
+import { type Logger, silentLogger } from "../src/core/logger.js";
 import { type MockServer, startMockServer } from "../src/gateway/mock/mock-server.js";
-import { guardOpenAI } from "../src/integrations/openai.js";
+import { guardOpenAI, type OpenAIChatClient } from "../src/integrations/openai.js";
 import { createMemoryStore } from "../src/stores/memory-store.js";
 import { createTokenfuse, type Tokenfuse } from "../src/tokenfuse.js";
 
@@ -92,5 +92,120 @@ describe("guardOpenAI: the official client wrapped by the library", () => {
     ).rejects.toThrow("provider down");
     expect((await tf.remaining({ user: "w4" })).user.day).toMatchObject({ used: 0, reserved: 0 });
     expect(mock.upstream.ledger().totals.requests - before).toBe(sent);
+  });
+});
+
+describe("guardOpenAI: what the provider generated is charged even when its usage cannot be", () => {
+  const msgs = [{ role: "user", content: "hi" }];
+  const fresh = () =>
+    createTokenfuse({
+      config: {
+        features: { chat: { model: "gpt-4o", max_input: 500, max_output: 40, on_exceed: "trim" } },
+        tiers: { free: { daily_tokens: 100_000 } },
+        default_tier: "free",
+      },
+      store: createMemoryStore(),
+      logger: silentLogger,
+    });
+  /** A fake client (no network): a response object, or a stream of chunks that may fail at the end. */
+  const respond = (res: unknown): OpenAIChatClient => ({
+    chat: { completions: { create: async () => res } },
+  });
+  const streamOf = (chunks: unknown[], failAtEnd: boolean): OpenAIChatClient => ({
+    chat: {
+      completions: {
+        create: async () =>
+          (async function* () {
+            yield* chunks;
+            if (failAtEnd) throw new Error("connection reset");
+          })(),
+      },
+    },
+  });
+  const drain = async (it: AsyncIterable<unknown>) => {
+    for await (const _ of it);
+  };
+  const day = async (tf: Tokenfuse, user: string) => (await tf.remaining({ user })).user.day;
+
+  it("a usage the engine refuses is settled like a missing one (cap when complete, text when cut), logged, and never left reserved", async () => {
+    const warnings: Array<{ o: object; m: string }> = [];
+    const logger: Logger = { info() {}, warn: (o, m) => void warnings.push({ o, m: m ?? "" }), error() {} };
+    const tf = fresh();
+    const text = { choices: [{ delta: { content: "hello world, here is the answer" } }] };
+    const bad = { prompt_tokens: 5, completion_tokens: 2.5 };
+    for (const [user, usage] of [
+      ["missing", undefined],
+      ["empty", {}],
+      ["floats", bad],
+    ] as const) {
+      // Non-streaming.
+      const res = await guardOpenAI(respond({ usage }), tf, { logger }).create(
+        { feature: "chat", user: `${user}-create` },
+        { model: "gpt-4o", messages: msgs },
+      );
+      expect(res).toEqual({ usage });
+      // A stream that completed.
+      await drain(
+        guardOpenAI(streamOf([text, { choices: [], usage }], false), tf, { logger }).stream(
+          { feature: "chat", user: `${user}-done` },
+          { model: "gpt-4o", messages: msgs },
+        ),
+      );
+      // A stream that failed after its (refused) usage chunk.
+      await expect(
+        drain(
+          guardOpenAI(streamOf([text, { choices: [], usage }], true), tf, { logger }).stream(
+            { feature: "chat", user: `${user}-cut` },
+            { model: "gpt-4o", messages: msgs },
+          ),
+        ),
+      ).rejects.toThrow("connection reset");
+    }
+    for (const kind of ["create", "done", "cut"]) {
+      const missing = await day(tf, `missing-${kind}`);
+      expect(missing.reserved).toBe(0);
+      expect(missing.used).toBeGreaterThan(0);
+      expect(await day(tf, `empty-${kind}`)).toEqual(missing);
+      expect(await day(tf, `floats-${kind}`)).toEqual(missing);
+    }
+    // A completed call is charged its cap; a cut stream only the text that passed.
+    expect((await day(tf, "missing-cut")).used).toBeLessThan((await day(tf, "missing-done")).used);
+    expect(warnings.filter((w) => w.m.includes("invalid usage reported")).map((w) => w.o)).toContainEqual(
+      expect.objectContaining({ feature: "chat", reason: "invalid usage reported" }),
+    );
+    expect(warnings.filter((w) => w.m.includes("invalid usage reported"))).toHaveLength(6);
+    await tf.close();
+  });
+
+  it("a stream that fails after tool-call output is charged an estimate of it, like the same text as content", async () => {
+    const tf = fresh();
+    const args = `{"query":"${"a long argument ".repeat(40)}"}`;
+    const toolCall = {
+      choices: [{ delta: { tool_calls: [{ index: 0, function: { name: "lookup", arguments: "" } }] } }],
+    };
+    const toolArgs = {
+      choices: [{ delta: { tool_calls: [{ index: 0, function: { arguments: args } }] } }],
+    };
+    await expect(
+      drain(
+        guardOpenAI(streamOf([toolCall, toolArgs], true), tf).stream(
+          { feature: "chat", user: "tools" },
+          { model: "gpt-4o", messages: msgs },
+        ),
+      ),
+    ).rejects.toThrow("connection reset");
+    await expect(
+      drain(
+        guardOpenAI(streamOf([{ choices: [{ delta: { content: `lookup${args}` } }] }], true), tf).stream(
+          { feature: "chat", user: "content" },
+          { model: "gpt-4o", messages: msgs },
+        ),
+      ),
+    ).rejects.toThrow("connection reset");
+    const content = await day(tf, "content");
+    expect(content.reserved).toBe(0);
+    expect(content.used).toBeGreaterThan(100);
+    expect(await day(tf, "tools")).toEqual(content);
+    await tf.close();
   });
 });

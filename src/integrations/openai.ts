@@ -1,5 +1,7 @@
 import type { Admission } from "../core/engine.js";
+import { createLogger, type Logger } from "../core/logger.js";
 import type { ChatMessage, OpenAIUsage, ToolDefinition } from "../core/types.js";
+import { chargeableUsage } from "../core/usage.js";
 import type { Tokenfuse } from "../tokenfuse.js";
 import { tokenizerForModel } from "../tokenizers/index.js";
 
@@ -25,6 +27,18 @@ interface Chunk {
   usage?: OpenAIUsage | null;
 }
 
+/** A streamed choice's delta, as far as the wrapper reads it (the gateway's SSE tap reads the same). */
+interface Delta {
+  content?: unknown;
+  tool_calls?: unknown;
+}
+
+/** Options of {@link guardOpenAI}. */
+export interface GuardOpenAIOptions {
+  /** Where a usage that could not be charged as reported is logged (default: tokenfuse's JSON logger). */
+  logger?: Logger;
+}
+
 /** Chat completions through tokenfuse: admit → call → settle, exactly once. */
 export interface GuardedOpenAI {
   /** Non-streaming: resolves with the provider's response (its `usage` is what was charged). */
@@ -36,7 +50,8 @@ export interface GuardedOpenAI {
   /**
    * Streaming: yields the provider's chunks. Usage is requested from the provider and settled when
    * the stream ends; the usage-only chunk is dropped unless the caller asked for it. Stopping early
-   * (break) settles what the stream reported so far, or releases the reservation.
+   * (break) or failing settles the usage the stream reported, else an estimate of the output that
+   * passed (content and tool calls), else releases the reservation.
    */
   stream(
     ctx: GuardContext,
@@ -71,11 +86,61 @@ function providerBody(body: Record<string, unknown>, a: Admission): Record<strin
   return out;
 }
 
+/** Appends a streamed delta's generated parts (content, tool-call names and arguments) to `out`. */
+function keepGenerated(choices: unknown[], out: string[]): void {
+  for (const c of choices as Array<{ delta?: Delta } | null>) {
+    const d = c?.delta;
+    if (!d) continue;
+    if (typeof d.content === "string") out.push(d.content);
+    // Why: a tool call is generated (and billed) output too; a stream that fails after one must be
+    // charged an estimate, not released for free.
+    if (Array.isArray(d.tool_calls)) {
+      for (const tc of d.tool_calls as Array<{ function?: { name?: unknown; arguments?: unknown } } | null>) {
+        if (typeof tc?.function?.name === "string") out.push(tc.function.name);
+        if (typeof tc?.function?.arguments === "string") out.push(tc.function.arguments);
+      }
+    }
+  }
+}
+
 /**
  * Wraps the official `openai` client so every chat completion is admitted and settled by tokenfuse
  * (SPEC §9). Refusals throw `TokenBudgetError` before anything is sent.
  */
-export function guardOpenAI(client: OpenAIChatClient, tf: Tokenfuse): GuardedOpenAI {
+export function guardOpenAI(
+  client: OpenAIChatClient,
+  tf: Tokenfuse,
+  opts: GuardOpenAIOptions = {},
+): GuardedOpenAI {
+  let logger = opts.logger;
+  /**
+   * The provider's usage when the engine can charge it, else undefined (the caller falls back to an
+   * estimate). Why: settling a usage the engine refuses rejects and leaves the reservation held
+   * until it expires uncharged, although the provider generated (and billed) the output.
+   */
+  const usableUsage = (
+    reported: unknown,
+    a: Admission,
+    ctx: GuardContext,
+    warnIfMissing: boolean,
+  ): OpenAIUsage | undefined => {
+    const r = chargeableUsage(reported);
+    if (r.usage) return r.usage;
+    if (r.problem === "invalid usage reported" || warnIfMissing) {
+      logger ??= createLogger();
+      // The same fields as the gateway's "settled from an estimate" line.
+      logger.warn(
+        {
+          id: a.id,
+          feature: ctx.feature,
+          reason: r.problem,
+          ...(r.detail ? { usageProblem: r.detail } : {}),
+        },
+        `${r.problem}; settling from an estimate`,
+      );
+    }
+    return undefined;
+  };
   return {
     async create(ctx, body, options) {
       const a = await tf.admit(requestFor(ctx, body));
@@ -90,7 +155,7 @@ export function guardOpenAI(client: OpenAIChatClient, tf: Tokenfuse): GuardedOpe
         throw e;
       }
       await a.settle(
-        res.usage ?? {
+        usableUsage(res?.usage, a, ctx, true) ?? {
           prompt_tokens: a.inputTokens,
           completion_tokens: a.maxOutputTokens * ((body.n as number) ?? 1),
         },
@@ -101,7 +166,7 @@ export function guardOpenAI(client: OpenAIChatClient, tf: Tokenfuse): GuardedOpe
       const a = await tf.admit(requestFor(ctx, body));
       const so = (body.stream_options ?? {}) as Record<string, unknown>;
       const clientWantsUsage = so.include_usage === true;
-      let usage: OpenAIUsage | undefined;
+      let usage: unknown; // as reported: checked by usableUsage before it is settled
       let settled = false;
       const generated: string[] = [];
       try {
@@ -110,17 +175,17 @@ export function guardOpenAI(client: OpenAIChatClient, tf: Tokenfuse): GuardedOpe
           options,
         )) as AsyncIterable<Chunk>;
         for await (const chunk of stream) {
-          for (const c of (chunk.choices ?? []) as Array<{ delta?: { content?: unknown } }>) {
-            if (typeof c.delta?.content === "string") generated.push(c.delta.content);
-          }
+          if (Array.isArray(chunk.choices)) keepGenerated(chunk.choices, generated);
           if (chunk.usage) {
             usage = chunk.usage;
             if (!clientWantsUsage && Array.isArray(chunk.choices) && chunk.choices.length === 0) continue;
           }
           yield chunk;
         }
+        const reported = usableUsage(usage, a, ctx, true);
+        usage = reported; // a refused usage is not retried below: it would be refused again
         await a.settle(
-          usage ?? {
+          reported ?? {
             prompt_tokens: a.inputTokens,
             completion_tokens: a.maxOutputTokens * ((body.n as number) ?? 1),
           },
@@ -137,7 +202,7 @@ export function guardOpenAI(client: OpenAIChatClient, tf: Tokenfuse): GuardedOpe
                   prompt_tokens: a.inputTokens,
                   completion_tokens: tokenizerForModel(a.model).countText(text),
                 };
-          await a.settle(usage ?? estimate);
+          await a.settle(usableUsage(usage, a, ctx, false) ?? estimate);
         }
       }
     },
