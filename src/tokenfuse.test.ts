@@ -409,3 +409,25 @@ describe("summaries are charged even when the provider's usage is missing or mal
     });
   }
 });
+
+describe("settled ids", () => {
+  it("the memory store remembers caller-supplied request ids only (a generated id cannot be resent)", async () => {
+    const store = createMemoryStore();
+    const tf = createTokenfuse({ config: baseConfig, store, logger: silentLogger });
+    for (let i = 0; i < 5; i++) {
+      const a = await tf.admit({ feature: "chat", user: "g", messages: msgs("hi") });
+      await a.settle({ prompt_tokens: a.inputTokens, completion_tokens: 3 });
+    }
+    expect(store.settledIdCount).toBe(0);
+    const req = { requestId: "order-7", feature: "chat", user: "g", messages: msgs("hi") };
+    const a = await tf.admit(req);
+    await a.settle({ prompt_tokens: a.inputTokens, completion_tokens: 3 });
+    expect(store.settledIdCount).toBe(1);
+    // Resent by the caller: recognised, charged nothing again.
+    const again = await tf.admit(req);
+    expect(await again.settle({ prompt_tokens: a.inputTokens, completion_tokens: 3 })).toMatchObject({
+      status: "duplicate",
+      chargedTokens: 0,
+    });
+  });
+});

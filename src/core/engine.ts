@@ -481,6 +481,7 @@ export function createEngine(deps: EngineDeps): Engine {
         scopes,
         nowMs: atMs,
         spend,
+        generatedId: req.requestId === undefined,
       });
       if (spend && (status === "settled" || status === "expired")) {
         await deps.afterSpend?.({ feature: feature.name, atMs, costNanoUsd: spend.costNanoUsd });

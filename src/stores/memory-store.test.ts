@@ -19,3 +19,28 @@ describe("memory store housekeeping", () => {
     expect(store.reservationCount).toBe(1);
   });
 });
+
+describe("memory store: settled ids", () => {
+  const scopes = [
+    {
+      key: "u",
+      kind: "user" as const,
+      window: "day" as const,
+      limit: 1000,
+      resetAtMs: 2e12,
+      expireAtMs: 2e12,
+    },
+  ];
+  it("remembers a caller's id once settled (a resent request is a duplicate), not a generated one", async () => {
+    const store = createMemoryStore();
+    const run = async (id: string, generatedId: boolean) => {
+      await store.reserve({ id, tokens: 100, scopes, nowMs: 1, ttlMs: 60_000 });
+      await store.settle({ id, actualTokens: 40, reservedTokens: 100, scopes, nowMs: 2, generatedId });
+      return store.reserve({ id, tokens: 100, scopes, nowMs: 3, ttlMs: 60_000 });
+    };
+    expect(await run("from-caller", false)).toMatchObject({ ok: true, duplicate: true });
+    // A generated id is never sent again by anyone: nothing to remember (and no memory per request).
+    expect(await run("generated", true)).toMatchObject({ ok: true, duplicate: false });
+    expect(store.settledIdCount).toBe(1);
+  });
+});

@@ -192,7 +192,8 @@ export class MemoryStore implements Store {
         if (c.expireAtMs > t.expireAtMs) t.expireAtMs = c.expireAtMs;
       }
     }
-    if (!req.abandon) this.settled.set(req.id, req.nowMs + SETTLED_MEMORY_MS);
+    // Remembered so that a caller's resent request id is recognised; see SettleRequest.generatedId.
+    if (!req.abandon && !req.generatedId) this.settled.set(req.id, req.nowMs + SETTLED_MEMORY_MS);
     return status;
   }
 
@@ -232,6 +233,11 @@ export class MemoryStore implements Store {
   }
 
   async close(): Promise<void> {}
+
+  /** Number of settled ids remembered (tests and diagnostics). */
+  get settledIdCount(): number {
+    return this.settled.size;
+  }
 
   /** Number of live reservations (tests and diagnostics). */
   get reservationCount(): number {

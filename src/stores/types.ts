@@ -89,6 +89,14 @@ export interface SettleRequest {
    * the same id is a new request and must be charged. Requires `actualTokens: 0` and no spend.
    */
   abandon?: boolean | undefined;
+  /**
+   * The id was generated for this one request, not supplied by a caller: no one can send it again
+   * except this settlement's own resend. A store whose calls never fail ambiguously (the memory
+   * store) therefore need not remember it once settled — at thousands of requests per second that
+   * memory was the largest part of the gateway's garbage-collection cost. A store whose calls can
+   * (Redis: a lost reply is resent) remembers every settled id regardless.
+   */
+  generatedId?: boolean | undefined;
 }
 
 /** A request's spend, added to every listed spend counter at settlement. */

@@ -82,6 +82,8 @@ export function assertSettleRequest(req: SettleRequest): void {
   assertScopes(req.scopes);
   if (req.abandon !== undefined && typeof req.abandon !== "boolean")
     throw new TypeError("abandon must be a boolean");
+  if (req.generatedId !== undefined && typeof req.generatedId !== "boolean")
+    throw new TypeError("generatedId must be a boolean");
   if (req.abandon && (req.actualTokens !== 0 || req.spend))
     throw new RangeError("an abandoned reservation charges nothing: actualTokens must be 0 and spend absent");
 }
