@@ -44,3 +44,61 @@ describe("memory store: settled ids", () => {
     expect(store.settledIdCount).toBe(1);
   });
 });
+
+describe("memory store: expiry of unsettled reservations", () => {
+  it("releases exactly the unsettled reservations whose time has come, whatever the order of settles", async () => {
+    const { default: fc } = await import("fast-check");
+    const scope = [
+      {
+        key: "k",
+        kind: "user" as const,
+        window: "day" as const,
+        limit: 1e12,
+        resetAtMs: 2e12,
+        expireAtMs: 2e12,
+      },
+    ];
+    await fc.assert(
+      fc.asyncProperty(
+        fc.array(
+          fc.record({
+            ttl: fc.integer({ min: 1, max: 50 }),
+            settleAt: fc.option(fc.integer({ min: 0, max: 60 })),
+          }),
+          {
+            minLength: 1,
+            maxLength: 60,
+          },
+        ),
+        async (plan) => {
+          const expired: string[] = [];
+          const store = createMemoryStore({ onReservationExpired: (id) => expired.push(id) });
+          for (const [i, p] of plan.entries())
+            await store.reserve({ id: `r${i}`, tokens: 1, scopes: scope, nowMs: 0, ttlMs: p.ttl });
+          // Walk time forward; at each instant settle what the plan settles then, before housekeeping.
+          const expected: string[] = [];
+          for (let t = 0; t <= 61; t++) {
+            for (const [i, p] of plan.entries()) {
+              if (p.settleAt === t && p.settleAt < p.ttl)
+                await store.settle({
+                  id: `r${i}`,
+                  actualTokens: 1,
+                  reservedTokens: 1,
+                  scopes: scope,
+                  nowMs: t,
+                });
+            }
+            await store.read(["k"], t); // runs housekeeping at t
+          }
+          for (const [i, p] of plan.entries())
+            if (p.settleAt === null || p.settleAt >= p.ttl) expected.push(`r${i}`);
+          expect([...expired].sort()).toEqual(expected.sort());
+          expect(store.reservationCount).toBe(0);
+          const settledCount = plan.filter((p) => p.settleAt !== null && p.settleAt < p.ttl).length;
+          expect(await store.read(["k"], 62)).toEqual([{ used: settledCount, reserved: 0 }]);
+        },
+      ),
+      { numRuns: 200 },
+    );
+  });
+});
