@@ -9,7 +9,7 @@ import type { ChatTokenizer } from "../tokenizers/types.js";
 import { TokenBudgetError } from "./errors.js";
 import type { Logger } from "./logger.js";
 import { type AdmitRequest, outputCap, validateAdmitRequest } from "./request.js";
-import { NO_LIMIT, refusalCode, scopesFor, spendCountersFor } from "./scopes.js";
+import { createScopeCache, NO_LIMIT, refusalCode, scopesFor } from "./scopes.js";
 import type { ChatMessage, Clock, Decision, OpenAIUsage, Usage } from "./types.js";
 import { chargeableUsage, chargedTokens, normalizeUsage } from "./usage.js";
 
@@ -183,6 +183,7 @@ function describeScope(s: ScopeCharge): string {
 export function createEngine(deps: EngineDeps): Engine {
   const { config, store, switches, clock, logger } = deps;
   const newId = deps.newId ?? randomUUID;
+  const scopeCache = createScopeCache(config);
 
   const unpricedWarned = new Set<string>();
   /** allow_and_alert: an unpriced model is admitted, never silently (once per model and process). */
@@ -337,7 +338,7 @@ export function createEngine(deps: EngineDeps): Engine {
     const n = req.n ?? 1;
     const reservedTokens = policy.inputTokens + maxOutputTokens * n;
     const nowMs = clock.nowMs();
-    const scopes = scopesFor(config, feature, req.user, tier, nowMs);
+    const scopes = scopeCache.scopes(feature, req.user, tier, nowMs);
     let r: Awaited<ReturnType<Store["reserve"]>>;
     try {
       r = await store.reserve({
@@ -471,7 +472,7 @@ export function createEngine(deps: EngineDeps): Engine {
               costNanoUsd: cost ?? 0,
               inputTokens: u.inputTokens,
               outputTokens: u.outputTokens,
-              counters: spendCountersFor(feature.name, model, req.user, tier, atMs),
+              counters: scopeCache.spendCounters(feature, model, req.user, tier, atMs),
             }
           : undefined;
       const status = await store.settle({

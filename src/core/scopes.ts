@@ -115,3 +115,86 @@ export function spendCountersFor(
     { key: spendKeys.userDay(user, day.id), expireAtMs: day.endMs + SPEND_RETENTION_MS },
   ];
 }
+
+/** A cached value and the instants [from, until) it holds for. */
+interface Cached<T> {
+  from: number;
+  until: number;
+  value: T;
+}
+
+/** Per feature, then tier (by identity), then user. */
+type Tree<T> = Map<FeatureConfig, Map<TierConfig, Map<string, Cached<T>>>>;
+
+/**
+ * {@link scopesFor} and {@link spendCountersFor}, remembered per feature, tier and user for as long
+ * as every window they name lasts (up to a minute for scopes, an hour for spend counters).
+ * Why: building them means escaping the user id, formatting four or five keys and as many objects
+ * on every request, while a user's requests within a minute all get the same ones — and the same
+ * key strings keep their hash, so the store's lookups by key get cheaper too. The values are shared:
+ * callers never mutate them. Bounded: emptied whenever it reaches `maxEntries` users.
+ */
+export function createScopeCache(config: ResolvedConfig, maxEntries = 10_000) {
+  const scopeTree: Tree<ScopeCharge[]> = new Map();
+  const spendTree: Tree<Array<{ key: string; expireAtMs: number }>> = new Map();
+  let entries = 0;
+
+  function lookup<T>(tree: Tree<T>, feature: FeatureConfig, tier: TierConfig, user: string, nowMs: number) {
+    let byTier = tree.get(feature);
+    if (!byTier) {
+      byTier = new Map();
+      tree.set(feature, byTier);
+    }
+    let byUser = byTier.get(tier);
+    if (!byUser) {
+      byUser = new Map();
+      byTier.set(tier, byUser);
+    }
+    const hit = byUser.get(user);
+    return { byUser, value: hit && nowMs >= hit.from && nowMs < hit.until ? hit.value : undefined };
+  }
+
+  function store<T>(byUser: Map<string, Cached<T>>, user: string, entry: Cached<T>): void {
+    if (entries >= maxEntries) {
+      scopeTree.clear();
+      spendTree.clear();
+      entries = 0;
+      // The map handed in was just dropped with the rest: this entry waits for the next request.
+      return;
+    }
+    if (!byUser.has(user)) entries++;
+    byUser.set(user, entry);
+  }
+
+  return {
+    scopes(feature: FeatureConfig, user: string, tier: TierConfig, nowMs: number): ScopeCharge[] {
+      const { byUser, value } = lookup(scopeTree, feature, tier, user, nowMs);
+      if (value) return value;
+      const made = scopesFor(config, feature, user, tier, nowMs);
+      const day = dayWindow(nowMs, tier.timeZone);
+      const utcDay = dayWindow(nowMs, "UTC");
+      const minute = minuteWindow(nowMs);
+      store(byUser, user, {
+        from: Math.max(day.startMs, utcDay.startMs, minute.startMs),
+        until: Math.min(day.endMs, utcDay.endMs, minute.endMs),
+        value: made,
+      });
+      return made;
+    },
+    spendCounters(feature: FeatureConfig, model: string, user: string, tier: TierConfig, nowMs: number) {
+      // The model is part of the keys: cache only the feature's own model (the usual case).
+      if (model !== feature.model) return spendCountersFor(feature.name, model, user, tier, nowMs);
+      const { byUser, value } = lookup(spendTree, feature, tier, user, nowMs);
+      if (value) return value;
+      const made = spendCountersFor(feature.name, model, user, tier, nowMs);
+      const day = dayWindow(nowMs, tier.timeZone);
+      const hour = hourWindow(nowMs);
+      store(byUser, user, {
+        from: Math.max(day.startMs, hour.startMs),
+        until: Math.min(day.endMs, hour.endMs),
+        value: made,
+      });
+      return made;
+    },
+  };
+}
