@@ -24,6 +24,7 @@ import { table, us } from "./util.js";
 
 const DURATION_MS = Number(process.env.BENCH_MS ?? 3000);
 const WARMUP_MS = 300;
+const COOLDOWN_MS = 500;
 const CONCURRENCIES = (process.env.BENCH_C ?? "1,16,64").split(",").map(Number);
 const ROUNDS = Number(process.env.BENCH_ROUNDS ?? 1);
 const WITH_PORTKEY = process.env.BENCH_PORTKEY !== "0";
@@ -296,6 +297,9 @@ for (let round = 0; round < ROUNDS; round++) {
   for (const c of CONCURRENCIES) {
     for (let k = 0; k < targets.length; k++) {
       const i = (k + round) % targets.length;
+      // A pause between cases, so that what a target does after its load (GC, closing sockets)
+      // does not land in the next target's measurement.
+      await new Promise((r) => setTimeout(r, COOLDOWN_MS));
       results.get(c)[i].push(await load(targets[i], c));
     }
   }

@@ -223,9 +223,23 @@ export function createEngine(deps: EngineDeps): Engine {
   function reject(
     e: TokenBudgetError,
     base: Omit<DecisionEvent, "decision" | "code" | "atMs">,
-    extra: Partial<DecisionEvent> = {},
+    extra: Pick<DecisionEvent, "exhausted"> = {},
   ): never {
-    deps.events?.decision({ ...base, ...extra, atMs: clock.nowMs(), decision: "reject", code: e.code });
+    if (deps.events) {
+      // Built without spreads, like the admitted decision (why: there); a flood of refusals must stay cheap.
+      const event: DecisionEvent = {
+        id: base.id,
+        atMs: clock.nowMs(),
+        feature: base.feature,
+        user: base.user,
+        tier: base.tier,
+        model: base.model,
+        decision: "reject",
+        code: e.code,
+      };
+      if (extra.exhausted) event.exhausted = extra.exhausted;
+      deps.events.decision(event);
+    }
     throw e;
   }
 
