@@ -33,6 +33,7 @@ import {
   type CompletionIdentity,
   completionBody,
   createChunkWriter,
+  type MockChoice,
   type MockFinishReason,
   mockUsage,
 } from "./mock-wire.js";
@@ -137,11 +138,18 @@ export function createMockUpstream(options: MockUpstreamOptions = {}): MockUpstr
       systemFingerprint,
     };
     const idHeader = { "x-request-id": identity.id };
-    const base = { id: identity.id, model: req.model, stream: req.stream, n: req.n, fault };
+    const line = (promptTokens: number) => ({
+      id: identity.id,
+      model: req.model,
+      stream: req.stream,
+      n: req.n,
+      fault,
+      promptTokens,
+    });
 
     if (fault === "500" || fault === "429") {
       // Refused before any work: nothing was produced, so the ledger line carries no tokens.
-      ledger.open({ ...base, promptTokens: 0 }).close("error");
+      ledger.open(line(0)).close("error");
       await sleep(latencyMs, signal);
       return fault === "500"
         ? openAIErrorResponse(
@@ -167,7 +175,7 @@ export function createMockUpstream(options: MockUpstreamOptions = {}): MockUpstr
           );
     }
 
-    const entry = ledger.open({ ...base, promptTokens });
+    const entry = ledger.open(line(promptTokens));
     const onAbort = () => entry.close("aborted");
     signal.addEventListener("abort", onAbort, { once: true });
     const finish = (status: Exclude<MockRequestStatus, "open" | "error">) => {
@@ -186,13 +194,12 @@ export function createMockUpstream(options: MockUpstreamOptions = {}): MockUpstr
     const usage = fault === "no-usage" ? undefined : mockUsage(promptTokens, tokens * req.n);
 
     if (!req.stream) {
-      const choices = Array.from({ length: req.n }, (_, i) => ({
-        content: mockCompletionText(tokens, i),
-        finishReason,
-      }));
+      const choices: MockChoice[] = [];
+      for (let i = 0; i < req.n; i++) choices.push({ content: mockCompletionText(tokens, i), finishReason });
       // A non-streamed answer is generated whole before its first byte, even if the body is then cut.
       entry.addCompletion(tokens * req.n);
-      const body = completionBody(identity, choices, usage);
+      // The text is a function of (tokens, choice index) only: that, n and the finish reason name the choices.
+      const body = completionBody(identity, choices, usage, `${tokens}/${req.n}/${finishReason}`);
       if (!midFault) {
         finish("completed");
         return jsonResponse(200, body, idHeader);

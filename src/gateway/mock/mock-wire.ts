@@ -56,29 +56,41 @@ export interface MockChoice {
   finishReason: MockFinishReason;
 }
 
+/** Serialised `choices` arrays by the caller's key, for {@link completionBody} (bounded). */
+const choicesJson = new Map<string, string>();
+const CHOICES_CACHE_MAX = 256;
+
 /**
  * A non-streaming completion body, in OpenAI's field order (id, object, created, model, choices,
  * usage, system_fingerprint); `usage` undefined leaves the field out (the `no-usage` fault).
+ * `choicesKey`, when given, names the choices (the caller promises: same key, same choices) so
+ * their serialised form is reused. Why: the mock's answers repeat (the same deterministic text for
+ * a length), and serialising the whole object was the largest cost of a mock answer under load.
+ * The bytes are exactly `JSON.stringify` of the whole object (tested).
  */
 export function completionBody(
   identity: CompletionIdentity,
   choices: readonly MockChoice[],
   usage: MockUsage | undefined,
+  choicesKey?: string,
 ): string {
-  return JSON.stringify({
-    id: identity.id,
-    object: "chat.completion",
-    created: identity.created,
-    model: identity.model,
-    choices: choices.map((c, index) => ({
-      index,
-      message: { role: "assistant", content: c.content, refusal: null, annotations: [] },
-      logprobs: null,
-      finish_reason: c.finishReason,
-    })),
-    usage,
-    system_fingerprint: identity.systemFingerprint,
-  });
+  let part = choicesKey === undefined ? undefined : choicesJson.get(choicesKey);
+  if (part === undefined) {
+    part = JSON.stringify(
+      choices.map((c, index) => ({
+        index,
+        message: { role: "assistant", content: c.content, refusal: null, annotations: [] },
+        logprobs: null,
+        finish_reason: c.finishReason,
+      })),
+    );
+    if (choicesKey !== undefined) {
+      if (choicesJson.size >= CHOICES_CACHE_MAX) choicesJson.clear();
+      choicesJson.set(choicesKey, part);
+    }
+  }
+  const u = usage === undefined ? "" : `,"usage":${JSON.stringify(usage)}`;
+  return `{"id":${JSON.stringify(identity.id)},"object":"chat.completion","created":${JSON.stringify(identity.created)},"model":${JSON.stringify(identity.model)},"choices":${part}${u},"system_fingerprint":${JSON.stringify(identity.systemFingerprint)}}`;
 }
 
 /** Builds the SSE events (`data: <json>\n\n`) of one streamed response. */
