@@ -109,12 +109,14 @@ net.Server.prototype.listen = function (...a) {
 };`,
 )}`;
 
+// ledgerMaxRecords: the bench reads no per-request records, so the mock (which shares the cores)
+// keeps few.
 const mock = await startChild(
   [
     "--input-type=module",
     "-e",
     `import { startMockServer } from "./dist/gateway/mock/mock-server.js";
-   const s = await startMockServer({ completionTokens: 50 }); console.log("mock on " + s.url);`,
+   const s = await startMockServer({ completionTokens: 50, ledgerMaxRecords: 1000 }); console.log("mock on " + s.url);`,
   ],
   /mock on (http:\/\/127\.0\.0\.1:\d+)/,
 );

@@ -17,7 +17,7 @@ const child = spawn(
     "--input-type=module",
     "-e",
     `import { startMockServer } from "./dist/gateway/mock/mock-server.js";
-     const s = await startMockServer({ completionTokens: 50 }); console.log("mock on " + s.url);`,
+     const s = await startMockServer({ completionTokens: 50, ledgerMaxRecords: 1000 }); console.log("mock on " + s.url);`,
   ],
   { stdio: ["ignore", "pipe", "inherit"] },
 );

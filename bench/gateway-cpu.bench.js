@@ -1,0 +1,136 @@
+// CPU per request of the gateway process, for an A/B of builds (or of node flags) under the same
+// load: the mock upstream and one gateway in child processes, an undici pool driving
+// `POST /v1/chat/completions` at a fixed concurrency. Prints req/s and the gateway's CPU (user + system,
+// from /proc) per request. Builds take turns, so a noisy neighbour hits them alike.
+// Run: npm run build && node bench/gateway-cpu.bench.js [gateway bin …]
+//   the bins default to bin/tokenfuse.js; `bench/bare-proxy.js` is accepted as a baseline
+//   BENCH_MS       measured time per run, ms (default 8000, after a 1 000 ms warm-up)
+//   BENCH_C        connections (default 64)
+//   BENCH_ROUNDS   rounds (default 2)
+//   BENCH_FLAGS    extra node flags for the gateway (e.g. "--cpu-prof --cpu-prof-dir=/tmp/p")
+import { spawn } from "node:child_process";
+import { mkdtempSync, readFileSync, writeFileSync } from "node:fs";
+import { tmpdir } from "node:os";
+import { join } from "node:path";
+import { Pool } from "undici";
+import { table } from "./util.js";
+
+const MS = Number(process.env.BENCH_MS ?? 8000);
+const C = Number(process.env.BENCH_C ?? 64);
+const ROUNDS = Number(process.env.BENCH_ROUNDS ?? 2);
+const FLAGS = (process.env.BENCH_FLAGS ?? "").split(" ").filter(Boolean);
+const BINS = process.argv.length > 2 ? process.argv.slice(2) : ["bin/tokenfuse.js"];
+
+function start(args, pattern) {
+  const child = spawn(process.execPath, args, {
+    stdio: ["ignore", "pipe", "pipe"],
+    env: { ...process.env, TOKENFUSE_LOG_LEVEL: "error" },
+  });
+  return new Promise((resolve, reject) => {
+    let out = "";
+    const timer = setTimeout(() => reject(new Error(`did not start: ${out}`)), 20_000);
+    const onData = (d) => {
+      out += d;
+      const m = pattern.exec(out);
+      if (m) {
+        clearTimeout(timer);
+        resolve({ child, url: m[1] });
+      }
+    };
+    child.stdout.on("data", onData);
+    child.stderr.on("data", onData);
+    child.on("exit", (code) => reject(new Error(`exited ${code}: ${out}`)));
+  });
+}
+
+/** [user, system] CPU µs of a process (Linux /proc, 10 ms ticks). */
+function cpuOf(pid) {
+  const stat = readFileSync(`/proc/${pid}/stat`, "utf8");
+  const f = stat.slice(stat.lastIndexOf(")") + 2).split(" ");
+  return [Number(f[11]) * 10_000, Number(f[12]) * 10_000];
+}
+
+const mock = await start(
+  [
+    "--input-type=module",
+    "-e",
+    `import { startMockServer } from "./dist/gateway/mock/mock-server.js";
+     const s = await startMockServer({ completionTokens: 50, ledgerMaxRecords: 1000 }); console.log("mock on " + s.url);`,
+  ],
+  /mock on (http:\/\/127\.0\.0\.1:\d+)/,
+);
+const config = join(mkdtempSync(join(tmpdir(), "tf-bench-")), "tokenfuse.json");
+writeFileSync(
+  config,
+  JSON.stringify({
+    upstreams: { provider: { type: "openai", base_url: `${mock.url}/v1`, timeout_ms: 30000 } },
+    features: { chat: { model: "gpt-4o", max_input: 4000, max_output: 1000, on_exceed: "trim" } },
+    tiers: { free: { daily_tokens: 1e15, tokens_per_minute: 1e15 } },
+    default_tier: "free",
+    global: { tokens_per_minute: 1e15 },
+  }),
+);
+const body = JSON.stringify({
+  model: "gpt-4o",
+  messages: [
+    { role: "system", content: "You are a helpful assistant." },
+    { role: "user", content: "What is the capital of France? Answer in one word." },
+  ],
+});
+const headers = { "content-type": "application/json", "x-tokenfuse-feature": "chat" };
+
+async function measure(bin) {
+  const bare = bin.endsWith("bare-proxy.js");
+  const gw = await start(
+    [...FLAGS, bin, ...(bare ? [mock.url] : ["serve", "--config", config, "--port", "0"])],
+    /(?:gateway|bare proxy) on (http:\/\/127\.0\.0\.1:\d+)/,
+  );
+  const pool = new Pool(gw.url, { connections: C });
+  const run = async (ms) => {
+    let n = 0;
+    const end = performance.now() + ms;
+    await Promise.all(
+      Array.from({ length: C }, async () => {
+        while (performance.now() < end) {
+          const r = await pool.request({ path: "/v1/chat/completions", method: "POST", headers, body });
+          await r.body.text();
+          if (r.statusCode !== 200) throw new Error(`${bin}: status ${r.statusCode}`);
+          n++;
+        }
+      }),
+    );
+    return n;
+  };
+  await run(1000);
+  const c0 = cpuOf(gw.child.pid);
+  const t0 = performance.now();
+  const n = await run(MS);
+  const t1 = performance.now();
+  const c1 = cpuOf(gw.child.pid);
+  await pool.close();
+  const exited = new Promise((r) => gw.child.once("exit", r));
+  gw.child.kill("SIGTERM");
+  await exited;
+  return { rps: (n / (t1 - t0)) * 1000, user: (c1[0] - c0[0]) / n, sys: (c1[1] - c0[1]) / n };
+}
+
+const rows = [["gateway", "round", "req/s", "CPU/req", "user", "system"]];
+for (let round = 1; round <= ROUNDS; round++) {
+  for (const bin of BINS) {
+    const r = await measure(bin);
+    const f = (x) => `${x.toFixed(1)} µs`;
+    rows.push([
+      bin,
+      String(round),
+      Math.round(r.rps).toLocaleString("en-US"),
+      f(r.user + r.sys),
+      f(r.user),
+      f(r.sys),
+    ]);
+  }
+}
+console.log(
+  `${C} connections, ${MS} ms per run after 1 000 ms of warm-up${FLAGS.length ? `, flags ${FLAGS.join(" ")}` : ""}\n`,
+);
+table(rows);
+mock.child.kill("SIGTERM");
