@@ -104,7 +104,7 @@ const storeSchema = z
   })
   .default("memory")
   .describe(
-    "Where counters live. `memory`: this process only, lost on restart. A `redis://` or `rediss://` URL (or a mapping with `url`): shared by every process using it; exact across processes.",
+    "Where counters live. `memory`: this process only, lost on restart. A `redis://` or `rediss://` URL (or a mapping with `url`): shared by every process using it; exact across processes. Redis memory: besides the counters, each settled request leaves a marker for one hour (so a resent settlement is never charged twice), about 150 bytes: plan on roughly 0.55 GB per 1 000 requests/s of sustained traffic.",
   );
 
 // ------------------------------------------------------------------------------------------ upstreams
