@@ -1,6 +1,7 @@
 import type { DecisionEvent, EngineEvents } from "../core/engine.js";
 import type { Logger } from "../core/logger.js";
 import type { Store } from "../stores/types.js";
+import { createClaimTokens } from "./claim-token.js";
 import type { AlertDispatcher } from "./dispatcher.js";
 import { createRunawayDetector, type RunawayOptions } from "./runaway-detector.js";
 
@@ -22,12 +23,15 @@ export function createDecisionAlerts(opts: {
   // claim whose call failed is forgotten so a later decision asks again: one store blip must not
   // lose the alert.
   const asked = new Set<string>();
+  const tokens = createClaimTokens();
   const claimThenSend = (claim: string, expireAtMs: number, nowMs: number, send: () => void) => {
     if (asked.has(claim)) return;
     if (asked.size >= 100_000) asked.clear(); // bounded: at worst a claim is asked again (and refused)
     asked.add(claim);
-    store.claimOnce(claim, expireAtMs, nowMs).then(
+    const token = tokens.tokenFor(claim);
+    store.claimOnce(claim, expireAtMs, nowMs, token).then(
       (won) => {
+        tokens.answered(claim);
         if (!won) return;
         try {
           send(); // only queues; should even that throw, the claim is spent: log it, never send twice
@@ -37,6 +41,7 @@ export function createDecisionAlerts(opts: {
       },
       (e: unknown) => {
         asked.delete(claim);
+        tokens.failed(claim, token);
         logger.error(
           { claim, err: (e as Error).message },
           "alert claim failed; will ask again on the next decision",

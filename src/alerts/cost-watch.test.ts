@@ -124,6 +124,28 @@ describe("hourly cost breaker under store failures", () => {
     expect(breakerAlerts(warnings)[0]).toMatch(/switched off until 11:00Z/);
   });
 
+  it("a claim the store took but whose reply was lost is won when asked again: the breaker trips and alerts once", async () => {
+    const { logger, warnings } = capture();
+    let calls = 0;
+    const mem = createMemoryStore();
+    const store = flaky(mem, {
+      claimOnce: async (key, exp, now, owner) => {
+        const won = await mem.claimOnce(key, exp, now, owner);
+        if (++calls === 1) throw new StoreUnavailableError("timed out (the claim was taken)");
+        return won;
+      },
+    });
+    const tf = await engineOn(store, logger);
+    for (let i = 0; i < 4; i++) await tf.one(); // crosses; the claim is taken, its reply lost
+    expect(tf.switches.isEnabled("code_review")).toBe(true);
+    await tf.one(); // asks again with the lost call's token: it is ours
+    expect(calls).toBe(2);
+    expect(tf.switches.isEnabled("code_review")).toBe(false);
+    await tf.one("chat");
+    await tf.close();
+    expect(breakerAlerts(warnings)).toHaveLength(1);
+  });
+
   it("a won claim whose switch the store did not take is retried on later spend until the store holds it; tripped and alerted once", async () => {
     const { logger, warnings, errors, infos } = capture();
     const mem = createMemoryStore();

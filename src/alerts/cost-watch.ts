@@ -4,6 +4,7 @@ import { spendKeys } from "../core/scopes.js";
 import { hourWindow } from "../core/windows.js";
 import type { Store } from "../stores/types.js";
 import type { SwitchBoard } from "../switches/switch-board.js";
+import { createClaimTokens } from "./claim-token.js";
 import type { AlertDispatcher } from "./dispatcher.js";
 
 /** What the watch is told after each settlement that added spend. */
@@ -48,6 +49,7 @@ export function createCostWatch(opts: {
    * again). A claim whose call failed is forgotten so a later event asks again. Why: one store blip
    * must not disable the breaker or lose the alert for the rest of the hour.
    */
+  const tokens = createClaimTokens();
   const asked = new Set<string>();
   let askedHour = "";
   /**
@@ -146,13 +148,15 @@ export function createCostWatch(opts: {
         if (asked.has(claim)) continue;
         asked.add(claim);
         let won: boolean;
+        const token = tokens.tokenFor(claim);
         try {
-          won = await store.claimOnce(claim, hour.endMs + 3_600_000, e.atMs);
+          won = await store.claimOnce(claim, hour.endMs + 3_600_000, e.atMs, token);
+          tokens.answered(claim);
         } catch (err) {
           // Forget it so a later event asks again (each scope on its own: the other check still runs).
-          // A call that failed after the store took the claim cannot be told apart here: the store
-          // would need an owner-tagged claim for that.
+          // If the failed call did take the claim, asking again with its token wins it (claim-token.ts).
           asked.delete(claim);
+          tokens.failed(claim, token);
           logger.error(
             { scope: c.scope, err: (err as Error).message },
             "hourly cost alert claim failed; will ask again on the next spend",

@@ -134,8 +134,8 @@ export class GuardedStore implements Store {
     }
   }
 
-  claimOnce(key: string, expireAtMs: number, nowMs: number): Promise<boolean> {
-    return this.opts.primary.claimOnce(key, expireAtMs, nowMs);
+  claimOnce(key: string, expireAtMs: number, nowMs: number, owner?: string): Promise<boolean> {
+    return this.opts.primary.claimOnce(key, expireAtMs, nowMs, owner);
   }
 
   readSpend(keys: readonly string[]): Promise<SpendTotals[]> {

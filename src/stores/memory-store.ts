@@ -123,7 +123,7 @@ export class MemoryStore implements Store {
   private readonly settled = new Map<string, number>(); // id → forget-after ms
   private readonly expiries = new ExpiryHeap();
   private readonly switches = new Map<string, { enabled: boolean; untilMs?: number }>();
-  private readonly claims = new Map<string, number>();
+  private readonly claims = new Map<string, { until: number; owner: string | undefined }>();
   private readonly spend = new Map<string, SpendTotals & { expireAtMs: number }>();
   private lastGcMs = 0;
 
@@ -227,10 +227,11 @@ export class MemoryStore implements Store {
     return keys.map((k) => this.state(k));
   }
 
-  async claimOnce(key: string, expireAtMs: number, nowMs: number): Promise<boolean> {
-    const until = this.claims.get(key);
-    if (until !== undefined && until > nowMs) return false;
-    this.claims.set(key, expireAtMs);
+  async claimOnce(key: string, expireAtMs: number, nowMs: number, owner?: string): Promise<boolean> {
+    const held = this.claims.get(key);
+    if (held !== undefined && held.until > nowMs)
+      return owner !== undefined && owner !== "" && held.owner === owner;
+    this.claims.set(key, { until: expireAtMs, owner });
     return true;
   }
 
@@ -295,8 +296,8 @@ export class MemoryStore implements Store {
     for (const [k, c] of this.counters) {
       if (c.expireAtMs <= nowMs && c.reserved === 0) this.counters.delete(k);
     }
-    for (const [k, until] of this.claims) {
-      if (until <= nowMs) this.claims.delete(k);
+    for (const [k, c] of this.claims) {
+      if (c.until <= nowMs) this.claims.delete(k);
     }
     for (const [k, t] of this.spend) {
       if (t.expireAtMs <= nowMs) this.spend.delete(k);

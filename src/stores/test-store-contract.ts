@@ -281,6 +281,22 @@ export function describeStoreContract(name: string, factory: StoreFactory): void
       ]);
     });
 
+    it("claimOnce with an owner: the winner asking again still wins (a lost reply is recovered), others never", async () => {
+      const store = await open();
+      const key = `claim-owner-${randomUUID()}`;
+      const until = Date.now() + 60_000;
+      expect(await store.claimOnce(key, until, Date.now(), "process-a")).toBe(true);
+      expect(await store.claimOnce(key, until, Date.now(), "process-a")).toBe(true);
+      expect(await store.claimOnce(key, until, Date.now(), "process-b")).toBe(false);
+      expect(await store.claimOnce(key, until, Date.now())).toBe(false);
+      expect(await store.claimOnce(key, until, Date.now(), "")).toBe(false);
+      // Without an owner, a claim is won once only.
+      const plain = `${key}:plain`;
+      expect(await store.claimOnce(plain, until, Date.now())).toBe(true);
+      expect(await store.claimOnce(plain, until, Date.now())).toBe(false);
+      expect(await store.claimOnce(plain, until, Date.now(), "")).toBe(false);
+    });
+
     it("claimOnce: one winner per key among concurrent callers, again after the claim expires", async () => {
       const store = await open();
       const key = `alert:${randomUUID()}`;

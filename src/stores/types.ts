@@ -140,8 +140,10 @@ export interface Store {
   /**
    * True for exactly one caller per `key` until `expireAtMs`, across every process on the store
    * (alert dedup: one alert per scope and window however many processes saw the crossing).
+   * With `owner`, a caller that asks again with the same owner gets true again: so a claim whose
+   * reply was lost (it may have been taken) is recognised as won when retried, never lost.
    */
-  claimOnce(key: string, expireAtMs: number, nowMs: number): Promise<boolean>;
+  claimOnce(key: string, expireAtMs: number, nowMs: number, owner?: string): Promise<boolean>;
   /** Spend counters' totals (zero for missing ones). */
   readSpend(keys: readonly string[]): Promise<SpendTotals[]>;
   /** Run-time feature switches (feature name → enabled) in force at `nowMs` (default now). */

@@ -355,12 +355,16 @@ export class RedisStore implements Store {
     return out;
   }
 
-  async claimOnce(key: string, expireAtMs: number, nowMs: number): Promise<boolean> {
+  async claimOnce(key: string, expireAtMs: number, nowMs: number, owner?: string): Promise<boolean> {
     const redis = await this.conn();
+    const k = `${this.prefix}claim:${key}`;
     try {
       // SET NX with the expiry in the same command: the first process wins, the key cannot outlive it.
+      // The value is the owner, never changed once set: reading it back after a refused SET tells
+      // an owner whose earlier attempt did set it (its reply lost) that the claim is its own.
       const ttl = Math.max(1, expireAtMs - nowMs);
-      return (await redis.set(`${this.prefix}claim:${key}`, "1", "PX", ttl, "NX")) === "OK";
+      if ((await redis.set(k, owner ?? "", "PX", ttl, "NX")) === "OK") return true;
+      return owner !== undefined && owner !== "" && (await redis.get(k)) === owner;
     } catch (e) {
       throw toUnavailable(e);
     }
