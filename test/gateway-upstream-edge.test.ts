@@ -217,4 +217,51 @@ describe("gateway: odd upstream answers", () => {
     // One status line only: the stream's. A second one would corrupt what the client reads.
     expect(received.match(/HTTP\/1\.1 \d{3}/g)).toEqual(["HTTP/1.1 200"]);
   });
+
+  it("legacy functions and a response_format schema are counted as input: they cannot slip past max_input", async () => {
+    let forwarded: Record<string, unknown> | undefined;
+    const answer = JSON.stringify({
+      id: "x",
+      choices: [{ index: 0, message: { role: "assistant", content: "ok" }, finish_reason: "stop" }],
+      usage: { prompt_tokens: 10, completion_tokens: 1 },
+    });
+    const g = await gatewayWith(async ({ body }) => {
+      forwarded = body;
+      return whole(200, answer);
+    });
+    const fn = {
+      name: "lookup",
+      description: "Looks a thing up",
+      parameters: { type: "object", properties: {} },
+    };
+    const tok = getChatTokenizer("o200k_base");
+    // Counted exactly like the same definition sent as a tool, and forwarded as sent.
+    const small = await g.post({ functions: [fn] });
+    expect(small.status).toBe(200);
+    expect(Number(small.headers.get("x-tokenfuse-input-tokens"))).toBe(
+      tok.countChat(messages, [{ type: "function", function: fn }]),
+    );
+    expect(forwarded?.functions).toEqual([fn]);
+    // A huge definition is refused by max_input (1000) instead of reaching the provider uncounted.
+    forwarded = undefined;
+    const huge = await g.post({ functions: [{ ...fn, description: "lorem ipsum ".repeat(5000) }] });
+    expect(huge.status).toBe(400);
+    expect(((await huge.json()) as { error: { code: string } }).error.code).toBe("input_budget_exceeded");
+    expect(forwarded).toBeUndefined();
+    const schema = await g.post({
+      response_format: {
+        type: "json_schema",
+        json_schema: { name: "answer", schema: { type: "object", description: "word ".repeat(5000) } },
+      },
+    });
+    expect(schema.status).toBe(400);
+    // Malformed: refused with a clear error.
+    const bad = await g.post({ functions: "lookup" });
+    expect(bad.status).toBe(400);
+    expect(((await bad.json()) as { error: { message: string } }).error.message).toMatch(
+      /functions must be an array/,
+    );
+    // Only the admitted call was charged: the usage the provider reported for it (10 + 1).
+    expect(await g.day()).toMatchObject({ used: 11, reserved: 0 });
+  });
 });

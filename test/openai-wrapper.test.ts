@@ -127,6 +127,33 @@ describe("guardOpenAI: what the provider generated is charged even when its usag
   };
   const day = async (tf: Tokenfuse, user: string) => (await tf.remaining({ user })).user.day;
 
+  it("legacy functions count as input: a huge definition is refused before the provider is called", async () => {
+    const tf = fresh();
+    let called = 0;
+    const client: OpenAIChatClient = {
+      chat: {
+        completions: {
+          create: async () => {
+            called++;
+            return { usage: { prompt_tokens: 1, completion_tokens: 1 } };
+          },
+        },
+      },
+    };
+    const g = guardOpenAI(client, tf);
+    const fn = {
+      name: "f",
+      description: "word ".repeat(2000),
+      parameters: { type: "object", properties: {} },
+    };
+    const e = await g
+      .create({ feature: "chat", user: "fx" }, { model: "gpt-4o", messages: msgs, functions: [fn] })
+      .catch((x: unknown) => x);
+    expect((e as { code?: string }).code).toBe("input_budget_exceeded");
+    expect(called).toBe(0);
+    expect(await day(tf, "fx")).toMatchObject({ used: 0, reserved: 0 });
+  });
+
   it("a usage the engine refuses is settled like a missing one (cap when complete, text when cut), logged, and never left reserved", async () => {
     const warnings: Array<{ o: object; m: string }> = [];
     const logger: Logger = { info() {}, warn: (o, m) => void warnings.push({ o, m: m ?? "" }), error() {} };

@@ -121,3 +121,40 @@ export function outputCap(featureMaxOutput: number, req: AdmitRequest): number {
     cap = req.maxCompletionTokens;
   return cap;
 }
+
+/**
+ * Every definition in an OpenAI chat-completions body that the provider bills as prompt tokens
+ * besides the messages: `tools`, the legacy `functions` (counted exactly like tools), and a
+ * `response_format` JSON schema (counted from its JSON text, an estimate). Why: whatever goes
+ * upstream uncounted would get past `max_input` and every budget — a large `functions` array did.
+ * Returns an `invalid_request` error for a `functions` that is not an array of objects.
+ */
+export function billedDefinitions(
+  body: Record<string, unknown>,
+): ToolDefinition[] | undefined | TokenBudgetError {
+  const out: ToolDefinition[] = [];
+  const tools = body.tools;
+  if (tools !== undefined && tools !== null) {
+    if (!Array.isArray(tools)) return invalid("tools must be an array");
+    out.push(...(tools as ToolDefinition[]));
+  }
+  const functions = body.functions;
+  if (functions !== undefined && functions !== null) {
+    if (!Array.isArray(functions)) return invalid("functions must be an array of function definitions");
+    for (let i = 0; i < functions.length; i++) {
+      const f = functions[i];
+      if (typeof f !== "object" || f === null || Array.isArray(f))
+        return invalid(`functions[${i}] must be an object`);
+      out.push({ type: "function", function: f as ToolDefinition["function"] });
+    }
+  }
+  const rf = body.response_format;
+  if (typeof rf === "object" && rf !== null && (rf as { type?: unknown }).type === "json_schema") {
+    // Not a function definition: the tokenizer counts the whole object's JSON (flagged as an estimate).
+    out.push({
+      type: "response_format",
+      function: { name: "response_format", parameters: rf as Record<string, unknown> },
+    });
+  }
+  return out.length > 0 ? out : undefined;
+}

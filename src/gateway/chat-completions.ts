@@ -1,8 +1,10 @@
 import type { IncomingMessage, ServerResponse } from "node:http";
 import type { ResolvedConfig } from "../config/types.js";
 import type { Admission, Engine } from "../core/engine.js";
+import { TokenBudgetError } from "../core/errors.js";
 import type { Logger } from "../core/logger.js";
-import type { ChatMessage, OpenAIUsage, ToolDefinition } from "../core/types.js";
+import { billedDefinitions } from "../core/request.js";
+import type { ChatMessage, OpenAIUsage } from "../core/types.js";
 import { chargeableUsage } from "../core/usage.js";
 import { tokenizerForModel } from "../tokenizers/index.js";
 import type { Authenticator } from "./auth.js";
@@ -140,6 +142,8 @@ export async function handleChatCompletions(
     }
     if (body.stream !== undefined && typeof body.stream !== "boolean")
       throw gatewayError("invalid_request", "stream must be a boolean");
+    const definitions = billedDefinitions(body);
+    if (definitions instanceof TokenBudgetError) throw definitions;
     admission = await engine.admit({
       feature,
       user: principal.user,
@@ -149,7 +153,8 @@ export async function handleChatCompletions(
       maxTokens: optionalInt(body, "max_tokens"),
       maxCompletionTokens: optionalInt(body, "max_completion_tokens"),
       n: optionalInt(body, "n"),
-      tools: body.tools as ToolDefinition[] | undefined,
+      // Counted: tools, the legacy functions and a response_format schema (all billed as prompt).
+      tools: definitions,
     });
     const upstreamName = deps.config.features[feature]?.upstream ?? deps.config.upstreams[0]?.name ?? "";
     const upstream = deps.upstreams.get(upstreamName);

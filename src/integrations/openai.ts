@@ -1,6 +1,8 @@
 import type { Admission } from "../core/engine.js";
+import { TokenBudgetError } from "../core/errors.js";
 import { createLogger, type Logger } from "../core/logger.js";
-import type { ChatMessage, OpenAIUsage, ToolDefinition } from "../core/types.js";
+import { billedDefinitions } from "../core/request.js";
+import type { ChatMessage, OpenAIUsage } from "../core/types.js";
 import { chargeableUsage } from "../core/usage.js";
 import type { Tokenfuse } from "../tokenfuse.js";
 import { tokenizerForModel } from "../tokenizers/index.js";
@@ -61,6 +63,9 @@ export interface GuardedOpenAI {
 }
 
 function requestFor(ctx: GuardContext, body: Record<string, unknown>) {
+  // Counted: tools, the legacy functions and a response_format schema (all billed as prompt).
+  const definitions = billedDefinitions(body);
+  if (definitions instanceof TokenBudgetError) throw definitions;
   return {
     feature: ctx.feature,
     user: ctx.user,
@@ -70,7 +75,7 @@ function requestFor(ctx: GuardContext, body: Record<string, unknown>) {
     maxTokens: body.max_tokens as number | undefined,
     maxCompletionTokens: body.max_completion_tokens as number | undefined,
     n: body.n as number | undefined,
-    tools: body.tools as ToolDefinition[] | undefined,
+    tools: definitions,
   };
 }
 
