@@ -122,11 +122,11 @@ describe("Redis faults", () => {
       expect(s).toMatchObject({ status: "settled", chargedTokens: a.inputTokens + 60 });
       const h = await direct.hgetall(userDay(prefix, "rt"));
       expect([Number(h.u), Number(h.t)]).toEqual([a.inputTokens + 60, a.inputTokens + 60]);
-      // And a second retry after that settlement is the duplicate it is: nothing charged again.
+      // A later call with the same requestId is a new provider call: charged again, never free.
       const again = await tf.admit(req);
       const s2 = await again.settle({ prompt_tokens: a.inputTokens, completion_tokens: 60 });
-      expect(s2).toMatchObject({ status: "duplicate", chargedTokens: 0 });
-      expect(Number((await direct.hgetall(userDay(prefix, "rt"))).u)).toBe(a.inputTokens + 60);
+      expect(s2).toMatchObject({ status: "settled", chargedTokens: a.inputTokens + 60 });
+      expect(Number((await direct.hgetall(userDay(prefix, "rt"))).u)).toBe(2 * (a.inputTokens + 60));
     } finally {
       await tf.close();
       await proxy.close();

@@ -352,11 +352,16 @@ export function createEngine(deps: EngineDeps): Engine {
     const n = req.n ?? 1;
     const reservedTokens = policy.inputTokens + maxOutputTokens * n;
     const nowMs = clock.nowMs();
+    // The store is keyed by an id made for this admission, never by the caller's requestId: a
+    // reused requestId (a retry after the call was made, an id per conversation) is a new provider
+    // call and must be charged; keyed by it, the store would answer "duplicate" and it would be free.
+    // Resends of this admission's own store commands stay idempotent by this id.
+    const storeId = req.requestId === undefined ? base.id : newId();
     const scopes = scopeCache.scopes(feature, req.user, tier, nowMs);
     let r: Awaited<ReturnType<Store["reserve"]>>;
     try {
       r = await store.reserve({
-        id: base.id,
+        id: storeId,
         tokens: reservedTokens,
         scopes,
         nowMs,
@@ -499,13 +504,13 @@ export function createEngine(deps: EngineDeps): Engine {
             }
           : undefined;
       const status = await store.settle({
-        id: base.id,
+        id: storeId,
         actualTokens: actual,
         reservedTokens,
         scopes,
         nowMs: atMs,
         spend,
-        generatedId: req.requestId === undefined,
+        generatedId: true,
       });
       if (spend && (status === "settled" || status === "expired")) {
         await deps.afterSpend?.({ feature: feature.name, atMs, costNanoUsd: spend.costNanoUsd });

@@ -19,7 +19,10 @@ export interface AdmitRequest {
   /** Number of choices; multiplies the output reservation. */
   n?: number | undefined;
   tools?: ToolDefinition[] | undefined;
-  /** Idempotency key for the reservation; generated when absent. */
+  /**
+   * Your id for this request, carried in logs, events and `Admission.id` (generated when absent).
+   * Not a deduplication key: each `admit` is a new reservation, so reusing an id is charged again.
+   */
   requestId?: string | undefined;
 }
 
