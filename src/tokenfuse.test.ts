@@ -428,3 +428,21 @@ describe("request ids", () => {
     expect(store.settledIdCount).toBe(0);
   });
 });
+
+describe("absurd usage", () => {
+  it("a usage whose total passes 2^53 is refused and changes nothing; a huge cost saturates; the caller can still settle", async () => {
+    const tf = make();
+    const a = await tf.admit({ feature: "chat", user: "big", messages: msgs("hi") });
+    await expect(a.settle({ prompt_tokens: Number.MAX_SAFE_INTEGER, completion_tokens: 10 })).rejects.toThrow(
+      /too large/,
+    );
+    // Still settleable: 1e12 output tokens of gpt-4o cost more than 2^53 nano-USD, which saturates.
+    const s = await a.settle({ prompt_tokens: a.inputTokens, completion_tokens: 1e12 });
+    expect(s.status).toBe("settled");
+    expect(s.costNanoUsd).toBe(Number.MAX_SAFE_INTEGER);
+    expect((await tf.remaining({ user: "big" })).user.day).toMatchObject({
+      used: a.inputTokens + 1e12,
+      reserved: 0,
+    });
+  });
+});

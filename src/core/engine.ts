@@ -490,7 +490,9 @@ export function createEngine(deps: EngineDeps): Engine {
     };
     async function doSettle(u: Usage | undefined): Promise<SettlementResult> {
       const actual = u ? chargedTokens(u) : 0;
-      const cost = u && price ? costNanoUsd(u, price) : undefined;
+      // Saturated rather than refused: past 2^53 nano-USD ($9 million) the amount is beyond every
+      // alert anyway, and a refused cost would leave the reservation unsettled.
+      const cost = u && price ? Math.min(costNanoUsd(u, price), Number.MAX_SAFE_INTEGER) : undefined;
       const atMs = clock.nowMs();
       // Spend is added in the same atomic step as the settlement, so the hourly counters equal the
       // sum of per-request costs exactly (and a duplicate settlement adds nothing).

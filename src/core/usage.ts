@@ -25,6 +25,9 @@ export function normalizeUsage(u: OpenAIUsage): Usage {
     inputTokens = total;
     outputTokens = 0;
   }
+  // Each count is a safe integer; their sum must be too, or no store can charge it exactly.
+  if (!Number.isSafeInteger(inputTokens + outputTokens))
+    throw new TypeError("usage is too large: prompt_tokens + completion_tokens exceeds 2^53 - 1");
   return {
     inputTokens,
     outputTokens,
