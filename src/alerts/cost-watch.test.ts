@@ -146,6 +146,24 @@ describe("hourly cost breaker under store failures", () => {
     expect(breakerAlerts(warnings)).toHaveLength(1);
   });
 
+  it("a feature switched off by hand stays off when the breaker trips afterwards (not just until the next hour)", async () => {
+    const { logger } = capture();
+    const mem = createMemoryStore();
+    const tf = await engineOn(mem, logger);
+    // Admitted before the operator pulls the switch; their spend lands after it and crosses the cap.
+    const admitted = await Promise.all(
+      Array.from({ length: 4 }, () =>
+        tf.engine.admit({ feature: "code_review", user: "dev", messages: msgs }),
+      ),
+    );
+    await tf.switches.set("code_review", false);
+    for (const a of admitted) await a.settle({ prompt_tokens: 1000, completion_tokens: 500 });
+    expect(await mem.getSwitches(T0)).toEqual({ code_review: false });
+    // Past the breaker's hour the hand-made switch is still there.
+    expect(await mem.getSwitches(T0 + 2 * 3_600_000)).toEqual({ code_review: false });
+    await tf.close();
+  });
+
   it("a won claim whose switch the store did not take is retried on later spend until the store holds it; tripped and alerted once", async () => {
     const { logger, warnings, errors, infos } = capture();
     const mem = createMemoryStore();

@@ -253,7 +253,16 @@ export class MemoryStore implements Store {
     return out;
   }
 
-  async setSwitch(feature: string, enabled: boolean | undefined, untilMs?: number): Promise<void> {
+  async setSwitch(
+    feature: string,
+    enabled: boolean | undefined,
+    untilMs?: number,
+    opts?: { keepLongerOff?: boolean },
+  ): Promise<void> {
+    if (opts?.keepLongerOff && enabled === false && untilMs !== undefined) {
+      const cur = this.switches.get(feature);
+      if (cur && !cur.enabled && (cur.untilMs === undefined || cur.untilMs >= untilMs)) return;
+    }
     if (enabled === undefined) this.switches.delete(feature);
     else this.switches.set(feature, { enabled, ...(untilMs !== undefined ? { untilMs } : {}) });
   }

@@ -323,5 +323,28 @@ export function describeStoreContract(name: string, factory: StoreFactory): void
       expect((await store.getSwitches(T0 + 999))[f]).toBe(false);
       expect((await store.getSwitches(T0 + 1000))[f]).toBeUndefined();
     });
+
+    it("a breaker's trip never shortens an off switch already in force", async () => {
+      const store = await open();
+      const trip = (f: string, until: number) => store.setSwitch(f, false, until, { keepLongerOff: true });
+      const [byHand, later, on, none] = ["hand", "later", "on", "none"].map(
+        (n) => `feat-${n}-${randomUUID()}`,
+      );
+      await store.setSwitch(byHand as string, false); // off by hand, no end
+      await trip(byHand as string, T0 + 1000);
+      expect((await store.getSwitches(T0 + 5000))[byHand as string]).toBe(false);
+      await store.setSwitch(later as string, false, T0 + 9000);
+      await trip(later as string, T0 + 1000);
+      expect((await store.getSwitches(T0 + 5000))[later as string]).toBe(false);
+      expect((await store.getSwitches(T0 + 9000))[later as string]).toBeUndefined();
+      // On by hand, or not set: the breaker switches it off until its end, then it lapses.
+      await store.setSwitch(on as string, true);
+      await trip(on as string, T0 + 1000);
+      await trip(none as string, T0 + 1000);
+      for (const f of [on, none] as string[]) {
+        expect((await store.getSwitches(T0 + 999))[f]).toBe(false);
+        expect((await store.getSwitches(T0 + 1000))[f]).toBeUndefined();
+      }
+    });
   });
 }

@@ -151,8 +151,15 @@ export interface Store {
   /**
    * Set a run-time switch; `undefined` clears it (back to the config's value). With `untilMs` the
    * switch lapses by itself at that instant (the hourly-cost breaker: off until the next hour).
+   * `keepLongerOff` (with `false` and `untilMs`, the breaker's trip): leave the switch as it is when
+   * it is already off for at least as long — a hand-made "off" must not be shortened to an hour.
    */
-  setSwitch(feature: string, enabled: boolean | undefined, untilMs?: number): Promise<void>;
+  setSwitch(
+    feature: string,
+    enabled: boolean | undefined,
+    untilMs?: number,
+    opts?: { keepLongerOff?: boolean },
+  ): Promise<void>;
   /** Release resources (connections, timers). */
   close(): Promise<void>;
 }

@@ -74,7 +74,7 @@ export function createSwitchBoard(opts: SwitchBoardOptions): SwitchBoard {
     },
     async trip(feature, untilMs) {
       tripped.set(feature, untilMs);
-      await store.setSwitch(feature, false, untilMs);
+      await store.setSwitch(feature, false, untilMs, { keepLongerOff: true });
     },
     refresh,
     close() {

@@ -17,11 +17,13 @@ import { READ_LUA } from "./scripts/read.js";
 import { RESERVE_LUA } from "./scripts/reserve.js";
 import { RESERVE_ONE_LUA } from "./scripts/reserve-one.js";
 import { SETTLE_LUA } from "./scripts/settle.js";
+import { TRIP_LUA } from "./scripts/trip.js";
 
 const RESERVE = luaScript("reserve", RESERVE_LUA);
 const RESERVE_ONE = luaScript("reserve-one", RESERVE_ONE_LUA);
 const SETTLE = luaScript("settle", SETTLE_LUA);
 const READ = luaScript("read", READ_LUA);
+const TRIP = luaScript("trip", TRIP_LUA);
 
 /**
  * How long a settled id is remembered (ms), so that a resent or retried settlement is recognised.
@@ -405,9 +407,22 @@ export class RedisStore implements Store {
     return out;
   }
 
-  async setSwitch(feature: string, enabled: boolean | undefined, untilMs?: number): Promise<void> {
+  async setSwitch(
+    feature: string,
+    enabled: boolean | undefined,
+    untilMs?: number,
+    opts?: { keepLongerOff?: boolean },
+  ): Promise<void> {
     const redis = await this.conn();
     const key = `${this.prefix}switches`;
+    if (opts?.keepLongerOff && enabled === false && untilMs !== undefined) {
+      try {
+        await runScript(redis, TRIP, [key], [feature, String(untilMs), String(SWITCH_TTL_MS)]);
+      } catch (e) {
+        throw toUnavailable(e);
+      }
+      return;
+    }
     try {
       const m = redis.multi();
       if (enabled === undefined) m.hdel(key, feature);
