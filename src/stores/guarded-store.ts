@@ -25,9 +25,12 @@ export interface GuardedStoreOptions {
   onDegraded?: (event: { op: "reserve" | "settle" | "read"; mode: OnStoreError | "deferred" }) => void;
   /** How often queued settlements are retried (ms). */
   retryMs?: number;
-  /** At most this many settlements wait for the store; beyond it the oldest is dropped and logged. */
+  /** At most this many settlements wait for the store; beyond it the oldest not being applied is dropped, logged and counted. */
   maxPending?: number;
 }
+
+/** Below this many local-fallback ids, reserve does not prune (the timer still does). */
+const MIN_PRUNE_SIZE = 1024;
 
 interface Pending {
   req: SettleRequest;
@@ -49,10 +52,24 @@ interface Pending {
 export class GuardedStore implements Store {
   readonly kind: string;
   private readonly local = new MemoryStore();
-  private readonly degradedIds = new Map<string, "allow" | "local">();
+  /**
+   * Ids admitted by the local fallback → when their local reservation expires. Only `local` needs
+   * remembering (its settle must also reach the local store); expired entries are pruned, so ids that
+   * are never settled cannot pile up, and a later request reusing the id is not charged locally.
+   */
+  private readonly degradedIds = new Map<string, number>();
+  /** Prune on reserve when the map reaches this size (twice what survived the last prune: amortised O(1)). */
+  private pruneAtSize = MIN_PRUNE_SIZE;
+  /** No entry expires before this (a lower bound: lets the timer skip pointless scans). */
+  private nextExpiryMs = Number.POSITIVE_INFINITY;
+  /** Latest request clock seen; the timer prunes by it (requests carry their own clock, not Date.now()). */
+  private lastNowMs = Number.NEGATIVE_INFINITY;
   private readonly pending: Pending[] = [];
   private readonly timer: NodeJS.Timeout;
-  private flushing = false;
+  /** The flush under way, so `close()` can wait for it and a second caller shares it. */
+  private flushing: Promise<void> | undefined;
+  /** The queued settlement a flush is applying: `enqueue` must not drop it (it would be applied and then lost track of). */
+  private applying: Pending | undefined;
   /** Settlements dropped because the queue was full (never silently: each is logged). */
   droppedSettlements = 0;
   /** Observer of failed store calls (metrics); may be set after construction. */
@@ -72,7 +89,13 @@ export class GuardedStore implements Store {
     return this.pending.length;
   }
 
+  /** Local-fallback admissions remembered until settled or expired (diagnostics and tests). */
+  get degradedCount(): number {
+    return this.degradedIds.size;
+  }
+
   async reserve(req: ReserveRequest): Promise<ReserveResult> {
+    if (req.nowMs > this.lastNowMs) this.lastNowMs = req.nowMs;
     try {
       return await this.opts.primary.reserve(req);
     } catch (e) {
@@ -97,23 +120,26 @@ export class GuardedStore implements Store {
         throw e;
       }
       if (mode === "allow") {
-        this.degradedIds.set(req.id, "allow");
         return { ok: true, duplicate: false, committed: req.scopes.map(() => 0), degraded: "allow" };
       }
       const f = this.opts.localLimitFraction ?? 0.1;
       const scaled = req.scopes.map((s) => ({ ...s, limit: Math.floor(s.limit * f) }));
       const r = this.local.reserveSync({ ...req, scopes: scaled });
       if (!r.ok) return r;
-      this.degradedIds.set(req.id, "local");
+      // A duplicate is already tracked (live) or already settled locally: nothing new to remember.
+      if (!r.duplicate) this.rememberLocal(req.id, req.nowMs + req.ttlMs, req.nowMs);
       return { ...r, degraded: "local" };
     }
   }
 
   async settle(req: SettleRequest): Promise<SettleStatus> {
-    const degraded = this.degradedIds.get(req.id);
-    if (degraded) {
+    if (req.nowMs > this.lastNowMs) this.lastNowMs = req.nowMs;
+    const expiresAtMs = this.degradedIds.get(req.id);
+    if (expiresAtMs !== undefined) {
       this.degradedIds.delete(req.id);
-      if (degraded === "local") await this.local.settle(req);
+      // Past its expiry the entry counts as pruned (same answer whether or not a prune ran yet):
+      // it may be a stale entry for a reused id whose request never touched the local store.
+      if (expiresAtMs > req.nowMs) await this.local.settle(req);
     }
     try {
       return await this.opts.primary.settle(req);
@@ -146,35 +172,33 @@ export class GuardedStore implements Store {
     return this.opts.primary.getSwitches(nowMs);
   }
 
-  setSwitch(feature: string, enabled: boolean | undefined, untilMs?: number): Promise<void> {
-    return this.opts.primary.setSwitch(feature, enabled, untilMs);
+  setSwitch(
+    feature: string,
+    enabled: boolean | undefined,
+    untilMs?: number,
+    opts?: { keepLongerOff?: boolean },
+  ): Promise<void> {
+    return this.opts.primary.setSwitch(feature, enabled, untilMs, opts);
   }
 
-  /** Retries queued settlements in order; stops at the first that still cannot reach the store. */
-  async flush(): Promise<void> {
-    if (this.flushing) return;
-    this.flushing = true;
-    try {
-      while (this.pending.length > 0) {
-        const p = this.pending[0] as Pending;
-        try {
-          await this.opts.primary.settle(p.req);
-        } catch (e) {
-          if (isStoreUnavailable(e)) return;
-          this.opts.logger.error(
-            { id: p.req.id, err: (e as Error).message },
-            "queued settlement refused; dropped",
-          );
-        }
-        this.pending.shift();
-      }
-    } finally {
-      this.flushing = false;
+  /**
+   * Retries queued settlements in order; stops at the first that still cannot reach the store.
+   * While one is under way, returns that one (so awaiting it waits for the drain).
+   */
+  flush(): Promise<void> {
+    if (!this.flushing) {
+      this.flushing = this.drain().finally(() => {
+        this.flushing = undefined;
+      });
     }
+    return this.flushing;
   }
 
   async close(): Promise<void> {
     clearInterval(this.timer);
+    // Wait for a drain under way (closing the primary under it would lose the rest of the queue),
+    // then one last attempt of its own for whatever it left or what was queued meanwhile.
+    await this.flushing?.catch(() => {});
     await this.flush().catch(() => {});
     if (this.pending.length > 0) {
       this.opts.logger.error(
@@ -185,17 +209,68 @@ export class GuardedStore implements Store {
     await this.opts.primary.close();
   }
 
+  private async drain(): Promise<void> {
+    if (this.degradedIds.size > 0 && this.lastNowMs >= this.nextExpiryMs) this.pruneDegraded(this.lastNowMs);
+    while (this.pending.length > 0) {
+      const p = this.pending[0] as Pending;
+      this.applying = p;
+      try {
+        await this.opts.primary.settle(p.req);
+      } catch (e) {
+        if (isStoreUnavailable(e)) return;
+        this.opts.logger.error(
+          { id: p.req.id, err: (e as Error).message },
+          "queued settlement refused; dropped",
+        );
+      } finally {
+        this.applying = undefined;
+      }
+      // By identity: the queue may have changed during the await (enqueue never drops `p`, so it is
+      // still the head; the check keeps a future change from removing an entry never applied).
+      if (this.pending[0] === p) this.pending.shift();
+      else {
+        const i = this.pending.indexOf(p);
+        if (i >= 0) this.pending.splice(i, 1);
+      }
+    }
+  }
+
   private enqueue(req: SettleRequest): void {
     const max = this.opts.maxPending ?? 100_000;
+    const entry: Pending = { req };
     if (this.pending.length >= max) {
-      const dropped = this.pending.shift();
+      // Never the entry a flush is applying: it will be applied, so dropping it would lose the next
+      // one instead. Then the next oldest; with no other, the new one.
+      const i = this.pending[0] === this.applying ? 1 : 0;
+      const dropped = i < this.pending.length ? (this.pending.splice(i, 1)[0] as Pending) : entry;
       this.droppedSettlements++;
       this.opts.logger.error(
-        { id: dropped?.req.id, tokens: dropped?.req.actualTokens },
-        "settlement queue full; oldest settlement dropped",
+        { id: dropped.req.id, tokens: dropped.req.actualTokens, dropped: this.droppedSettlements },
+        dropped === entry
+          ? "settlement queue full; new settlement dropped"
+          : "settlement queue full; oldest settlement dropped",
       );
+      if (dropped === entry) return;
     }
-    this.pending.push({ req });
+    this.pending.push(entry);
+  }
+
+  private rememberLocal(id: string, expiresAtMs: number, nowMs: number): void {
+    if (this.degradedIds.size >= this.pruneAtSize) this.pruneDegraded(nowMs);
+    this.degradedIds.delete(id); // re-inserted at the end: a reused id gets its new expiry
+    this.degradedIds.set(id, expiresAtMs);
+    if (expiresAtMs < this.nextExpiryMs) this.nextExpiryMs = expiresAtMs;
+  }
+
+  /** Drops entries whose local reservation has expired (a full scan, paid for by the growth since the last). */
+  private pruneDegraded(nowMs: number): void {
+    let next = Number.POSITIVE_INFINITY;
+    for (const [id, exp] of this.degradedIds) {
+      if (exp <= nowMs) this.degradedIds.delete(id);
+      else if (exp < next) next = exp;
+    }
+    this.nextExpiryMs = next;
+    this.pruneAtSize = Math.max(MIN_PRUNE_SIZE, 2 * this.degradedIds.size);
   }
 }
 
