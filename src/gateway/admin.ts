@@ -29,6 +29,17 @@ export function assertAdmin(req: IncomingMessage, config: ResolvedConfig): void 
     throw gatewayError("unauthorized", "missing or wrong admin token");
 }
 
+/** The feature name from the path; a malformed escape is the client's error (400), not ours (500). */
+function decodeFeatureName(raw: string): string {
+  try {
+    return decodeURIComponent(raw);
+  } catch (e) {
+    if (e instanceof URIError)
+      throw gatewayError("invalid_request", "feature name in the path is not valid percent-encoding");
+    throw e;
+  }
+}
+
 /** Routes under `/admin/`; returns the route name, or undefined when no admin route matches. */
 export async function handleAdmin(
   req: IncomingMessage,
@@ -47,7 +58,7 @@ export async function handleAdmin(
   }
   const m = /^\/admin\/features\/([^/]+)$/.exec(path);
   if (req.method === "PUT" && m?.[1]) {
-    const name = decodeURIComponent(m[1]);
+    const name = decodeFeatureName(m[1]);
     if (!Object.hasOwn(deps.config.features, name))
       throw gatewayError("unknown_feature", `unknown feature "${name}"`);
     const body = parseJsonObject(await readBody(req, 4096));
