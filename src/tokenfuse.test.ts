@@ -210,7 +210,7 @@ describe("budgets", () => {
     const clock = fixedClock("2026-11-24T12:00:00Z");
     const tf = make(clock);
     const r = await tf.remaining({ user: "p", tier: "pro" });
-    expect(r.user.day.resets_at).toBe("2026-11-25T05:00:00.000Z");
+    expect(r.user.day.resets_at).toBe("2026-11-25T05:00:00Z");
     expect(r.user.minute?.limit).toBe(2000);
   });
 

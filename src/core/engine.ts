@@ -595,7 +595,8 @@ export function createEngine(deps: EngineDeps): Engine {
         used: st.used,
         reserved: st.reserved,
         remaining: limited ? Math.max(0, s.limit - st.used - st.reserved) : null,
-        resets_at: new Date(s.resetAtMs).toISOString(),
+        // As in SPEC §6 ("2026-11-25T00:00:00Z"): window edges fall on whole seconds.
+        resets_at: new Date(s.resetAtMs).toISOString().replace(".000Z", "Z"),
       };
     };
     const report: BudgetReport = {
