@@ -381,13 +381,15 @@ export function createEngine(deps: EngineDeps): Engine {
     }
     if (!r.ok) {
       const s = scopes[r.scopeIndex] as ScopeCharge;
-      const left = Math.max(0, s.limit - r.committed);
+      // The limit that refused: the scope's, or the per-process share of it while the shared store is down.
+      const limit = r.limit ?? s.limit;
+      const left = Math.max(0, limit - r.committed);
       reject(
         new TokenBudgetError({
           code: refusalCode(s.kind),
-          message: `request needs ${reservedTokens} tokens (${policy.inputTokens} input + ${maxOutputTokens}${n > 1 ? ` × ${n}` : ""} output) but the ${describeScope(s)} has ${left} of ${s.limit} left`,
+          message: `request needs ${reservedTokens} tokens (${policy.inputTokens} input + ${maxOutputTokens}${n > 1 ? ` × ${n}` : ""} output) but the ${describeScope(s)} has ${left} of ${limit} left${r.limit !== undefined ? " (this process's share while the budget store is unreachable)" : ""}`,
           scope: s.kind,
-          limit: s.limit,
+          limit,
           requested: reservedTokens,
           retryAfterMs: Math.max(0, s.resetAtMs - nowMs),
         }),

@@ -297,4 +297,12 @@ describe("GuardedStore degraded admissions", () => {
     expect(g.degradedCount).toBe(0);
     expect((await g.reserve(reserve("y", 1500, 50))).ok).toBe(false); // 60 + 50 > 100
   });
+
+  it("a refusal by the local cap names the limit that refused (the process's share), not the scope's", async () => {
+    const primary = new FakePrimary();
+    primary.down = true;
+    const g = make(primary, "local"); // local cap: 1000 × 0.1 = 100
+    const r = await g.reserve(reserve("big", 1000, 150));
+    expect(r).toEqual({ ok: false, scopeIndex: 0, committed: 0, limit: 100 });
+  });
 });

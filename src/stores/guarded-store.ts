@@ -5,6 +5,7 @@ import {
   isStoreUnavailable,
   type ReserveRequest,
   type ReserveResult,
+  type ScopeCharge,
   type ScopeState,
   type SettleRequest,
   type SettleStatus,
@@ -125,7 +126,7 @@ export class GuardedStore implements Store {
       const f = this.opts.localLimitFraction ?? 0.1;
       const scaled = req.scopes.map((s) => ({ ...s, limit: Math.floor(s.limit * f) }));
       const r = this.local.reserveSync({ ...req, scopes: scaled });
-      if (!r.ok) return r;
+      if (!r.ok) return { ...r, limit: (scaled[r.scopeIndex] as ScopeCharge).limit };
       // A duplicate is already tracked (live) or already settled locally: nothing new to remember.
       if (!r.duplicate) this.rememberLocal(req.id, req.nowMs + req.ttlMs, req.nowMs);
       return { ...r, degraded: "local" };

@@ -65,6 +65,11 @@ export type ReserveResult =
       scopeIndex: number;
       /** `used + reserved` of that scope (what was already committed when the request was refused). */
       committed: number;
+      /**
+       * The limit that refused it, when not the scope's own: `on_error: local` refuses at the
+       * per-process fraction of each limit.
+       */
+      limit?: number;
     };
 
 /** A settlement: the actual tokens to charge for reservation `id`. */
