@@ -264,4 +264,40 @@ describe("gateway: odd upstream answers", () => {
     // Only the admitted call was charged: the usage the provider reported for it (10 + 1).
     expect(await g.day()).toMatchObject({ used: 11, reserved: 0 });
   });
+
+  it("a chunk that arrives after the timeout fired, to a client that stops reading, does not hang the handler", async () => {
+    const g = await gatewayWith(
+      async () =>
+        streamed(async function* () {
+          yield delta("a");
+          await new Promise((r) => setTimeout(r, 500)); // the 300 ms timeout fires in here
+          yield delta("word ".repeat(4_800_000)); // past the socket buffers too: only a drain or the abort ends the wait
+          yield delta("never read");
+        }),
+      300,
+    );
+    const body = JSON.stringify({ model: "gpt-4o", stream: true, messages });
+    const sock = connect({ host: "127.0.0.1", port: Number(g.port) });
+    sock.on("error", () => {});
+    sock.write(
+      `POST /v1/chat/completions HTTP/1.1\r\nHost: x\r\ncontent-type: application/json\r\ncontent-length: ${Buffer.byteLength(body)}\r\n\r\n${body}`,
+    );
+    sock.pause(); // never reads
+    try {
+      const deadline = Date.now() + 5000;
+      let day = await g.day();
+      while (day.reserved === 0 && Date.now() < deadline) {
+        await new Promise((r) => setTimeout(r, 5));
+        day = await g.day();
+      }
+      while (day.reserved > 0 && Date.now() < deadline) {
+        await new Promise((r) => setTimeout(r, 25));
+        day = await g.day();
+      }
+      expect(day.reserved).toBe(0);
+      expect(day.used).toBeGreaterThan(prompt);
+    } finally {
+      sock.destroy();
+    }
+  });
 });

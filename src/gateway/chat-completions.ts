@@ -300,6 +300,12 @@ async function streamThrough(
         // Back-pressure: wait until the client drains, leaves, or the upstream's time is up (a
         // client that stops reading must not hold its reservation, or this handler, forever).
         await new Promise<void>((resolve) => {
+          // Already stopped (the timer fired or the client left while the chunk was on its way):
+          // that event has been emitted, so waiting for it would never end.
+          if (cancel.upstream.aborted || res.destroyed) {
+            resolve();
+            return;
+          }
           const done = () => {
             res.off("drain", done);
             res.off("close", done);
