@@ -278,8 +278,9 @@ export function createEngine(deps: EngineDeps): Engine {
         await adm.settle(c.usage);
       } else {
         // The summary was generated (and billed): charge an estimate of it, never nothing.
-        const generated = text === "" ? 0 : deps.tokenizerFor(adm.model).countText(text);
-        const completion = Math.min(generated, adm.reservedTokens - adm.inputTokens);
+        const allowance = adm.reservedTokens - adm.inputTokens;
+        const generated = text === "" ? 0 : deps.tokenizerFor(adm.model).countTextUpTo(text, allowance);
+        const completion = Math.min(generated, allowance);
         logger.warn(
           { id: adm.id, feature: withName, reason: c.problem, estimatedCompletionTokens: completion },
           "summary settled from an estimate",

@@ -103,9 +103,11 @@ export function upstreamBody(body: Record<string, unknown>, a: Admission): Recor
 
 /** Output tokens to charge when the upstream reported no usage: what was generated, counted. */
 function estimateUsage(a: Admission, generated: string): OpenAIUsage {
-  const out = generated === "" ? 0 : tokenizerForModel(a.model).countText(generated);
-  // Never more than the reservation allowed for output (cap × n): what passed cannot exceed it.
-  return { prompt_tokens: a.inputTokens, completion_tokens: Math.min(out, a.reservedTokens - a.inputTokens) };
+  // Never more than the reservation allowed for output (cap × n): what passed cannot exceed it; and
+  // counting stops there, so an upstream that sent megabytes cannot make the estimate slow.
+  const allowance = a.reservedTokens - a.inputTokens;
+  const out = generated === "" ? 0 : tokenizerForModel(a.model).countTextUpTo(generated, allowance);
+  return { prompt_tokens: a.inputTokens, completion_tokens: Math.min(out, allowance) };
 }
 
 /** Headers of the mock upstream a test client may set. */

@@ -200,12 +200,17 @@ export function guardOpenAI(
         if (!settled) {
           // Stopped early or failed: charge what was reported, else what passed (estimated), else nothing.
           const text = generated.join("");
+          // At most what the reservation allowed for output (as the gateway does); counting stops there.
+          const allowance = a.reservedTokens - a.inputTokens;
           const estimate =
             text === ""
               ? null
               : {
                   prompt_tokens: a.inputTokens,
-                  completion_tokens: tokenizerForModel(a.model).countText(text),
+                  completion_tokens: Math.min(
+                    tokenizerForModel(a.model).countTextUpTo(text, allowance),
+                    allowance,
+                  ),
                 };
           await a.settle(usableUsage(usage, a, ctx, false) ?? estimate);
         }
