@@ -300,4 +300,28 @@ describe("gateway: odd upstream answers", () => {
       sock.destroy();
     }
   });
+
+  it("a whole answer of tool calls without usage is charged an estimate of the calls, not nothing", async () => {
+    const args = JSON.stringify({ query: "weather in Paris and Lyon tomorrow morning", units: "metric" });
+    const answer = JSON.stringify({
+      id: "x",
+      choices: [
+        {
+          index: 0,
+          message: {
+            role: "assistant",
+            content: null,
+            tool_calls: [{ id: "t1", type: "function", function: { name: "lookup", arguments: args } }],
+          },
+          finish_reason: "tool_calls",
+        },
+      ],
+    });
+    const g = await gatewayWith(async () => whole(200, answer));
+    const res = await g.post({});
+    expect(res.status).toBe(200);
+    expect(await res.text()).toBe(answer);
+    expect(await g.day()).toMatchObject({ used: prompt + count(`lookup${args}`), reserved: 0 });
+    expect(await g.estimated("no usage reported")).toBe(1);
+  });
 });

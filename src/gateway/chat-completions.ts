@@ -11,7 +11,7 @@ import type { Authenticator } from "./auth.js";
 import { gatewayError, sendError } from "./http-errors.js";
 import type { GatewayMetrics } from "./metrics.js";
 import { parseJsonObject, readBody } from "./read-body.js";
-import { createSseTap } from "./sse-tap.js";
+import { createSseTap, generatedParts } from "./sse-tap.js";
 import { UpstreamCancel, type UpstreamClient } from "./upstream/types.js";
 
 /**
@@ -262,9 +262,10 @@ async function forward(
     };
     usage = parsed?.usage;
     const choices = Array.isArray(parsed?.choices) ? parsed.choices : [];
-    generated = choices
-      .map((c) => (typeof c?.message?.content === "string" ? c.message.content : ""))
-      .join("");
+    const parts: string[] = [];
+    for (const c of choices)
+      generatedParts((c as { message?: unknown } | null)?.message, (t) => parts.push(t));
+    generated = parts.join("");
   } catch {
     // Not JSON: forwarded as is, charged from the estimate below.
   }

@@ -95,3 +95,47 @@ describe("SSE tap", () => {
     expect(tap.done).toBe(false);
   });
 });
+
+describe("SSE tap: events of any shape", () => {
+  const ev = (data: string) => `data: ${data}\n\n`;
+  it("passes odd but valid JSON through untouched, never throwing", () => {
+    const tap = createSseTap({ stripUsage: true });
+    const odd = [
+      "null",
+      "42",
+      '"x"',
+      "[]",
+      '{"choices":{}}',
+      '{"choices":[null]}',
+      '{"choices":[{"delta":null}]}',
+      '{"choices":[{"delta":{"tool_calls":[null,{"function":null}]}}]}',
+      '{"choices":[{"delta":{"content":5}}]}',
+    ];
+    for (const o of odd) expect(tap.push(ev(o))).toBe(ev(o));
+    expect(tap.push(ev('{"choices":[{"delta":{"content":"ok"}}]}'))).toContain("ok");
+    expect(tap.generatedText()).toBe("ok");
+  });
+
+  it("keeps refusals and legacy function calls for the estimate", () => {
+    const tap = createSseTap({ stripUsage: false });
+    tap.push(ev('{"choices":[{"delta":{"refusal":"I cannot"}}]}'));
+    tap.push(ev('{"choices":[{"delta":{"function_call":{"name":"f","arguments":"{\\"a\\":1}"}}}]}'));
+    expect(tap.generatedText()).toBe('I cannotf{"a":1}');
+  });
+
+  it("takes usage off a chunk that also has choices when the client did not ask, keeps it when it did", () => {
+    const last = {
+      id: "c",
+      choices: [{ index: 0, delta: {}, finish_reason: "stop" }],
+      usage: { prompt_tokens: 3, completion_tokens: 4 },
+    };
+    const stripped = createSseTap({ stripUsage: true });
+    const out = stripped.push(ev(JSON.stringify(last)));
+    expect(out.endsWith("\n\n")).toBe(true);
+    const { usage: _u, ...rest } = last;
+    expect(JSON.parse(out.trim().slice("data: ".length))).toEqual(rest);
+    expect(stripped.usage).toEqual(last.usage);
+    const kept = createSseTap({ stripUsage: false });
+    expect(kept.push(ev(JSON.stringify(last)))).toBe(ev(JSON.stringify(last)));
+  });
+});

@@ -30,6 +30,29 @@ export interface SseTap {
 
 const EVENT_END = /\r?\n\r?\n/;
 
+function isObject(v: unknown): v is Record<string, unknown> {
+  return typeof v === "object" && v !== null && !Array.isArray(v);
+}
+
+/**
+ * Hands `keep` every generated part of a streamed delta or a whole message — content, refusal,
+ * tool-call and legacy function-call names and arguments — so output can be estimated when the
+ * upstream reports no usable usage (all of it is generated, and billed). Any shape is tolerated.
+ */
+export function generatedParts(m: unknown, keep: (s: string) => void): void {
+  if (!isObject(m)) return;
+  if (typeof m.content === "string") keep(m.content);
+  if (typeof m.refusal === "string") keep(m.refusal);
+  const calls = Array.isArray(m.tool_calls) ? m.tool_calls : [];
+  const legacy = isObject(m.function_call) ? [{ function: m.function_call }] : [];
+  for (const tc of [...calls, ...legacy]) {
+    const fn = isObject(tc) && isObject(tc.function) ? tc.function : undefined;
+    if (!fn) continue;
+    if (typeof fn.name === "string") keep(fn.name);
+    if (typeof fn.arguments === "string") keep(fn.arguments);
+  }
+}
+
 /** Creates an SSE tap. */
 export function createSseTap(options: SseTapOptions): SseTap {
   const decoder = new StringDecoder("utf8");
@@ -46,8 +69,12 @@ export function createSseTap(options: SseTapOptions): SseTap {
     keptChars += s.length;
   }
 
-  /** Returns false when the event must not be forwarded. */
-  function inspect(event: string): boolean {
+  /**
+   * Returns true to forward the event as it came, false to drop it, or a string to forward instead.
+   * Any JSON shape is tolerated: an event tokenfuse does not understand is passed on untouched (an
+   * odd vendor event must never cut the stream, or its later output would go uncharged).
+   */
+  function inspect(event: string): boolean | string {
     let data = "";
     for (const line of event.split(/\r?\n/)) {
       if (line.startsWith("data:")) data += line.slice(line[5] === " " ? 6 : 5);
@@ -57,29 +84,27 @@ export function createSseTap(options: SseTapOptions): SseTap {
       done = true;
       return true;
     }
-    let parsed: {
-      choices?: Array<{ delta?: { content?: unknown; tool_calls?: unknown } }>;
-      usage?: OpenAIUsage | null;
-    };
+    let parsed: unknown;
     try {
       parsed = JSON.parse(data);
     } catch {
       return true; // not ours to judge: pass it through untouched
     }
-    for (const c of parsed.choices ?? []) {
-      const d = c.delta;
-      if (!d) continue;
-      if (typeof d.content === "string") keep(d.content);
-      if (Array.isArray(d.tool_calls)) {
-        for (const tc of d.tool_calls as Array<{ function?: { name?: unknown; arguments?: unknown } }>) {
-          if (typeof tc.function?.name === "string") keep(tc.function.name);
-          if (typeof tc.function?.arguments === "string") keep(tc.function.arguments);
-        }
-      }
+    if (!isObject(parsed)) return true;
+    const choices = Array.isArray(parsed.choices) ? parsed.choices : undefined;
+    for (const c of choices ?? []) {
+      if (isObject(c)) generatedParts(c.delta, keep);
     }
-    if (parsed.usage && typeof parsed.usage === "object") {
-      usage = parsed.usage;
-      if (options.stripUsage && Array.isArray(parsed.choices) && parsed.choices.length === 0) return false;
+    if (isObject(parsed.usage)) {
+      usage = parsed.usage as OpenAIUsage;
+      if (options.stripUsage) {
+        // The client did not ask for usage (SPEC §6): drop the usage-only chunk, and take usage off a
+        // chunk that also carries choices (some OpenAI-compatible servers put it on the last one).
+        if (choices === undefined || choices.length === 0) return false;
+        const { usage: _dropped, ...rest } = parsed;
+        const others = event.split(/\r?\n/).filter((line) => !line.startsWith("data:") && line !== "");
+        return [...others, `data: ${JSON.stringify(rest)}`].join("\n");
+      }
     }
     return true;
   }
@@ -92,7 +117,9 @@ export function createSseTap(options: SseTapOptions): SseTap {
       const end = m.index + m[0].length;
       const event = buffer.slice(0, end);
       buffer = buffer.slice(end);
-      if (inspect(event.slice(0, m.index))) out += event;
+      const verdict = inspect(event.slice(0, m.index));
+      if (verdict === true) out += event;
+      else if (verdict !== false) out += `${verdict}\n\n`;
     }
     return out;
   }
@@ -107,8 +134,10 @@ export function createSseTap(options: SseTapOptions): SseTap {
       const out = drain();
       const rest = buffer;
       buffer = "";
-      if (rest.trim() !== "" && !inspect(rest)) return out;
-      return out + rest;
+      if (rest.trim() === "") return out + rest;
+      const verdict = inspect(rest);
+      if (verdict === false) return out;
+      return out + (verdict === true ? rest : verdict);
     },
     get usage() {
       return usage;
