@@ -446,3 +446,25 @@ describe("absurd usage", () => {
     });
   });
 });
+
+describe("huge caps", () => {
+  it("a max_output meaning 'no cap' never turns a request into an internal error", async () => {
+    const tf = createTokenfuse({
+      config: {
+        features: { open: { model: "gpt-4o", max_input: 4000, max_output: 2 ** 52, on_exceed: "trim" } },
+        tiers: { free: { daily_tokens: 10_000 } },
+        default_tier: "free",
+      },
+      store: createMemoryStore(),
+      logger: silentLogger,
+    });
+    // Reserving 2^52 × 3 output tokens is more than any budget: a clear refusal, not a RangeError.
+    await expectCode(
+      tf.admit({ feature: "open", user: "h", messages: msgs("hi"), n: 3 }),
+      "user_budget_exceeded",
+    );
+    // A caller's own cap brings it within the budget.
+    const a = await tf.admit({ feature: "open", user: "h", messages: msgs("hi"), maxTokens: 100 });
+    expect(a.reservedTokens).toBe(a.inputTokens + 100);
+  });
+});

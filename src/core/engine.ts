@@ -351,7 +351,9 @@ export function createEngine(deps: EngineDeps): Engine {
     }
     const maxOutputTokens = outputCap(feature.maxOutputTokens, req);
     const n = req.n ?? 1;
-    const reservedTokens = policy.inputTokens + maxOutputTokens * n;
+    // Saturated: a huge max_output (an operator's "no cap") times n can pass 2^53, which no store can
+    // hold; past NO_LIMIT the reservation is refused by any real budget, as it should be.
+    const reservedTokens = Math.min(policy.inputTokens + maxOutputTokens * n, NO_LIMIT);
     const nowMs = clock.nowMs();
     // The store is keyed by an id made for this admission, never by the caller's requestId: a
     // reused requestId (a retry after the call was made, an id per conversation) is a new provider
