@@ -170,6 +170,12 @@ export function messageParts(format: ChatFormat, message: ChatMessage): MessageP
     texts.push(asText(legacyCall.name), asText(legacyCall.arguments));
     exact = false;
   }
+  // An assistant message's refusal is sent back to the provider with the history: counted (estimate).
+  const refusal = (message as { refusal?: unknown }).refusal;
+  if (typeof refusal === "string") {
+    texts.push(refusal);
+    exact = false;
+  }
   if (typeof message.tool_call_id === "string") {
     texts.push(message.tool_call_id);
     exact = false;

@@ -339,3 +339,15 @@ describe("per-message cache", () => {
     expect(cache.stats().chars).toBeLessThanOrEqual(1_000);
   });
 });
+
+describe("assistant refusals", () => {
+  it("an assistant message's refusal is counted (and cached apart from the same message without it)", () => {
+    const tok = getChatTokenizer("o200k_base");
+    const plain = { role: "assistant", content: null };
+    const refused = { role: "assistant", content: null, refusal: "I can't help with that request, sorry." };
+    const base = tok.countMessage(plain);
+    expect(tok.countMessage(refused)).toBe(base + tok.countText(refused.refusal));
+    expect(tok.countMessage(plain)).toBe(base);
+    expect(tok.countMessage({ ...plain, refusal: null } as never)).toBe(base);
+  });
+});

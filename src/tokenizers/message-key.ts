@@ -1,6 +1,6 @@
 /**
  * Cache keys for message and tool counts: an injective encoding of exactly the fields the count
- * depends on (role, name, content, tool calls, tool_call_id), built in time linear in their length
+ * depends on (role, name, content, tool calls, tool_call_id, refusal), built in time linear in their length
  * and far cheaper than tokenizing them. Fields are length-prefixed so that no two different
  * messages share a key whatever characters their texts contain.
  */
@@ -74,6 +74,7 @@ export function messageKey(namespace: string, message: ChatMessage): CountKey {
     secondary += `f${field(asText(legacy.name))}${field(asText(legacy.arguments))}`;
   }
   secondary += optional(message.tool_call_id);
+  secondary += optional((message as { refusal?: unknown }).refusal);
   return { primary, secondary };
 }
 
