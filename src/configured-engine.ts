@@ -60,7 +60,14 @@ export function createConfiguredEngine(opts: {
       s.type === "log" ? createLogSink(logger) : createWebhookSink({ url: s.url, secret: s.secret }),
     ),
   });
-  const costWatch = createCostWatch({ config, store, dispatcher: alerts, logger, switches });
+  const costWatch = createCostWatch({
+    config,
+    store,
+    dispatcher: alerts,
+    logger,
+    switches,
+    nowMs: () => clock.nowMs(),
+  });
   const engine = createEngine({
     config,
     store,

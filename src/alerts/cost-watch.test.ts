@@ -208,9 +208,10 @@ describe("hourly cost breaker under store failures", () => {
         return mem.setSwitch(f, on, until);
       },
     });
-    const switches = createSwitchBoard({ config, store, logger, refreshMs: 0 });
+    // The test's clock, not the wall clock (the breaker lapses at 11:00 of the test's day).
+    const switches = createSwitchBoard({ config, store, logger, refreshMs: 0, nowMs: () => T0 });
     const { dispatcher, sent } = recorder();
-    const watch = createCostWatch({ config, store, dispatcher, logger, switches });
+    const watch = createCostWatch({ config, store, dispatcher, logger, switches, nowMs: () => T0 });
     await watch.afterSpend({ feature: "code_review", atMs: T0, costNanoUsd: 6_000_000 });
     expect(trips).toBe(1);
     await vi.advanceTimersByTimeAsync(1000);
@@ -240,9 +241,9 @@ describe("hourly cost breaker under store failures", () => {
         });
       },
     });
-    const switches = createSwitchBoard({ config, store, logger, refreshMs: 0 });
+    const switches = createSwitchBoard({ config, store, logger, refreshMs: 0, nowMs: () => T0 });
     const { dispatcher, sent } = recorder();
-    const watch = createCostWatch({ config, store, dispatcher, logger, switches });
+    const watch = createCostWatch({ config, store, dispatcher, logger, switches, nowMs: () => T0 });
     const spend = () => watch.afterSpend({ feature: "code_review", atMs: T0, costNanoUsd: 6_000_000 });
     const first = spend();
     await Promise.all([spend(), spend(), spend()]);

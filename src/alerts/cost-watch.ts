@@ -42,6 +42,8 @@ export function createCostWatch(opts: {
   logger: Logger;
   /** When given, a feature crossing its own `hourly_cost_usd` is switched off until the next hour. */
   switches?: SwitchBoard;
+  /** The engine's clock (default: the system clock); the background retry reads it. */
+  nowMs?: () => number;
 }): CostWatch {
   const { config, store, dispatcher, logger } = opts;
   /**
@@ -97,8 +99,8 @@ export function createCostWatch(opts: {
     if (retryTimer !== undefined) return;
     retryTimer = setTimeout(() => {
       retryTimer = undefined;
-      // Wall clock here: the timer has no event time; the until only bounds how long to keep trying.
-      void retryTrips(Date.now()).then(() => {
+      // The clock's now (the timer has no event time); the until only bounds how long to keep trying.
+      void retryTrips((opts.nowMs ?? Date.now)()).then(() => {
         if (pendingTrips.size === 0) {
           retryDelayMs = TRIP_RETRY_MIN_MS;
           return;
