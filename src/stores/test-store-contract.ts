@@ -7,7 +7,12 @@ import type { ScopeCharge, Store } from "./types.js";
 /** Makes a fresh, empty store (for Redis: a unique key prefix on a real server). */
 export type StoreFactory = () => Promise<Store>;
 
-const T0 = Date.UTC(2026, 10, 24, 12, 0, 0);
+/**
+ * The tests' "now": the start of the next hour of the real clock. Why not a fixed date: Redis expires
+ * keys by its own clock, so expiry instants computed from a fixed past date would delete the keys
+ * the moment they are written, and the tests would start failing once that date had passed.
+ */
+const T0 = (Math.floor(Date.now() / 3_600_000) + 1) * 3_600_000;
 
 function chargesFor(v: StoreVector, names: string[], ns: string): ScopeCharge[] {
   return names.map((n) => {

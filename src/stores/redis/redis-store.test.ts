@@ -9,7 +9,12 @@ describeStoreContract("redis", async () =>
   createRedisStore({ url: inject("redisUrl"), keyPrefix: `${inject("redisPrefix")}${randomUUID()}:` }),
 );
 
-const T0 = Date.UTC(2026, 10, 24, 12, 0, 0);
+/**
+ * The tests' "now": the start of the next hour of the real clock. Why not a fixed date: Redis expires
+ * keys by its own clock, so expiry instants computed from a fixed past date would delete the keys
+ * the moment they are written, and the tests would start failing once that date had passed.
+ */
+const T0 = (Math.floor(Date.now() / 3_600_000) + 1) * 3_600_000;
 const scope = (key: string): ScopeCharge => ({
   key,
   kind: "user",
