@@ -1,7 +1,9 @@
+import { createConfiguredEngine } from "../configured-engine.js";
+import type { Engine } from "../core/engine.js";
 import { isTokenBudgetError } from "../core/errors.js";
 import { silentLogger } from "../core/logger.js";
 import type { ChatMessage } from "../core/types.js";
-import { createTokenfuse } from "../tokenfuse.js";
+import { createMemoryStore } from "../stores/memory-store.js";
 import { resolveCliConfig } from "./config-arg.js";
 import { type CliIo, parseCliArgs } from "./io.js";
 import { num, renderTable } from "./table.js";
@@ -48,15 +50,43 @@ export async function runDemo(args: string[], io: CliIo): Promise<number> {
     );
     return 2;
   }
+  const webhooks = config.alerts.sinks.filter((s) => s.type === "webhook").length;
   io.out(
     `tokenfuse demo on ${source}: feature "${feature}", a ${tier}-tier user, a provider stand-in that answers 50 tokens.\n` +
+      (config.store.kind !== "memory"
+        ? `The config names a shared ${config.store.kind} store: the demo ignores it and runs on its own memory store, so no shared budget, spend, alert or switch is touched${webhooks > 0 ? ", and no webhook is called" : ""}.\n`
+        : webhooks > 0
+          ? "The demo calls none of the config's webhooks: its alerts stay in this process.\n"
+          : "") +
       "Each turn re-sends the whole conversation (the unbounded-history bug); watch tokenfuse trim it and stop the user at the daily budget.\n\n",
   );
-  const tf = createTokenfuse({
-    config: configSourceFor(values.config as string | undefined, source),
+  // A demonstration never touches anything shared: a store of its own in this process (whatever the
+  // config's `store` says) and alerts that go nowhere but this process's (silent) log, so it cannot
+  // spend shared budgets, add spend, claim this hour's alerts or trip a breaker for real traffic.
+  const store = createMemoryStore();
+  const tf = createConfiguredEngine({
+    config: {
+      ...config,
+      store: { kind: "memory" },
+      alerts: { ...config.alerts, sinks: [{ type: "log" }] },
+    },
+    store,
     logger: silentLogger,
-    env: io.env,
   });
+  try {
+    await tf.ready;
+    return await replay(tf.engine, { feature, tier, turns }, io);
+  } finally {
+    await tf.close();
+    await store.close();
+  }
+}
+
+async function replay(
+  engine: Engine,
+  { feature, tier, turns }: { feature: string; tier: string; turns: number },
+  io: CliIo,
+): Promise<number> {
   const rows: string[][] = [
     ["turn", "messages sent", "kept", "input tokens", "decision", "charged", "user remaining today"],
   ];
@@ -65,7 +95,7 @@ export async function runDemo(args: string[], io: CliIo): Promise<number> {
   for (let turn = 1; turn <= turns; turn++) {
     history.push({ role: "user", content: sentence(turn, 120 + (turn % 7) * 40) });
     try {
-      const a = await tf.admit({ feature, user: "demo-user", tier, messages: history });
+      const a = await engine.admit({ feature, user: "demo-user", tier, messages: history });
       const completion = Math.min(50, a.maxOutputTokens);
       const s = await a.settle({ prompt_tokens: a.inputTokens, completion_tokens: completion });
       rows.push([
@@ -86,15 +116,9 @@ export async function runDemo(args: string[], io: CliIo): Promise<number> {
     }
   }
   io.out(`${renderTable(rows)}\n\n${outcome}\n`);
-  const report = await tf.remaining({ user: "demo-user", tier });
+  const report = await engine.remaining({ user: "demo-user", tier });
   io.out(`\nbudget report (as GET /v1/budget returns it):\n${JSON.stringify(report, null, 2)}\n`);
-  await tf.close();
   return 0;
-}
-
-function configSourceFor(path: string | undefined, source: string): string | undefined {
-  if (path) return path;
-  return source === "built-in example config" ? undefined : source;
 }
 
 function duration(ms: number): string {
