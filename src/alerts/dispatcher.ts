@@ -63,7 +63,7 @@ export function createAlertDispatcher(options: AlertDispatcherOptions): AlertDis
         if (attempt === attempts || stop.signal.aborted) {
           failed++;
           options.logger.error(
-            { sink: sink.name, kind: alert.kind, scope: alert.scope, err: (e as Error).message },
+            { sink: sink.name, kind: alert.kind, scope: alert.scope, err: deliveryErrorText(e) },
             "alert could not be delivered",
           );
           return;
@@ -110,4 +110,44 @@ export function createAlertDispatcher(options: AlertDispatcherOptions): AlertDis
       await working;
     },
   };
+}
+
+/** Longest error text logged for a failed delivery. */
+const MAX_ERROR_TEXT = 300;
+
+/** Anything shaped like an absolute URL (`scheme://…`), up to whitespace or a quote. */
+const URL_LIKE = /\b[a-z][a-z0-9+.-]*:\/\/[^\s"'<>`]*/gi;
+
+/**
+ * `text` with every URL in it cut down to its origin (`https://host:port`). Why: a sink's URL may
+ * carry credentials (`user:pass@`) or a token in its path or query, and error messages (Node's
+ * `fetch` among them) quote the URL whole; the log must never hold a secret (SPEC §6).
+ */
+export function redactUrls(text: string): string {
+  return text.replace(URL_LIKE, (match) => {
+    try {
+      const url = new URL(match);
+      // `origin` is "null" for schemes without one; the host alone is still safe to show.
+      return url.origin !== "null" ? url.origin : `${url.protocol}//${url.host}`;
+    } catch {
+      return "[url]";
+    }
+  });
+}
+
+/**
+ * What is logged about a failed delivery: the error's message and its cause's code or message,
+ * URLs redacted to their origin, bounded in length. Never the error object itself (its fields
+ * could hold the request, headers included).
+ */
+export function deliveryErrorText(e: unknown): string {
+  const message = e instanceof Error ? e.message : String(e);
+  const cause = e instanceof Error ? (e as { cause?: unknown }).cause : undefined;
+  let detail = "";
+  if (cause instanceof Error) {
+    const code = (cause as { code?: unknown }).code;
+    detail = typeof code === "string" ? code : cause.message;
+  }
+  const text = detail ? `${redactUrls(message)} (${redactUrls(detail)})` : redactUrls(message);
+  return text.length > MAX_ERROR_TEXT ? `${text.slice(0, MAX_ERROR_TEXT)}…` : text;
 }

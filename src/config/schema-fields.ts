@@ -192,6 +192,29 @@ export function httpUrl() {
   return z.string({ error }).refine(isHttpUrl, { error }).meta({ format: "uri", pattern: "^https?://" });
 }
 
+/** True when a URL carries a username or a password (`https://user:pass@host/…`). */
+export function hasUrlCredentials(text: string): boolean {
+  const url = parseUrl(text);
+  return url !== undefined && (url.username !== "" || url.password !== "");
+}
+
+/**
+ * An http:// or https:// webhook URL without a username or password. Why refused: `fetch` will not
+ * send a request to such a URL, so every alert would fail, and its error message repeats the whole
+ * URL, password included. The message never echoes the value.
+ */
+export function webhookUrl() {
+  const error = expecting("an http:// or https:// URL");
+  return z
+    .string({ error })
+    .refine(isHttpUrl, { error })
+    .refine((text) => !hasUrlCredentials(text), {
+      error:
+        "a webhook URL must not contain a username or password (user:password@): put a token in the URL's path or query instead, or sign the body with the sink's `secret`",
+    })
+    .meta({ format: "uri", pattern: "^https?://" });
+}
+
 /** A redis:// or rediss:// URL (`orMemory`: the message also offers "memory", for the short form). */
 export function redisUrl(orMemory = false) {
   const url = "a redis:// or rediss:// URL such as redis://127.0.0.1:6379/0";

@@ -38,6 +38,7 @@ import {
   usdAmount,
   usdPerMillionTokens,
   userId,
+  webhookUrl,
 } from "./schema-fields.js";
 
 /** Marker before the list of allowed keys in an unknown-key message (the issue formatter reads it). */
@@ -234,7 +235,9 @@ const logSinkSchema = strict("an alert sink mapping", {
 
 const webhookSinkSchema = strict("an alert sink mapping", {
   type: z.literal("webhook").describe("`webhook`: POST alerts as JSON (with a Slack-compatible `text`)."),
-  url: httpUrl().describe("Webhook URL; usually secret, so write it as `${env:NAME}`."),
+  url: webhookUrl().describe(
+    "Webhook URL, without `user:password@` (refused: put a token in the path or query, or use `secret`); usually secret, so write it as `${env:NAME}`.",
+  ),
   secret: secret().optional().describe("Optional secret used to sign the webhook body."),
 });
 
