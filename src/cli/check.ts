@@ -2,7 +2,8 @@ import { readdirSync, statSync } from "node:fs";
 import { join } from "node:path";
 import { parse as parseYaml } from "yaml";
 import type { ResolvedConfig } from "../config/types.js";
-import { validateAdmitRequest } from "../core/request.js";
+import { TokenBudgetError } from "../core/errors.js";
+import { billedDefinitions, validateAdmitRequest } from "../core/request.js";
 import type { ChatMessage, ToolDefinition } from "../core/types.js";
 import { tokenizerForModel } from "../tokenizers/index.js";
 import { resolveCliConfig } from "./config-arg.js";
@@ -51,6 +52,7 @@ interface Fixture {
   file: string;
   feature: string;
   messages: ChatMessage[];
+  /** Every billed definition: `tools`, `functions` and a `response_format` JSON schema. */
   tools?: ToolDefinition[];
   model?: string;
 }
@@ -69,18 +71,21 @@ function loadFixture(file: string, raw: string): Fixture {
   }
   const o = data as Record<string, unknown>;
   if (typeof o.feature !== "string") throw new CliError(`${file}: "feature" must be a string`);
+  // What the gateway counts besides the messages: tools, legacy functions, a response_format schema.
+  const tools = billedDefinitions(o);
+  if (tools instanceof TokenBudgetError) throw new CliError(`${file}: ${tools.message}`);
   const err = validateAdmitRequest({
     feature: o.feature,
     user: "check",
     messages: o.messages as ChatMessage[],
-    tools: o.tools as ToolDefinition[] | undefined,
+    tools,
   });
   if (err) throw new CliError(`${file}: ${err.message}`);
   return {
     file,
     feature: o.feature,
     messages: o.messages as ChatMessage[],
-    ...(o.tools ? { tools: o.tools as ToolDefinition[] } : {}),
+    ...(tools ? { tools } : {}),
     ...(typeof o.model === "string" ? { model: o.model } : {}),
   };
 }
@@ -119,14 +124,15 @@ export async function runCheck(args: string[], io: CliIo): Promise<number> {
     }
     const model = fx.model && feature.allowedModels.includes(fx.model) ? fx.model : feature.model;
     const tokenizer = tokenizerForModel(model);
-    const n = tokenizer.countChat(fx.messages, fx.tools);
+    const counted = tokenizer.countChatDetailed(fx.messages, fx.tools);
+    const n = counted.tokens;
     const fits = n <= feature.maxInputTokens;
     if (!fits) failed++;
     rows.push([
       name,
       fx.feature,
       model,
-      `${num(n)}${tokenizer.exact ? "" : " (est.)"}`,
+      `${num(n)}${counted.exact ? "" : " (est.)"}`,
       num(feature.maxInputTokens),
       fits ? "ok" : `FAIL: over by ${num(n - feature.maxInputTokens)} (on_exceed: ${feature.onExceed})`,
     ]);

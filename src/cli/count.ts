@@ -1,11 +1,22 @@
-import { validateAdmitRequest } from "../core/request.js";
+import { TokenBudgetError } from "../core/errors.js";
+import { billedDefinitions, validateAdmitRequest } from "../core/request.js";
 import type { ChatMessage, ToolDefinition } from "../core/types.js";
 import { tokenizerForModel } from "../tokenizers/index.js";
 import { CliError, type CliIo, parseCliArgs, readInput } from "./io.js";
 
 /** What `count` decided the input is. */
 export type CountInput =
-  | { kind: "chat"; messages: ChatMessage[]; tools?: ToolDefinition[] }
+  | {
+      kind: "chat";
+      messages: ChatMessage[];
+      /**
+       * Every definition the provider bills besides the messages, as the gateway counts them
+       * (`billedDefinitions`): `tools`, legacy `functions`, a `response_format` JSON schema.
+       */
+      tools?: ToolDefinition[];
+      /** Why the body's billed definitions are unusable (e.g. a malformed `functions`). */
+      invalid?: string;
+    }
   | { kind: "text"; text: string };
 
 function isMessageArray(v: unknown): v is ChatMessage[] {
@@ -38,10 +49,13 @@ export function classifyCountInput(raw: string, forceText: boolean): CountInput 
   }
   if (isMessageArray(parsed)) return { kind: "chat", messages: parsed };
   if (typeof parsed === "object" && parsed !== null && !Array.isArray(parsed)) {
-    const o = parsed as { messages?: unknown; tools?: unknown };
+    const o = parsed as Record<string, unknown>;
     if (Array.isArray(o.messages)) {
-      const tools = Array.isArray(o.tools) ? (o.tools as ToolDefinition[]) : undefined;
-      return { kind: "chat", messages: o.messages as ChatMessage[], ...(tools ? { tools } : {}) };
+      // The gateway's one definition of what is billed, so that count prints its input count.
+      const tools = billedDefinitions(o);
+      const messages = o.messages as ChatMessage[];
+      if (tools instanceof TokenBudgetError) return { kind: "chat", messages, invalid: tools.message };
+      return { kind: "chat", messages, ...(tools ? { tools } : {}) };
     }
   }
   return { kind: "text", text: raw };
@@ -60,7 +74,9 @@ export async function runCount(args: string[], io: CliIo): Promise<number> {
   const input = classifyCountInput(raw, values.text === true);
   const tokenizer = tokenizerForModel(model);
   let tokens: number;
+  let exact = tokenizer.exact;
   if (input.kind === "chat") {
+    if (input.invalid !== undefined) throw new CliError(`not a valid chat request: ${input.invalid}`);
     const err = validateAdmitRequest({
       feature: "count",
       user: "cli",
@@ -68,7 +84,9 @@ export async function runCount(args: string[], io: CliIo): Promise<number> {
       tools: input.tools,
     });
     if (err) throw new CliError(`not a valid chat request: ${err.message}`);
-    tokens = tokenizer.countChat(input.messages, input.tools);
+    const counted = tokenizer.countChatDetailed(input.messages, input.tools);
+    tokens = counted.tokens;
+    exact = counted.exact;
   } else {
     tokens = tokenizer.countText(input.text);
   }
@@ -76,7 +94,7 @@ export async function runCount(args: string[], io: CliIo): Promise<number> {
     const details = {
       model,
       encoding: tokenizer.encoding,
-      exact: tokenizer.exact,
+      exact,
       kind: input.kind,
       tokens,
       ...(input.kind === "chat"
