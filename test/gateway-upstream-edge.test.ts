@@ -324,4 +324,23 @@ describe("gateway: odd upstream answers", () => {
     expect(await g.day()).toMatchObject({ used: prompt + count(`lookup${args}`), reserved: 0 });
     expect(await g.estimated("no usage reported")).toBe(1);
   });
+
+  it("a body nested 100 000 deep is a 400 invalid_request, never a 500 or an upstream error", async () => {
+    let called = 0;
+    const g = await gatewayWith(async () => {
+      called++;
+      return whole(200, "{}");
+    });
+    for (const field of ["tools", "metadata"]) {
+      const body = `{"model":"gpt-4o","messages":[{"role":"user","content":"hi"}],"${field}":${"[".repeat(100_000)}${"]".repeat(100_000)}}`;
+      const res = await fetch(`${g.base}/v1/chat/completions`, {
+        method: "POST",
+        headers: { "content-type": "application/json" },
+        body,
+      });
+      expect(res.status).toBe(400);
+      expect(((await res.json()) as { error: { code: string } }).error.code).toBe("invalid_request");
+    }
+    expect(called).toBe(0);
+  });
 });
