@@ -468,3 +468,26 @@ describe("huge caps", () => {
     expect(a.reservedTokens).toBe(a.inputTokens + 100);
   });
 });
+
+describe("usage with one side missing", () => {
+  it("a total and one side charge the other side as the difference; a total below the side is refused", async () => {
+    const tf = make();
+    const a = await tf.admit({ feature: "chat", user: "half", messages: msgs("hi") });
+    await expect(a.settle({ prompt_tokens: 50, total_tokens: 20 })).rejects.toThrow(/less than the prompt/);
+    expect(await a.settle({ prompt_tokens: 8, total_tokens: 108 })).toMatchObject({
+      chargedTokens: 108,
+      usage: { inputTokens: 8, outputTokens: 100 },
+    });
+    const b = await tf.admit({ feature: "chat", user: "half", messages: msgs("hi") });
+    expect(await b.settle({ completion_tokens: 5, total_tokens: 20 })).toMatchObject({
+      usage: { inputTokens: 15, outputTokens: 5 },
+    });
+  });
+
+  it("feature names that are not own config keys read as disabled, never as something truthy", () => {
+    const tf = make();
+    for (const name of ["__proto__", "constructor", "toString", "hasOwnProperty"]) {
+      expect(tf.isFeatureEnabled(name)).toBe(false);
+    }
+  });
+});

@@ -18,12 +18,21 @@ export function normalizeUsage(u: OpenAIUsage): Usage {
   let inputTokens = count("prompt_tokens", u.prompt_tokens);
   let outputTokens = count("completion_tokens", u.completion_tokens);
   const total = count("total_tokens", u.total_tokens);
-  if (u.prompt_tokens == null && u.completion_tokens == null) {
+  const hasInput = u.prompt_tokens != null;
+  const hasOutput = u.completion_tokens != null;
+  if (!hasInput && !hasOutput) {
     if (u.total_tokens == null)
       throw new TypeError("usage has no prompt_tokens, completion_tokens or total_tokens");
     // Only a total was reported: charge it all as input (the split cannot be known).
     inputTokens = total;
     outputTokens = 0;
+  } else if (u.total_tokens != null && (!hasInput || !hasOutput)) {
+    // One side and the total: the other side is the difference (else it would go uncharged).
+    const known = hasInput ? inputTokens : outputTokens;
+    if (total < known)
+      throw new TypeError(`usage.total_tokens (${total}) is less than the ${hasInput ? "prompt" : "completion"} tokens (${known})`);
+    if (hasInput) outputTokens = total - inputTokens;
+    else inputTokens = total - outputTokens;
   }
   // Each count is a safe integer; their sum must be too, or no store can charge it exactly.
   if (!Number.isSafeInteger(inputTokens + outputTokens))

@@ -63,9 +63,11 @@ export function createSwitchBoard(opts: SwitchBoardOptions): SwitchBoard {
         if (now() < until) return false;
         tripped.delete(feature);
       }
-      const o = overrides[feature];
-      if (o !== undefined) return o;
-      return config.features[feature]?.enabled ?? false;
+      // Own properties only: a name like "__proto__" must read as an unknown feature (false).
+      const o = Object.hasOwn(overrides, feature) ? overrides[feature] : undefined;
+      if (typeof o === "boolean") return o;
+      const f = Object.hasOwn(config.features, feature) ? config.features[feature] : undefined;
+      return f?.enabled === true;
     },
     async set(feature, enabled) {
       await store.setSwitch(feature, enabled);
