@@ -30,7 +30,9 @@ export function normalizeUsage(u: OpenAIUsage): Usage {
     // One side and the total: the other side is the difference (else it would go uncharged).
     const known = hasInput ? inputTokens : outputTokens;
     if (total < known)
-      throw new TypeError(`usage.total_tokens (${total}) is less than the ${hasInput ? "prompt" : "completion"} tokens (${known})`);
+      throw new TypeError(
+        `usage.total_tokens (${total}) is less than the ${hasInput ? "prompt" : "completion"} tokens (${known})`,
+      );
     if (hasInput) outputTokens = total - inputTokens;
     else inputTokens = total - outputTokens;
   }
