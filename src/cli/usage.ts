@@ -1,6 +1,5 @@
 import { silentLogger } from "../core/logger.js";
-import { spendKeys } from "../core/scopes.js";
-import { dayWindow, hourWindow } from "../core/windows.js";
+import { queryUsage, UsageQueryError } from "../cost/usage-query.js";
 import { createStoreFromConfig } from "../stores/from-config.js";
 import { resolveCliConfig } from "./config-arg.js";
 import { CliError, type CliIo, parseCliArgs } from "./io.js";
@@ -23,8 +22,6 @@ export async function runUsage(args: string[], io: CliIo): Promise<number> {
     false,
   );
   const hours = Number(values.hours);
-  if (!Number.isInteger(hours) || hours < 1 || hours > 24 * 8)
-    throw new CliError("--hours must be a whole number from 1 to 192 (spend is kept 8 days)");
   const { config } = resolveCliConfig(values.config as string | undefined, io);
   if (config.store.kind === "memory") {
     throw new CliError(
@@ -32,48 +29,34 @@ export async function runUsage(args: string[], io: CliIo): Promise<number> {
     );
   }
   const feature = values.feature as string | undefined;
-  if (feature !== undefined && !config.features[feature]) throw new CliError(`unknown feature "${feature}"`);
-  const tierName = (values.tier as string | undefined) ?? config.defaultTier;
-  const tier = config.tiers[tierName];
-  if (!tier) throw new CliError(`unknown tier "${tierName}"`);
-  const features = feature ? [feature] : Object.keys(config.features);
-  const now = Date.now();
-  const rows: Array<{ label: string; scope: string; key: string }> = [];
-  for (let h = hours - 1; h >= 0; h--) {
-    const id = hourWindow(now - h * 3_600_000).id;
-    for (const f of features)
-      rows.push({ label: `${id}:00Z`, scope: `feature ${f}`, key: spendKeys.featureHour(f, id) });
-    if (!feature) rows.push({ label: `${id}:00Z`, scope: "global", key: spendKeys.globalHour(id) });
-  }
-  const user = values.user as string | undefined;
-  if (user) {
-    const days = new Set<string>();
-    for (let h = hours - 1; h >= 0; h--) days.add(dayWindow(now - h * 3_600_000, tier.timeZone).id);
-    for (const d of days)
-      rows.push({ label: `${d} (${tier.timeZone})`, scope: `user ${user}`, key: spendKeys.userDay(user, d) });
-  }
   const store = createStoreFromConfig(config.store, silentLogger);
   try {
-    const totals = await store.readSpend(rows.map((r) => r.key));
+    let result: Awaited<ReturnType<typeof queryUsage>>;
+    try {
+      result = await queryUsage(
+        config,
+        store,
+        { hours, feature, user: values.user as string | undefined, tier: values.tier as string | undefined },
+        Date.now(),
+      );
+    } catch (e) {
+      if (e instanceof UsageQueryError) throw new CliError(e.message.replace(/^hours/, "--hours"));
+      throw e;
+    }
     const table = [["window", "scope", "requests", "input tokens", "output tokens", "cost"]];
-    let cost = 0;
-    rows.forEach((r, i) => {
-      const t = totals[i];
-      if (!t || t.requests === 0) return;
-      if (r.scope === "global" || (feature && r.scope.startsWith("feature"))) cost += t.costNanoUsd;
+    for (const r of result.rows)
       table.push([
-        r.label,
+        r.window,
         r.scope,
-        num(t.requests),
-        num(t.inputTokens),
-        num(t.outputTokens),
-        usd(t.costNanoUsd),
+        num(r.requests),
+        num(r.inputTokens),
+        num(r.outputTokens),
+        usd(r.costNanoUsd),
       ]);
-    });
     if (table.length === 1) io.out(`no usage in the last ${hours} h\n`);
     else
       io.out(
-        `${renderTable(table)}\n\ntotal cost in the last ${hours} h${feature ? ` for ${feature}` : ""}: ${usd(cost)}\n`,
+        `${renderTable(table)}\n\ntotal cost in the last ${hours} h${feature ? ` for ${feature}` : ""}: ${usd(result.totalCostNanoUsd)}\n`,
       );
     return 0;
   } finally {

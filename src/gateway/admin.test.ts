@@ -47,4 +47,43 @@ describe("admin API", () => {
     expect(body.error.message).toMatch(/percent-encoding/);
     expect(await features()).toEqual(before);
   });
+
+  it("GET /admin/usage reports the spend counters as JSON, for the admin token only", async () => {
+    const a = await gw.engine.admit({
+      feature: "chat",
+      user: "u-adm",
+      messages: [{ role: "user", content: "hi" }],
+    });
+    await a.settle({ prompt_tokens: 1000, completion_tokens: 500 });
+    const get = (q: string, token = TOKEN) =>
+      fetch(`${base}/admin/usage${q}`, { headers: { authorization: `Bearer ${token}` } });
+    expect((await get("", "wrong")).status).toBe(401);
+    const res = await get("?hours=1&user=u-adm");
+    expect(res.status).toBe(200);
+    const body = (await res.json()) as {
+      rows: Array<{
+        scope: string;
+        requests: number;
+        input_tokens: number;
+        output_tokens: number;
+        cost_nano_usd: number;
+      }>;
+      total_cost_nano_usd: number;
+    };
+    // gpt-4o: $2.50 / 1M input, $10 / 1M output → 1000 in + 500 out = $0.0075.
+    const rows = Object.fromEntries(body.rows.map((r) => [r.scope, r]));
+    for (const scope of ["feature chat", "global", "user u-adm"])
+      expect(rows[scope]).toMatchObject({
+        requests: 1,
+        input_tokens: 1000,
+        output_tokens: 500,
+        cost_nano_usd: 7_500_000,
+      });
+    expect(body.total_cost_nano_usd).toBe(7_500_000);
+    for (const bad of ["?hours=0", "?hours=abc", "?feature=nope", "?tier=nope"]) {
+      const r = await get(bad);
+      expect(r.status).toBe(400);
+      expect(((await r.json()) as { error: { code: string } }).error.code).toBe("invalid_request");
+    }
+  });
 });

@@ -1,7 +1,8 @@
 import { createHash, timingSafeEqual } from "node:crypto";
 import type { IncomingMessage, ServerResponse } from "node:http";
 import type { ResolvedConfig } from "../config/types.js";
-import { isStoreUnavailable } from "../stores/types.js";
+import { queryUsage, UsageQueryError } from "../cost/usage-query.js";
+import { isStoreUnavailable, type Store } from "../stores/types.js";
 import type { SwitchBoard } from "../switches/switch-board.js";
 import { gatewayError, sendJson } from "./http-errors.js";
 import { parseJsonObject, readBody } from "./read-body.js";
@@ -10,6 +11,9 @@ import { parseJsonObject, readBody } from "./read-body.js";
 export interface AdminDeps {
   config: ResolvedConfig;
   switches: SwitchBoard;
+  /** The budget store (spend counters for usage queries). */
+  store: Store;
+  nowMs(): number;
 }
 
 function digest(s: string): Buffer {
@@ -55,6 +59,44 @@ export async function handleAdmin(
       out[f.name] = { enabled: deps.switches.isEnabled(f.name), configured: f.enabled };
     sendJson(res, 200, { features: out });
     return "admin_features";
+  }
+  if (req.method === "GET" && path === "/admin/usage") {
+    // `?hours=24&feature=chat&user=alice&tier=pro`: what `tokenfuse usage` prints, as JSON.
+    const q = new URL(req.url ?? "/", "http://admin.invalid").searchParams;
+    const rawHours = q.get("hours") ?? "24";
+    const hours = /^\d{1,4}$/.test(rawHours) ? Number(rawHours) : Number.NaN;
+    let result: Awaited<ReturnType<typeof queryUsage>>;
+    try {
+      result = await queryUsage(
+        deps.config,
+        deps.store,
+        {
+          hours,
+          feature: q.get("feature") ?? undefined,
+          user: q.get("user") ?? undefined,
+          tier: q.get("tier") ?? undefined,
+        },
+        deps.nowMs(),
+      );
+    } catch (e) {
+      if (e instanceof UsageQueryError) throw gatewayError("invalid_request", e.message);
+      if (isStoreUnavailable(e))
+        throw gatewayError("budget_store_unavailable", "the store is unavailable: usage cannot be read", 503);
+      throw e;
+    }
+    sendJson(res, 200, {
+      hours,
+      rows: result.rows.map((r) => ({
+        window: r.window,
+        scope: r.scope,
+        requests: r.requests,
+        input_tokens: r.inputTokens,
+        output_tokens: r.outputTokens,
+        cost_nano_usd: r.costNanoUsd,
+      })),
+      total_cost_nano_usd: result.totalCostNanoUsd,
+    });
+    return "admin_usage";
   }
   const m = /^\/admin\/features\/([^/]+)$/.exec(path);
   if (req.method === "PUT" && m?.[1]) {

@@ -4,7 +4,7 @@ import type { ResolvedConfig } from "../config/types.js";
 import { createConfiguredEngine } from "../configured-engine.js";
 import type { Engine, SummaryProvider } from "../core/engine.js";
 import type { Logger } from "../core/logger.js";
-import type { ChatMessage, Clock } from "../core/types.js";
+import { type ChatMessage, type Clock, systemClock } from "../core/types.js";
 import { GuardedStore } from "../stores/guarded-store.js";
 import type { Store } from "../stores/types.js";
 import type { SwitchBoard } from "../switches/switch-board.js";
@@ -138,7 +138,12 @@ export function createGateway(options: GatewayOptions): Gateway {
       sendJson(res, 200, modelsList(config));
       return "models";
     }
-    const admin = await handleAdmin(req, res, path, { config, switches });
+    const admin = await handleAdmin(req, res, path, {
+      config,
+      switches,
+      store,
+      nowMs: () => (options.clock ?? systemClock).nowMs(),
+    });
     if (admin) return admin;
     if (req.method === "GET" && path === "/v1/budget") {
       const p = auth.authenticate(req.headers.authorization, firstHeader(req, "x-tokenfuse-user"));
