@@ -8,12 +8,11 @@
 //   BENCH_C        connections (default 64)
 //   BENCH_ROUNDS   rounds (default 2)
 //   BENCH_FLAGS    extra node flags for the gateway (e.g. "--cpu-prof --cpu-prof-dir=/tmp/p")
-import { spawn } from "node:child_process";
-import { mkdtempSync, readFileSync, writeFileSync } from "node:fs";
+import { mkdtempSync, writeFileSync } from "node:fs";
 import { tmpdir } from "node:os";
 import { join } from "node:path";
 import { Pool } from "undici";
-import { table } from "./util.js";
+import { cpuOf, startChild, stopChildren, table } from "./util.js";
 
 const MS = Number(process.env.BENCH_MS ?? 8000);
 const C = Number(process.env.BENCH_C ?? 64);
@@ -21,36 +20,7 @@ const ROUNDS = Number(process.env.BENCH_ROUNDS ?? 2);
 const FLAGS = (process.env.BENCH_FLAGS ?? "").split(" ").filter(Boolean);
 const BINS = process.argv.length > 2 ? process.argv.slice(2) : ["bin/tokenfuse.js"];
 
-function start(args, pattern) {
-  const child = spawn(process.execPath, args, {
-    stdio: ["ignore", "pipe", "pipe"],
-    env: { ...process.env, TOKENFUSE_LOG_LEVEL: "error" },
-  });
-  return new Promise((resolve, reject) => {
-    let out = "";
-    const timer = setTimeout(() => reject(new Error(`did not start: ${out}`)), 20_000);
-    const onData = (d) => {
-      out += d;
-      const m = pattern.exec(out);
-      if (m) {
-        clearTimeout(timer);
-        resolve({ child, url: m[1] });
-      }
-    };
-    child.stdout.on("data", onData);
-    child.stderr.on("data", onData);
-    child.on("exit", (code) => reject(new Error(`exited ${code}: ${out}`)));
-  });
-}
-
-/** [user, system] CPU µs of a process (Linux /proc, 10 ms ticks). */
-function cpuOf(pid) {
-  const stat = readFileSync(`/proc/${pid}/stat`, "utf8");
-  const f = stat.slice(stat.lastIndexOf(")") + 2).split(" ");
-  return [Number(f[11]) * 10_000, Number(f[12]) * 10_000];
-}
-
-const mock = await start(
+const mock = await startChild(
   [
     "--input-type=module",
     "-e",
@@ -81,7 +51,7 @@ const headers = { "content-type": "application/json", "x-tokenfuse-feature": "ch
 
 async function measure(bin) {
   const bare = bin.endsWith("bare-proxy.js");
-  const gw = await start(
+  const gw = await startChild(
     [...FLAGS, bin, ...(bare ? [mock.url] : ["serve", "--config", config, "--port", "0"])],
     /(?:gateway|bare proxy) on (http:\/\/127\.0\.0\.1:\d+)/,
   );
@@ -133,4 +103,4 @@ console.log(
   `${C} connections, ${MS} ms per run after 1 000 ms of warm-up${FLAGS.length ? `, flags ${FLAGS.join(" ")}` : ""}\n`,
 );
 table(rows);
-mock.child.kill("SIGTERM");
+stopChildren();

@@ -14,13 +14,12 @@
 //   BENCH_BARE    0 to leave out the bare Node proxy baseline (bench/bare-proxy.js)
 //   BENCH_COMPARE another tokenfuse checkout (built): its gateway runs as one more target, with the
 //                 same config, for an A/B of two versions in the same run
-import { spawn } from "node:child_process";
-import { mkdtempSync, readFileSync, writeFileSync } from "node:fs";
+import { mkdtempSync, writeFileSync } from "node:fs";
 import { createServer } from "node:net";
 import { tmpdir } from "node:os";
 import { join } from "node:path";
 import { Pool, request } from "undici";
-import { table, us } from "./util.js";
+import { cpuOf, startChild, stopChildren, table, us } from "./util.js";
 
 const DURATION_MS = Number(process.env.BENCH_MS ?? 3000);
 const WARMUP_MS = 300;
@@ -31,56 +30,11 @@ const WITH_PORTKEY = process.env.BENCH_PORTKEY !== "0";
 const WITH_BARE = process.env.BENCH_BARE !== "0";
 const COMPARE_DIR = process.env.BENCH_COMPARE;
 const PROF_DIR = process.env.BENCH_PROF;
-const STARTUP_TIMEOUT_MS = 20_000;
 
-const children = [];
-function stopChildren() {
-  for (const child of children) if (child.exitCode === null) child.kill("SIGTERM");
-}
-process.on("exit", stopChildren);
-
-function startChild(args, pattern, env = {}) {
-  return new Promise((resolve, reject) => {
-    const child = spawn(process.execPath, args, {
-      stdio: ["ignore", "pipe", "pipe"],
-      env: { ...process.env, TOKENFUSE_LOG_LEVEL: "error", ...env },
-    });
-    children.push(child);
-    let out = "";
-    const timer = setTimeout(
-      () => reject(new Error(`child did not start in time: ${out}`)),
-      STARTUP_TIMEOUT_MS,
-    );
-    const onData = (d) => {
-      out += d;
-      const m = pattern.exec(out);
-      if (m) {
-        clearTimeout(timer);
-        resolve({ child, url: m[1] });
-      }
-    };
-    child.stdout.on("data", onData);
-    child.stderr.on("data", onData);
-    child.on("exit", (code) => {
-      clearTimeout(timer);
-      reject(new Error(`child exited ${code}: ${out}`));
-    });
-  });
-}
-
-/**
- * CPU time (user + system) a process has used, in µs, from /proc (Linux; clock ticks of 10 ms), or
- * undefined elsewhere. Why: on a shared machine throughput swings with the neighbours' load, while CPU
- * per request says what each process costs.
- */
+/** CPU time (user + system) a process has used, in µs, or undefined (see util.js `cpuOf`). */
 function cpuUsOf(pid) {
-  try {
-    const stat = readFileSync(`/proc/${pid}/stat`, "utf8");
-    const fields = stat.slice(stat.lastIndexOf(")") + 2).split(" ");
-    return (Number(fields[11]) + Number(fields[12])) * 10_000;
-  } catch {
-    return undefined;
-  }
+  const c = cpuOf(pid);
+  return c === undefined ? undefined : c[0] + c[1];
 }
 
 /** A free port on 127.0.0.1 (Portkey takes a port, not 0). */

@@ -1,3 +1,5 @@
+import { spawn } from "node:child_process";
+import { readFileSync } from "node:fs";
 // Small helpers shared by the benchmarks (plain Node ESM; benchmarks run the built code in dist/).
 
 /** Runs fn repeatedly for at least `minMs` (after `warmup` calls) and returns per-call stats in µs. */
@@ -33,4 +35,59 @@ export function table(rows) {
   const [head, ...body] = rows;
   const line = (r) => `| ${r.join(" | ")} |`;
   console.log([line(head), line(head.map(() => "---")), ...body.map(line)].join("\n"));
+}
+
+const children = [];
+process.on("exit", () => {
+  for (const child of children) if (child.exitCode === null) child.kill("SIGTERM");
+});
+
+/**
+ * Starts `node <args>` and resolves with the child and the first capture of `pattern` in its
+ * output (e.g. the URL it listens on). Children are stopped when this process exits.
+ */
+export function startChild(args, pattern, env = {}, timeoutMs = 20_000) {
+  return new Promise((resolve, reject) => {
+    const child = spawn(process.execPath, args, {
+      stdio: ["ignore", "pipe", "pipe"],
+      env: { ...process.env, TOKENFUSE_LOG_LEVEL: "error", ...env },
+    });
+    children.push(child);
+    let out = "";
+    const timer = setTimeout(() => reject(new Error(`child did not start in time: ${out}`)), timeoutMs);
+    const onData = (d) => {
+      out += d;
+      const m = pattern.exec(out);
+      if (m) {
+        clearTimeout(timer);
+        resolve({ child, url: m[1] });
+      }
+    };
+    child.stdout.on("data", onData);
+    child.stderr.on("data", onData);
+    child.on("exit", (code) => {
+      clearTimeout(timer);
+      reject(new Error(`child exited ${code}: ${out}`));
+    });
+  });
+}
+
+/** Stops every child started by {@link startChild}. */
+export function stopChildren() {
+  for (const child of children) if (child.exitCode === null) child.kill("SIGTERM");
+}
+
+/**
+ * CPU time a process has used, in µs, as [user, system], from /proc (Linux; clock ticks of 10 ms),
+ * or undefined elsewhere. Why: on a shared machine throughput swings with the neighbours' load,
+ * while CPU per request says what each process costs.
+ */
+export function cpuOf(pid) {
+  try {
+    const stat = readFileSync(`/proc/${pid}/stat`, "utf8");
+    const fields = stat.slice(stat.lastIndexOf(")") + 2).split(" ");
+    return [Number(fields[11]) * 10_000, Number(fields[12]) * 10_000];
+  } catch {
+    return undefined;
+  }
 }
