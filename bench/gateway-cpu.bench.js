@@ -1,18 +1,13 @@
-// CPU per request of the gateway process, for an A/B of builds (or of node flags) under the same
-// load: the mock upstream and one gateway in child processes, an undici pool driving
-// `POST /v1/chat/completions` at a fixed concurrency. Prints req/s and the gateway's CPU (user + system,
-// from /proc) per request. Builds take turns, so a noisy neighbour hits them alike.
-// Run: npm run build && node bench/gateway-cpu.bench.js [gateway bin …]
-//   the bins default to bin/tokenfuse.js; `bench/bare-proxy.js` is accepted as a baseline
-//   BENCH_MS       measured time per run, ms (default 8000, after a 1 000 ms warm-up)
-//   BENCH_C        connections (default 64)
-//   BENCH_ROUNDS   rounds (default 2)
-//   BENCH_FLAGS    extra node flags for the gateway (e.g. "--cpu-prof --cpu-prof-dir=/tmp/p")
-import { mkdtempSync, writeFileSync } from "node:fs";
-import { tmpdir } from "node:os";
-import { join } from "node:path";
 import { Pool } from "undici";
-import { cpuOf, startChild, stopChildren, table } from "./util.js";
+import {
+  BENCH_BODY,
+  cpuOf,
+  startBenchMock,
+  startChild,
+  stopChildren,
+  table,
+  writeBenchConfig,
+} from "./util.js";
 
 const MS = Number(process.env.BENCH_MS ?? 8000);
 const C = Number(process.env.BENCH_C ?? 64);
@@ -20,33 +15,9 @@ const ROUNDS = Number(process.env.BENCH_ROUNDS ?? 2);
 const FLAGS = (process.env.BENCH_FLAGS ?? "").split(" ").filter(Boolean);
 const BINS = process.argv.length > 2 ? process.argv.slice(2) : ["bin/tokenfuse.js"];
 
-const mock = await startChild(
-  [
-    "--input-type=module",
-    "-e",
-    `import { startMockServer } from "./dist/gateway/mock/mock-server.js";
-     const s = await startMockServer({ completionTokens: 50, ledgerMaxRecords: 1000 }); console.log("mock on " + s.url);`,
-  ],
-  /mock on (http:\/\/127\.0\.0\.1:\d+)/,
-);
-const config = join(mkdtempSync(join(tmpdir(), "tf-bench-")), "tokenfuse.json");
-writeFileSync(
-  config,
-  JSON.stringify({
-    upstreams: { provider: { type: "openai", base_url: `${mock.url}/v1`, timeout_ms: 30000 } },
-    features: { chat: { model: "gpt-4o", max_input: 4000, max_output: 1000, on_exceed: "trim" } },
-    tiers: { free: { daily_tokens: 1e15, tokens_per_minute: 1e15 } },
-    default_tier: "free",
-    global: { tokens_per_minute: 1e15 },
-  }),
-);
-const body = JSON.stringify({
-  model: "gpt-4o",
-  messages: [
-    { role: "system", content: "You are a helpful assistant." },
-    { role: "user", content: "What is the capital of France? Answer in one word." },
-  ],
-});
+const mock = await startBenchMock();
+const config = writeBenchConfig(mock.url);
+const body = BENCH_BODY;
 const headers = { "content-type": "application/json", "x-tokenfuse-feature": "chat" };
 
 async function measure(bin) {

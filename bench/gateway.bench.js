@@ -1,25 +1,16 @@
-// Gateway overhead, side by side in one run: the same load sent straight to the mock upstream,
-// through `tokenfuse serve` (memory store, every budget enforced) and through Portkey's
-// OpenAI-compatible gateway (`@portkey-ai/gateway`, a devDependency; enforces no budget) pointed at
-// the same mock as a custom OpenAI host.
-// Processes: the mock upstream (child), tokenfuse (child), Portkey (child), and this load generator
-// (undici pool), all on 127.0.0.1.
-// Run: npm run build && node bench/gateway.bench.js
-//   BENCH_MS      measured time per case, ms (default 3000; each case also has a 300 ms warm-up)
-//   BENCH_C       connection counts (default 1,16,64)
-//   BENCH_ROUNDS  rounds; each case is reported at its median-throughput round (default 1)
-//   BENCH_PORTKEY 0 to leave Portkey out
-//   BENCH_PROF    a directory: tokenfuse (and the bare proxy) run with --cpu-prof and write their
-//                 profiles there on exit
-//   BENCH_BARE    0 to leave out the bare Node proxy baseline (bench/bare-proxy.js)
-//   BENCH_COMPARE another tokenfuse checkout (built): its gateway runs as one more target, with the
-//                 same config, for an A/B of two versions in the same run
-import { mkdtempSync, writeFileSync } from "node:fs";
 import { createServer } from "node:net";
-import { tmpdir } from "node:os";
 import { join } from "node:path";
 import { Pool, request } from "undici";
-import { cpuOf, startChild, stopChildren, table, us } from "./util.js";
+import {
+  BENCH_BODY,
+  cpuOf,
+  startBenchMock,
+  startChild,
+  stopChildren,
+  table,
+  us,
+  writeBenchConfig,
+} from "./util.js";
 
 const DURATION_MS = Number(process.env.BENCH_MS ?? 3000);
 const WARMUP_MS = 300;
@@ -63,29 +54,8 @@ net.Server.prototype.listen = function (...a) {
 };`,
 )}`;
 
-// ledgerMaxRecords: the bench reads no per-request records, so the mock (which shares the cores)
-// keeps few.
-const mock = await startChild(
-  [
-    "--input-type=module",
-    "-e",
-    `import { startMockServer } from "./dist/gateway/mock/mock-server.js";
-   const s = await startMockServer({ completionTokens: 50, ledgerMaxRecords: 1000 }); console.log("mock on " + s.url);`,
-  ],
-  /mock on (http:\/\/127\.0\.0\.1:\d+)/,
-);
-const dir = mkdtempSync(join(tmpdir(), "tf-bench-"));
-const configPath = join(dir, "tokenfuse.json");
-writeFileSync(
-  configPath,
-  JSON.stringify({
-    upstreams: { provider: { type: "openai", base_url: `${mock.url}/v1`, timeout_ms: 30000 } },
-    features: { chat: { model: "gpt-4o", max_input: 4000, max_output: 1000, on_exceed: "trim" } },
-    tiers: { free: { daily_tokens: 1e15, tokens_per_minute: 1e15 } },
-    default_tier: "free",
-    global: { tokens_per_minute: 1e15 },
-  }),
-);
+const mock = await startBenchMock();
+const configPath = writeBenchConfig(mock.url);
 const startGateway = (bin, prof) =>
   startChild(
     [
@@ -166,13 +136,7 @@ if (WITH_PORTKEY) {
   });
 }
 
-const body = JSON.stringify({
-  model: "gpt-4o",
-  messages: [
-    { role: "system", content: "You are a helpful assistant." },
-    { role: "user", content: "What is the capital of France? Answer in one word." },
-  ],
-});
+const body = BENCH_BODY;
 
 // Every target must answer with the mock's completion (id, text and usage), or the numbers mean nothing.
 for (const t of targets) {

@@ -1,5 +1,7 @@
 import { spawn } from "node:child_process";
-import { readFileSync } from "node:fs";
+import { mkdtempSync, readFileSync, writeFileSync } from "node:fs";
+import { tmpdir } from "node:os";
+import { join } from "node:path";
 // Small helpers shared by the benchmarks (plain Node ESM; benchmarks run the built code in dist/).
 
 /** Runs fn repeatedly for at least `minMs` (after `warmup` calls) and returns per-call stats in µs. */
@@ -91,3 +93,47 @@ export function cpuOf(pid) {
     return undefined;
   }
 }
+
+/**
+ * The gateway benches' mock upstream (50 completion tokens). ledgerMaxRecords: the benches read no
+ * per-request records, so the mock (which shares the cores) keeps few.
+ */
+export function startBenchMock() {
+  return startChild(
+    [
+      "--input-type=module",
+      "-e",
+      `import { startMockServer } from "./dist/gateway/mock/mock-server.js";
+       const s = await startMockServer({ completionTokens: 50, ledgerMaxRecords: 1000 }); console.log("mock on " + s.url);`,
+    ],
+    /mock on (http:\/\/127\.0\.0\.1:\d+)/,
+  );
+}
+
+/**
+ * Writes the gateway benches' config (upstream: the mock; feature `chat`; every budget enforced, with
+ * limits high enough that nothing is refused) to a temporary file and returns its path.
+ */
+export function writeBenchConfig(mockUrl) {
+  const path = join(mkdtempSync(join(tmpdir(), "tf-bench-")), "tokenfuse.json");
+  writeFileSync(
+    path,
+    JSON.stringify({
+      upstreams: { provider: { type: "openai", base_url: `${mockUrl}/v1`, timeout_ms: 30000 } },
+      features: { chat: { model: "gpt-4o", max_input: 4000, max_output: 1000, on_exceed: "trim" } },
+      tiers: { free: { daily_tokens: 1e15, tokens_per_minute: 1e15 } },
+      default_tier: "free",
+      global: { tokens_per_minute: 1e15 },
+    }),
+  );
+  return path;
+}
+
+/** The request every gateway bench sends. */
+export const BENCH_BODY = JSON.stringify({
+  model: "gpt-4o",
+  messages: [
+    { role: "system", content: "You are a helpful assistant." },
+    { role: "user", content: "What is the capital of France? Answer in one word." },
+  ],
+});
