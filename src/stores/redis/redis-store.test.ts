@@ -2,8 +2,8 @@ import { randomUUID } from "node:crypto";
 import { describe, expect, inject, it } from "vitest";
 import { createMemoryStore } from "../memory-store.js";
 import { describeStoreContract } from "../test-store-contract.js";
-import type { ScopeCharge, Store } from "../types.js";
-import { createRedisStore } from "./redis-store.js";
+import { isStoreUnavailable, type ScopeCharge, type Store } from "../types.js";
+import { batchResults, createRedisStore } from "./redis-store.js";
 
 describeStoreContract("redis", async () =>
   createRedisStore({ url: inject("redisUrl"), keyPrefix: `${inject("redisPrefix")}${randomUUID()}:` }),
@@ -106,5 +106,68 @@ describe("redis store: stored records", () => {
       { used: 120, reserved: 0 },
     ]);
     expect(redis).toEqual(memory);
+  });
+});
+
+describe("redis store: reading the batch reply", () => {
+  const req = (id: string, tokens: number, n: number) => ({
+    req: { id, tokens, scopes: Array.from({ length: n }, (_, i) => scope(`k${i}`)), nowMs: T0, ttlMs: 1000 },
+  });
+
+  it("replays the batch in order from the counters' starting totals", () => {
+    // counters: 0 = shared (100 before the batch), 1 = a's own (5), 2 = c's own (0)
+    const batch = [req("a", 10, 2), req("b", 7, 1), req("c", 3, 2), req("d", 1, 2)];
+    const counters = [0, 1, 0, 0, 2, 0, 1];
+    const reply = [100, 5, 0, 1, 2, 0, 1, 1];
+    expect(batchResults(batch, reply, counters, 3)).toEqual([
+      { ok: true, duplicate: false, committed: [110, 15] },
+      { ok: true, duplicate: true, committed: [110] },
+      { ok: false, scopeIndex: 1, committed: 0 },
+      { ok: true, duplicate: false, committed: [111, 16] },
+    ]);
+  });
+
+  it("refuses a reply of the wrong shape instead of guessing", () => {
+    const batch = [req("a", 10, 1), req("b", 7, 1)];
+    const counters = [0, 0];
+    for (const reply of [
+      [0, 1],
+      [0, 1, 1, 1],
+      [0, 3, 1],
+      [0, 0, 1, 1],
+      [0, 0, 5, 1],
+      [Number.NaN, 1, 1],
+    ])
+      expect(() => batchResults(batch, reply, counters, 1), JSON.stringify(reply)).toThrow(/malformed reply/);
+  });
+
+  it("a malformed reply is a store failure for every caller of the batch, and the store goes on", async () => {
+    const store = freshRedisStore();
+    try {
+      const origEvalsha = store.redis.evalsha.bind(store.redis);
+      let broken = true;
+      (store.redis as unknown as { evalsha: unknown }).evalsha = (...a: Parameters<typeof origEvalsha>) =>
+        broken ? Promise.resolve("1,1,1,1,1,1,1,1,1,1,1,1,1,1,1,1,1") : origEvalsha(...a);
+      const reqs = ["x", "y", "z"].map((id) => ({
+        id,
+        tokens: 5,
+        scopes: [scope("m")],
+        nowMs: T0,
+        ttlMs: 1000,
+      }));
+      const results = await Promise.allSettled(reqs.map((r) => store.reserve(r)));
+      for (const r of results) {
+        expect(r.status).toBe("rejected");
+        expect(isStoreUnavailable((r as PromiseRejectedResult).reason)).toBe(true);
+      }
+      broken = false;
+      expect(await store.reserve({ ...(reqs[0] as (typeof reqs)[0]), id: "w" })).toEqual({
+        ok: true,
+        duplicate: false,
+        committed: [5],
+      });
+    } finally {
+      await store.close();
+    }
   });
 });

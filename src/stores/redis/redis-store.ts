@@ -12,7 +12,7 @@ import type {
 } from "../types.js";
 import { StoreUnavailableError } from "../types.js";
 import { assertReserveRequest, assertSettleRequest } from "../validate.js";
-import { luaScript, runScript } from "./run-script.js";
+import { luaScript, runScript, sendScript } from "./run-script.js";
 import { READ_LUA } from "./scripts/read.js";
 import { RESERVE_LUA } from "./scripts/reserve.js";
 import { RESERVE_ONE_LUA } from "./scripts/reserve-one.js";
@@ -79,6 +79,67 @@ function parseReply(reply: unknown): number[] {
   const out = new Array<number>(parts.length);
   for (let i = 0; i < parts.length; i++) out[i] = Number(parts[i]);
   return out;
+}
+
+/**
+ * The results of a batch from the reserve script's reply (scripts/reserve.ts): the m distinct
+ * counters' totals before the batch, then one status per reservation. Each reservation's totals are
+ * rebuilt by replaying the batch in order, adding the tokens of every reserved one: the same
+ * additions of the same doubles, in the same order, as the script made, so the results are exactly
+ * the script's. `counters` = each scope's distinct-counter index, in batch order.
+ * A reply of the wrong shape is a protocol error, never a guess.
+ */
+export function batchResults(
+  batch: ReadonlyArray<{ req: ReserveRequest }>,
+  reply: readonly number[],
+  counters: readonly number[],
+  m: number,
+): ReserveResult[] {
+  const bad = () => new Error(`malformed reply from the reserve script (${reply.length} values)`);
+  if (reply.length < m + batch.length) throw bad();
+  const cur = reply.slice(0, m);
+  for (const t of cur) if (!Number.isFinite(t)) throw bad();
+  const out: ReserveResult[] = new Array(batch.length);
+  let i = m;
+  let k = 0;
+  for (let b = 0; b < batch.length; b++) {
+    const req = (batch[b] as { req: ReserveRequest }).req;
+    const n = req.scopes.length;
+    const code = reply[i++];
+    if (code === 1) {
+      const committed = new Array<number>(n);
+      for (let j = 0; j < n; j++) {
+        const c = counters[k + j] as number;
+        const t = (cur[c] as number) + req.tokens;
+        cur[c] = t;
+        committed[j] = t;
+      }
+      out[b] = { ok: true, duplicate: false, committed };
+    } else if (code === 2) {
+      const committed = new Array<number>(n);
+      for (let j = 0; j < n; j++) committed[j] = cur[counters[k + j] as number] as number;
+      out[b] = { ok: true, duplicate: true, committed };
+    } else if (code === 0) {
+      const j = reply[i++];
+      if (j === undefined || !Number.isInteger(j) || j < 0 || j >= n) throw bad();
+      out[b] = { ok: false, scopeIndex: j, committed: cur[counters[k + j] as number] as number };
+    } else {
+      throw bad();
+    }
+    k += n;
+  }
+  if (i !== reply.length) throw bad();
+  return out;
+}
+
+/** The result of a lone reservation from its script's reply (scripts/reserve-one.ts). */
+function loneResult(res: readonly number[], n: number): ReserveResult {
+  if (res[0] === 1 && res.length === n + 2 && (res[1] === 0 || res[1] === 1))
+    return { ok: true, duplicate: res[1] === 1, committed: res.slice(2) };
+  const i = res[1];
+  if (res[0] === 0 && res.length === 3 && i !== undefined && Number.isInteger(i) && i >= 0 && i < n)
+    return { ok: false, scopeIndex: i, committed: res[2] as number };
+  throw new Error(`malformed reply from the reserve script (${res.length} values)`);
 }
 
 function toUnavailable(e: unknown): StoreUnavailableError {
@@ -192,50 +253,91 @@ export class RedisStore implements Store {
     // Why not always `await this.conn()`: when connected, skipping the await saves microtask turns
     // on every batch (it shows at 1 in flight). When connected, the script call below is written to
     // the socket before this returns, so the next batch (sent right after) follows it on the wire.
-    const work =
-      this.redis.status === "ready"
-        ? this.runBatch(this.redis, batch)
-        : this.conn().then((redis) => this.runBatch(redis, batch));
+    if (this.redis.status === "ready") this.dispatch(this.redis, batch);
+    else
+      this.conn().then(
+        (redis) => this.dispatch(redis, batch),
+        (e: unknown) => this.batchFailed(batch, e),
+      );
     if (this.queue.length > 0) this.sendBatch();
-    void work
-      .then(
-        (results) => {
-          for (let i = 0; i < batch.length; i++) batch[i]?.resolve(results[i] as ReserveResult);
-        },
-        (e: unknown) => {
-          for (const b of batch) b.reject(e);
-        },
-      )
-      .finally(() => {
-        this.batchesInFlight--;
-        if (this.queue.length > 0) this.sendBatch();
-      });
   }
 
-  /** One script call for a batch; results in batch order. */
-  private async runBatch(redis: Redis, batch: readonly PendingReserve[]): Promise<ReserveResult[]> {
-    if (batch.length === 1 && batch[0]) return [await this.reserveOne(redis, batch[0].req)];
-    const res = await this.reserveMany(redis, batch);
-    const out: ReserveResult[] = [];
-    let i = 0;
-    for (const b of batch) {
-      const n = b.req.scopes.length;
-      if (res[i] === 1) {
-        out.push({ ok: true, duplicate: res[i + 1] === 1, committed: res.slice(i + 2, i + 2 + n) });
-        i += 2 + n;
-      } else {
-        out.push({ ok: false, scopeIndex: res[i + 1] as number, committed: res[i + 2] as number });
-        i += 3;
+  /** A batch is off the wire (answered or failed): its slot is free for the reservations waiting. */
+  private batchDone(): void {
+    this.batchesInFlight--;
+    if (this.queue.length > 0) this.sendBatch();
+  }
+
+  private batchFailed(batch: readonly PendingReserve[], e: unknown): void {
+    this.batchDone();
+    const err = toUnavailable(e);
+    for (const b of batch) b.reject(err);
+  }
+
+  /**
+   * Sends one script call for a batch and settles every caller's promise from its reply, in batch
+   * order. Callbacks, not async functions: see `sendScript`.
+   */
+  private dispatch(redis: Redis, batch: readonly PendingReserve[]): void {
+    const only = batch.length === 1 ? batch[0] : undefined;
+    try {
+      if (only) {
+        const { keys, args } = this.reserveOneCall(only.req);
+        sendScript(
+          redis,
+          RESERVE_ONE,
+          keys,
+          args,
+          (reply) => {
+            let r: ReserveResult;
+            try {
+              r = loneResult(parseReply(reply), only.req.scopes.length);
+            } catch (e) {
+              return this.batchFailed(batch, e);
+            }
+            this.batchDone();
+            only.resolve(r);
+          },
+          (e) => this.batchFailed(batch, e),
+        );
+        return;
       }
+      const { keys, args, counters, m } = this.reserveManyCall(batch);
+      sendScript(
+        redis,
+        RESERVE,
+        keys,
+        args,
+        (reply) => {
+          let rs: ReserveResult[];
+          try {
+            rs = batchResults(batch, parseReply(reply), counters, m);
+          } catch (e) {
+            return this.batchFailed(batch, e);
+          }
+          this.batchDone();
+          for (let i = 0; i < batch.length; i++) batch[i]?.resolve(rs[i] as ReserveResult);
+        },
+        (e) => this.batchFailed(batch, e),
+      );
+    } catch (e) {
+      this.batchFailed(batch, e);
     }
-    return out;
   }
 
-  /** Several reservations in one script call: scripts/reserve.ts (argument layout there). */
-  private async reserveMany(redis: Redis, batch: readonly PendingReserve[]): Promise<number[]> {
-    // Argument layout: scripts/reserve.ts. Why counters are deduplicated: in a batch, most
-    // reservations share their feature and global counters; sending each once (and an index per
-    // reservation) halves what is built, sent and parsed.
+  /**
+   * The script call for several reservations: scripts/reserve.ts (argument layout there), plus the
+   * distinct-counter index (0-based) of every scope of every reservation in batch order and the
+   * number of distinct counters, to read the reply with (`batchResults`).
+   */
+  private reserveManyCall(batch: readonly PendingReserve[]): {
+    keys: string[];
+    args: string[];
+    counters: number[];
+    m: number;
+  } {
+    // Why counters are deduplicated: in a batch, most reservations share their feature and global
+    // counters; sending each once (and an index per reservation) halves what is built, sent and parsed.
     let nowMs = 0;
     let maxTtl = 0;
     const cp = `${this.prefix}c:`;
@@ -244,6 +346,7 @@ export class RedisStore implements Store {
     const counterExp: string[] = [];
     const markers: string[] = [];
     const perRes: Array<string | number> = [];
+    const counters: number[] = [];
     for (const { req } of batch) {
       if (req.nowMs > nowMs) nowMs = req.nowMs;
       if (req.ttlMs > maxTtl) maxTtl = req.ttlMs;
@@ -258,31 +361,26 @@ export class RedisStore implements Store {
       for (const sc of req.scopes) {
         let c = counterIndex.get(sc.key);
         if (c === undefined) {
+          c = counterExp.length;
           keys.push(cp + sc.key);
           counterExp.push(String(sc.expireAtMs));
-          c = keys.length - 2;
           counterIndex.set(sc.key, c);
         }
-        perRes.push(c, sc.limit);
+        counters.push(c);
+        // 1-based in the script's arguments (Lua tables).
+        perRes.push(c + 1, sc.limit);
       }
     }
-    for (const m of markers) keys.push(m);
-    const args: Array<string | number> = [
-      String(nowMs),
-      String(maxTtl + EXP_KEY_MARGIN_MS),
-      counterExp.length,
-    ];
+    for (const k of markers) keys.push(k);
+    const m = counterExp.length;
+    const args: Array<string | number> = [String(nowMs), String(maxTtl + EXP_KEY_MARGIN_MS), m];
     for (const e of counterExp) args.push(e);
     for (const x of perRes) args.push(x);
-    try {
-      return parseReply(await runScript(redis, RESERVE, keys, [JSON.stringify(args)]));
-    } catch (e) {
-      throw toUnavailable(e);
-    }
+    return { keys, args: [JSON.stringify(args)], counters, m };
   }
 
-  /** A lone reservation: scripts/reserve-one.ts (argument layout there). */
-  private async reserveOne(redis: Redis, req: ReserveRequest): Promise<ReserveResult> {
+  /** The script call for a lone reservation: scripts/reserve-one.ts (argument layout there). */
+  private reserveOneCall(req: ReserveRequest): { keys: string[]; args: string[] } {
     const keys: string[] = [this.expKey, this.recKey, `${this.prefix}s:${req.id}`];
     const args: Array<string | number> = [
       String(req.nowMs),
@@ -296,14 +394,7 @@ export class RedisStore implements Store {
       keys.push(`${this.prefix}c:${sc.key}`);
       args.push(sc.limit, String(sc.expireAtMs));
     }
-    let res: number[];
-    try {
-      res = parseReply(await runScript(redis, RESERVE_ONE, keys, [JSON.stringify(args)]));
-    } catch (e) {
-      throw toUnavailable(e);
-    }
-    if (res[0] === 1) return { ok: true, duplicate: res[1] === 1, committed: res.slice(2) };
-    return { ok: false, scopeIndex: res[1] as number, committed: res[2] as number };
+    return { keys, args: [JSON.stringify(args)] };
   }
 
   async settle(req: SettleRequest): Promise<SettleStatus> {

@@ -15,9 +15,12 @@ import { SWEEP_LUA } from "./sweep.js";
  *   distinct counters), limit]
  *   Every value that is only handed on to a command (times, TTLs) is a JSON *string*; the ones the
  *   script computes with (m, tokens, n, c, limit) are JSON numbers.
- * Returns one string of comma-separated integers; per reservation in order: `1,duplicate(0|1),t1,…,tn`
- * when reserved (or already reserved/settled: nothing charged again), `0,i,t` when refused (i =
- * 0-based index of the first full counter, t = that counter's used + reserved).
+ * Returns one string of comma-separated integers: first, for each of the m distinct counters, its
+ * used + reserved total (`t`) before this batch; then per reservation, in order: `1` when reserved,
+ * `2` when a duplicate (already reserved or settled: nothing charged again), `0,i` when refused (i =
+ * 0-based index among its own counters of the first one that is full). The caller rebuilds each
+ * reservation's totals from the counters' starting totals by replaying the batch in order, adding
+ * the tokens of every reserved one (exactly the arithmetic this script does; redis-store.ts).
  *
  * Why it is shaped this way (measured with INFO commandstats, /proc CPU time of both processes and
  * --cpu-prof; docs/bench-redis.md): per reservation, the cost was dominated by per-argument and
@@ -27,8 +30,11 @@ import { SWEEP_LUA } from "./sweep.js";
  *   (built into Redis) decodes the whole batch in C, numbers included. JSON numbers are exact for
  *   every value here (integers ≤ 2^53 - 1, validate.ts).
  * - Why a string reply: ioredis decodes an array reply element by element in JavaScript; one
- *   string split on commas costs less than half as much. Each number is written with `%d`, which is
- *   exact (Lua's own tostring would round past 14 digits).
+ *   string split on commas costs less than half as much.
+ * - Why starting totals and not each reservation's totals: formatting a number in Lua
+ *   (string.format) costs about half a microsecond, three per reservation, on the one thread that
+ *   limits throughput; the starting totals are the counters' own strings from HGET (exact, nothing
+ *   to format) and the caller, which has CPU to spare, replays the additions.
  * - Why strings for pass-through values: Redis formats a Lua number argument of redis.call() with
  *   `%.17g`, about a microsecond each; a string goes through as is.
  * - a counter shared by many reservations of the batch (the feature's, the global one) is sent
@@ -61,30 +67,27 @@ for i = 1, r do
 end
 local settled = redis.call('MGET', unpack(KEYS, first))
 local live = redis.call('ZMSCORE', exp, unpack(ids))
-local cur, absent, delta = {}, {}, {}
+local cur, absent, delta, out = {}, {}, {}, {}
 for j = 1, m do
   local t = redis.call('HGET', KEYS[j + 2], 't')
-  if t then cur[j] = tonumber(t) else cur[j] = 0 absent[j] = true end
+  if t then cur[j] = tonumber(t) out[j] = t else cur[j] = 0 absent[j] = true out[j] = '0' end
   delta[j] = 0
 end
-local fmt = string.format
-local seen, adds, recs, na, out, o = {}, {}, {}, 0, {}, 0
+local seen, adds, recs, na, o = {}, {}, {}, 0, m
 for i = 1, r do
   local p, id = ra[i], ids[i]
-  local n = a[p + 4]
-  local l = p + 5
   if settled[i] or live[i] or seen[id] then
-    out[o + 1], out[o + 2] = '1', '1'
-    o = o + 2
-    for j = 1, n do o = o + 1 out[o] = fmt('%d', cur[a[l + 2 * j - 2]]) end
+    o = o + 1
+    out[o] = '2'
   else
+    local n = a[p + 4]
+    local l = p + 5
     local tokens = a[p + 2]
     local refused = false
     for j = 1, n do
-      local t = cur[a[l + 2 * j - 2]] + tokens
-      if t > a[l + 2 * j - 1] then
-        out[o + 1], out[o + 2], out[o + 3] = '0', fmt('%d', j - 1), fmt('%d', t - tokens)
-        o = o + 3
+      if cur[a[l + 2 * j - 2]] + tokens > a[l + 2 * j - 1] then
+        out[o + 1], out[o + 2] = '0', j - 1
+        o = o + 2
         refused = true
         break
       end
@@ -94,22 +97,19 @@ for i = 1, r do
       adds[na + 1], adds[na + 2] = a[p + 3], id
       recs[na + 1], recs[na + 2] = id, a[p + 1]
       na = na + 2
-      out[o + 1], out[o + 2] = '1', '0'
-      o = o + 2
+      o = o + 1
+      out[o] = '1'
       for j = 1, n do
         local c = a[l + 2 * j - 2]
-        local t = cur[c] + tokens
-        cur[c] = t
+        cur[c] = cur[c] + tokens
         delta[c] = delta[c] + tokens
-        o = o + 1
-        out[o] = fmt('%d', t)
       end
     end
   end
 end
 for j = 1, m do
   if delta[j] ~= 0 then
-    redis.call('HINCRBY', KEYS[j + 2], 't', fmt('%d', delta[j]))
+    redis.call('HINCRBY', KEYS[j + 2], 't', string.format('%d', delta[j]))
     if absent[j] then redis.call('PEXPIREAT', KEYS[j + 2], a[3 + j]) end
   end
 end
