@@ -94,6 +94,36 @@ export function describeStoreContract(name: string, factory: StoreFactory): void
       });
     }
 
+    it("releases every expired reservation before deciding, however many a crash left behind", async () => {
+      // A crashed process left 300 reservations of 50 tokens (more than the whole budget would
+      // allow together: they were made over time), all expired by now: the whole budget is free.
+      const store = await open();
+      const ns = `x-${randomUUID()}`;
+      const scopes: ScopeCharge[] = [
+        {
+          key: `${ns}:u`,
+          kind: "user",
+          window: "day",
+          limit: 15_000,
+          resetAtMs: T0 + 1e7,
+          expireAtMs: T0 + 2e7,
+        },
+      ];
+      for (let i = 0; i < 300; i++)
+        expect(
+          (await store.reserve({ id: `${ns}-${i}`, tokens: 50, scopes, nowMs: T0, ttlMs: 1000 })).ok,
+        ).toBe(true);
+      const r = await store.reserve({
+        id: `${ns}-next`,
+        tokens: 15_000,
+        scopes,
+        nowMs: T0 + 2000,
+        ttlMs: 60_000,
+      });
+      expect(r).toEqual({ ok: true, duplicate: false, committed: [15_000] });
+      expect(await store.read([`${ns}:u`], T0 + 2000)).toEqual([{ used: 0, reserved: 15_000 }]);
+    });
+
     it("never admits more than the limit under 200 concurrent reservations", async () => {
       const store = await open();
       const ns = `c-${randomUUID()}`;

@@ -70,8 +70,8 @@ async function waitFor(check: () => Promise<boolean>, ms: number, what: string):
   throw new Error(`timed out after ${ms} ms waiting for ${what}`);
 }
 
-/** Starts a private redis-server on a free loopback port (no persistence). */
-export async function startRedisServer(): Promise<OwnRedis> {
+/** Starts a private redis-server on a free loopback port (no persistence), with `extraArgs`. */
+export async function startRedisServer(extraArgs: readonly string[] = []): Promise<OwnRedis> {
   const bin = redisServerBinary();
   const port = await freePort();
   const dir = mkdtempSync(join(tmpdir(), "tf-redis-"));
@@ -79,7 +79,19 @@ export async function startRedisServer(): Promise<OwnRedis> {
   const launch = async () => {
     child = spawn(
       bin,
-      ["--port", String(port), "--bind", "127.0.0.1", "--save", "", "--appendonly", "no", "--dir", dir],
+      [
+        "--port",
+        String(port),
+        "--bind",
+        "127.0.0.1",
+        "--save",
+        "",
+        "--appendonly",
+        "no",
+        "--dir",
+        dir,
+        ...extraArgs,
+      ],
       {
         stdio: "ignore",
       },

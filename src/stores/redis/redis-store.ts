@@ -53,8 +53,15 @@ interface PendingReserve {
   reject: (e: unknown) => void;
 }
 
-/** Switches are kept this long after their last change (ms). */
+/**
+ * Switches are kept this long (ms) after their last change or refresh; reads refresh it once an hour
+ * (`getSwitches`), so a switch set by hand with no end lasts as long as any process reads it.
+ */
 const SWITCH_TTL_MS = 400 * 86_400_000;
+/** How often reads refresh the switches' TTL (ms). */
+const SWITCH_TTL_REFRESH_MS = 3_600_000;
+/** A clock skew against the Redis server above this (ms) is logged as a warning. */
+const CLOCK_SKEW_WARN_MS = 2_000;
 
 /** Options of {@link createRedisStore}. */
 export interface RedisStoreOptions {
@@ -142,6 +149,15 @@ function loneResult(res: readonly number[], n: number): ReserveResult {
   throw new Error(`malformed reply from the reserve script (${res.length} values)`);
 }
 
+/**
+ * A key's TTL in ms for PEXPIRE (decimal string), from the instant it should expire at and the
+ * caller's now. Why relative: scripts/reserve.ts. At least 1: an instant already past expires the
+ * key at once, as PEXPIREAT would have.
+ */
+function ttlString(expireAtMs: number, nowMs: number): string {
+  return String(Math.max(1, expireAtMs - nowMs));
+}
+
 function toUnavailable(e: unknown): StoreUnavailableError {
   if (e instanceof StoreUnavailableError) return e;
   const msg = e instanceof Error ? e.message : String(e);
@@ -161,6 +177,15 @@ export class RedisStore implements Store {
   private readonly expKey: string;
   private readonly recKey: string;
   private connecting: Promise<void> | undefined;
+  private readonly logger: Logger | undefined;
+  /** Set when the server cannot run tokenfuse's scripts: the reason, and every command fails with it. */
+  private unsupported: string | undefined;
+  /** The last server check (after each connection). */
+  private serverChecked: Promise<void> = Promise.resolve();
+  /** When getSwitches last refreshed the switches' TTL (Date.now(); 0: never). */
+  private switchesRefreshedAt = 0;
+  /** This process's clock minus the Redis server's (ms), as of the last connection; 0 before. */
+  clockSkewMs = 0;
   private readonly queue: PendingReserve[] = [];
   private batchesInFlight = 0;
   private flushScheduled = false;
@@ -181,9 +206,61 @@ export class RedisStore implements Store {
       connectTimeout: options.connectTimeoutMs ?? 2000,
       retryStrategy: (times) => Math.min(50 * 2 ** Math.min(times, 6), 2000),
     });
+    this.logger = options.logger;
     this.redis.on("error", (e: Error) => {
       options.logger?.warn({ err: e.message }, "redis connection error");
     });
+    // Every (re)connection checks the server again: it may have been replaced by another one.
+    this.redis.on("ready", () => {
+      this.serverChecked = this.checkServer();
+    });
+  }
+
+  /**
+   * Checks the server this connection reached: its version (the scripts need Redis >= 6.2, for
+   * ZMSCORE; an older server ran lone reservations and readiness fine but failed every batch), and
+   * its clock against ours (expiry instants are computed here and applied by Redis: a large skew is
+   * logged). An unsupported server makes every command fail with a clear error, readiness included.
+   */
+  private async checkServer(): Promise<void> {
+    try {
+      // The ZMSCORE probe reads one member of the expiry zset: harmless, and it also catches a
+      // server where the command was renamed or disabled, whatever its version says.
+      const [info, time, probe] = await Promise.all([
+        this.redis.info("server"),
+        this.redis.time(),
+        this.redis.zmscore(this.expKey, "-").then(
+          () => undefined,
+          // Only the server's own refusal says something about the server; a dropped connection
+          // fails the whole check (caught below) and changes nothing.
+          (e: unknown) => {
+            if (e instanceof Error && e.name === "ReplyError") return e.message;
+            throw e;
+          },
+        ),
+      ]);
+      const version = /redis_version:(\d+)\.(\d+)/.exec(info);
+      const major = Number(version?.[1] ?? 0);
+      const minor = Number(version?.[2] ?? 0);
+      if (version && (major < 6 || (major === 6 && minor < 2)))
+        this.unsupported = `Redis ${major}.${minor} is too old: tokenfuse needs Redis 6.2 or later (ZMSCORE)`;
+      else if (probe !== undefined)
+        this.unsupported = `the Redis server refuses ZMSCORE, which tokenfuse needs (renamed or disabled?): ${probe}`;
+      else this.unsupported = undefined;
+      if (this.unsupported) this.logger?.error({}, this.unsupported);
+      const serverMs = Number(time[0]) * 1000 + Math.floor(Number(time[1]) / 1000);
+      const skewMs = Date.now() - serverMs;
+      this.clockSkewMs = skewMs;
+      if (Math.abs(skewMs) > CLOCK_SKEW_WARN_MS) {
+        this.logger?.warn(
+          { skewMs },
+          "this process's clock differs from the Redis server's: budget windows and reservation expiry assume synchronised clocks (run NTP)",
+        );
+      }
+    } catch (e) {
+      // Not fatal: the connection's own errors surface on the next command.
+      this.logger?.warn({ err: e instanceof Error ? e.message : String(e) }, "redis server check failed");
+    }
   }
 
   /** True when connected and ready for commands. */
@@ -193,7 +270,8 @@ export class RedisStore implements Store {
 
   private async conn(): Promise<Redis> {
     const st = this.redis.status;
-    if (st === "ready") return this.redis;
+    if (st === "ready" && this.unsupported === undefined) return this.redis;
+    if (st === "ready") throw new StoreUnavailableError(`redis store unusable: ${this.unsupported}`);
     if (st === "wait" || this.connecting) {
       // The first connection: callers wait for it (bounded by connectTimeout). Later outages fail fast.
       this.connecting ??= this.redis.connect().finally(() => {
@@ -201,9 +279,12 @@ export class RedisStore implements Store {
       });
       try {
         await this.connecting;
+        await this.serverChecked;
       } catch (e) {
         throw toUnavailable(e);
       }
+      if (this.unsupported !== undefined)
+        throw new StoreUnavailableError(`redis store unusable: ${this.unsupported}`);
       return this.redis;
     }
     throw new StoreUnavailableError(`redis store unavailable: connection is ${st}`);
@@ -253,7 +334,7 @@ export class RedisStore implements Store {
     // Why not always `await this.conn()`: when connected, skipping the await saves microtask turns
     // on every batch (it shows at 1 in flight). When connected, the script call below is written to
     // the socket before this returns, so the next batch (sent right after) follows it on the wire.
-    if (this.redis.status === "ready") this.dispatch(this.redis, batch);
+    if (this.redis.status === "ready" && this.unsupported === undefined) this.dispatch(this.redis, batch);
     else
       this.conn().then(
         (redis) => this.dispatch(redis, batch),
@@ -363,7 +444,7 @@ export class RedisStore implements Store {
         if (c === undefined) {
           c = counterExp.length;
           keys.push(cp + sc.key);
-          counterExp.push(String(sc.expireAtMs));
+          counterExp.push(ttlString(sc.expireAtMs, req.nowMs));
           counterIndex.set(sc.key, c);
         }
         counters.push(c);
@@ -392,7 +473,7 @@ export class RedisStore implements Store {
     ];
     for (const sc of req.scopes) {
       keys.push(`${this.prefix}c:${sc.key}`);
-      args.push(sc.limit, String(sc.expireAtMs));
+      args.push(sc.limit, ttlString(sc.expireAtMs, req.nowMs));
     }
     return { keys, args: [JSON.stringify(args)] };
   }
@@ -415,10 +496,10 @@ export class RedisStore implements Store {
       String(spend?.outputTokens ?? 0),
       counters.length,
     ];
-    for (const s of req.scopes) args.push(String(s.expireAtMs));
+    for (const s of req.scopes) args.push(ttlString(s.expireAtMs, req.nowMs));
     for (const c of spend?.counters ?? []) {
       keys.push(this.key(c.key));
-      args.push(String(c.expireAtMs));
+      args.push(ttlString(c.expireAtMs, req.nowMs));
     }
     try {
       return (await runScript(redis, SETTLE, keys, [JSON.stringify(args)])) as SettleStatus;
@@ -483,8 +564,19 @@ export class RedisStore implements Store {
   async getSwitches(nowMs = Date.now()): Promise<Record<string, boolean>> {
     const redis = await this.conn();
     let h: Record<string, string>;
+    const key = `${this.prefix}switches`;
     try {
-      h = await redis.hgetall(`${this.prefix}switches`);
+      if (Date.now() - this.switchesRefreshedAt >= SWITCH_TTL_REFRESH_MS) {
+        // Once an hour: push the TTL back out, so a switch in force is never lost to it (PEXPIRE
+        // on a missing key creates nothing).
+        const res = await redis.multi().hgetall(key).pexpire(key, SWITCH_TTL_MS).exec();
+        const [err, v] = res?.[0] ?? [new Error("transaction aborted"), undefined];
+        if (err) throw err;
+        h = v as Record<string, string>;
+        this.switchesRefreshedAt = Date.now();
+      } else {
+        h = await redis.hgetall(key);
+      }
     } catch (e) {
       throw toUnavailable(e);
     }

@@ -12,7 +12,7 @@ import { SWEEP_LUA } from "./sweep.js";
  * KEYS[1] = P exp, KEYS[2] = P rec (see sweep.ts), KEYS[3] = P s:<id> (settled marker),
  *   KEYS[4 .. n+3] = its counters (P c:<scope>)
  * ARGV[1] = one JSON array: [nowMs, TTL to keep P exp and P rec for (ms), id, record (see
- *   sweep.ts), tokens, expiresAtMs, then per counter: limit, counter expireAtMs]. All are JSON
+ *   sweep.ts), tokens, expiresAtMs, then per counter: limit, counter TTL in ms]. All are JSON
  *   strings of decimal integers (or the id and record) except the limits (numbers); why: reserve.ts.
  * Returns `1,duplicate(0|1),t1,…,tn` when reserved (or already reserved/settled: nothing charged
  * again), `0,i,t` when refused (i = 0-based index of the first full counter, t = that counter's
@@ -44,11 +44,11 @@ for i = 1, n do
     redis.call('ZREM', exp, id)
     return fmt('0,%d,%d', i - 1, t - tokens)
   end
-  if t == tokens then redis.call('PEXPIREAT', key, a[6 + 2 * i]) end
+  if t == tokens then redis.call('PEXPIRE', key, a[6 + 2 * i]) end
   out[i + 2] = fmt('%d', t)
 end
 redis.call('HSET', rec, id, a[4])
-redis.call('PEXPIRE', exp, a[2])
-redis.call('PEXPIRE', rec, a[2])
+keep(exp, a[2])
+keep(rec, a[2])
 return table.concat(out, ',')
 `;

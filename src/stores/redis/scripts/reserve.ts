@@ -9,8 +9,8 @@ import { SWEEP_LUA } from "./sweep.js";
  * KEYS[1] = P exp, KEYS[2] = P rec (see sweep.ts); KEYS[3 .. m+2] = the m distinct counters of
  *   the batch (P c:<scope>), each once; then per reservation, in order: P s:<id> (settled marker)
  * ARGV[1] = one JSON array (see "Why JSON" below):
- *   [nowMs, TTL to keep P exp and P rec for (ms), m, expireAtMs of each distinct counter (m of
- *   them: its TTL if this script creates it), then per reservation: id, record (see sweep.ts),
+ *   [nowMs, TTL to keep P exp and P rec for (ms), m, TTL in ms of each distinct counter (m of
+ *   them: set if this script creates it), then per reservation: id, record (see sweep.ts),
  *   tokens, expiresAtMs, n (number of its counters), and per counter: c (1-based index among the
  *   distinct counters), limit]
  *   Every value that is only handed on to a command (times, TTLs) is a JSON *string*; the ones the
@@ -48,8 +48,13 @@ import { SWEEP_LUA } from "./sweep.js";
  * A refused reservation writes nothing, so there is nothing to roll back. A duplicate (settled id,
  * live id, or the same id earlier in this batch) charges nothing and reports the totals of its
  * counters.
- * Every key written gets its TTL in this script: a counter that did not exist before gets
- * PEXPIREAT right after its HINCRBY, P exp and P rec a PEXPIRE; so no key ever lives without one.
+ * Every key written gets its TTL in this script: a counter that did not exist before gets a
+ * PEXPIRE right after its HINCRBY, P exp and P rec one through keep() (sweep.ts); so no key ever
+ * lives without one. Why counter TTLs are relative (PEXPIRE, not PEXPIREAT at the window's end):
+ * Redis applies them by its own clock; an instant computed on a process whose clock lags Redis's by
+ * a minute or two would already be past, and Redis would delete the counter as it is written,
+ * which disabled every per-minute limit for that process. A relative TTL keeps the counter for its
+ * whole retention whatever the skew. (The store also logs a warning when the skew is large.)
  */
 export const RESERVE_LUA = `${SWEEP_LUA}
 local exp, rec = KEYS[1], KEYS[2]
@@ -110,14 +115,14 @@ end
 for j = 1, m do
   if delta[j] ~= 0 then
     redis.call('HINCRBY', KEYS[j + 2], 't', string.format('%d', delta[j]))
-    if absent[j] then redis.call('PEXPIREAT', KEYS[j + 2], a[3 + j]) end
+    if absent[j] then redis.call('PEXPIRE', KEYS[j + 2], a[3 + j]) end
   end
 end
 if na > 0 then
   redis.call('ZADD', exp, 'NX', unpack(adds))
   redis.call('HSET', rec, unpack(recs))
-  redis.call('PEXPIRE', exp, a[2])
-  redis.call('PEXPIRE', rec, a[2])
+  keep(exp, a[2])
+  keep(rec, a[2])
 end
 return table.concat(out, ',')
 `;

@@ -9,7 +9,8 @@ import { SWEEP_LUA } from "./sweep.js";
  * o = output tokens, r = requests)
  * ARGV[1] = one JSON array: [id, record (what reserve stored for these tokens and scopes), reserved
  *   tokens, actual tokens, settled-marker TTL ms ('0': write no marker, an abandoned reservation), cost nano-USD, input tokens, output tokens, n,
- *   then n counter expireAtMs, then one expireAtMs per spend counter]; n is a number, the rest are
+ *   then n counter TTLs in ms, then one TTL in ms per spend counter (relative: why in reserve.ts)];
+ *   n is a number, the rest are
  *   strings (why JSON and strings: reserve.ts).
  * Returns "settled" (the reservation was live), "expired" (it had been released already; the
  * actual usage is charged anyway) or "duplicate" (settled before: nothing changes).
@@ -39,7 +40,7 @@ if delta ~= 0 or actual > 0 then
     local key = KEYS[3 + i]
     if delta ~= 0 then redis.call('HINCRBY', key, 't', dt) end
     if actual > 0 then redis.call('HINCRBY', key, 'u', au) end
-    redis.call('PEXPIREAT', key, a[9 + i])
+    redis.call('PEXPIRE', key, a[9 + i])
   end
 end
 if actual > 0 then
@@ -50,7 +51,7 @@ if actual > 0 then
     if input ~= '0' then redis.call('HINCRBY', key, 'i', input) end
     if output ~= '0' then redis.call('HINCRBY', key, 'o', output) end
     redis.call('HINCRBY', key, 'r', '1')
-    redis.call('PEXPIREAT', key, a[6 + j])
+    redis.call('PEXPIRE', key, a[6 + j])
   end
 end
 if a[5] ~= '0' then redis.call('SET', KEYS[3], '1', 'PX', a[5]) end

@@ -18,9 +18,17 @@
  * Why the sweep touches keys it was not passed: a reservation's counters are only known from its
  * record. This is safe on a single Redis primary (tokenfuse's supported topology), not on Cluster.
  * A counter that already expired is not recreated (it would come back without a TTL).
- * At most 64 reservations are released per call, so one call's cost stays bounded. `now` is the
+ * Up to 1 024 reservations are released per call, 128 at a time, so one call's cost stays bounded
+ * (a few ms at worst, after a crash left that many behind) while a backlog larger than one chunk is
+ * still cleared before the caller's own check: with 64 per call, a Redis store refused what the
+ * memory store (which releases every expired reservation first) admitted. `now` is the
  * decimal string of nowMs; numbers reach redis.call() as strings (Redis would format a Lua number
  * with `%.17g` on every call) and a release is `-` followed by the record's own decimal tokens.
+ * keep(key, want): gives P exp or P rec a TTL of \`want\` ms (a decimal string) unless it already has
+ * one within an hour of that. Why not a plain PEXPIRE on every write: a PEXPIRE would replace a longer
+ * TTL that an earlier, longer reservation needs (a shorter one must never cut it), and a PTTL read
+ * costs about half as much as a PEXPIRE write, once per script. A key without a TTL (PTTL -1) always
+ * gets one. Every caller passes the longest TTL its reservations need plus a day.
  * Why a 0-token record is skipped: Lua turns -0 into the string "-0", which HINCRBY refuses; the
  * error would abort every later script that sweeps, while the record would stay in the zset.
  */
@@ -40,16 +48,23 @@ local function release(cp, r, skip)
   end
 end
 local function sweep(exp, rec, now)
-  local ids = redis.call('ZRANGEBYSCORE', exp, '-inf', now, 'LIMIT', '0', '64')
-  if #ids == 0 then return end
-  local cp = string.sub(exp, 1, -4) .. 'c:'
-  local recs = redis.call('HMGET', rec, unpack(ids))
-  for i, id in ipairs(ids) do
-    local r = recs[i]
-    if r then release(cp, r, 1)
-    elseif string.find(id, '\\n', 1, true) then release(cp, id, 2) end
+  local cp = nil
+  for round = 1, 8 do
+    local ids = redis.call('ZRANGEBYSCORE', exp, '-inf', now, 'LIMIT', '0', '128')
+    if #ids == 0 then return end
+    cp = cp or string.sub(exp, 1, -4) .. 'c:'
+    local recs = redis.call('HMGET', rec, unpack(ids))
+    for i, id in ipairs(ids) do
+      local r = recs[i]
+      if r then release(cp, r, 1)
+      elseif string.find(id, '\\n', 1, true) then release(cp, id, 2) end
+    end
+    redis.call('ZREM', exp, unpack(ids))
+    redis.call('HDEL', rec, unpack(ids))
+    if #ids < 128 then return end
   end
-  redis.call('ZREM', exp, unpack(ids))
-  redis.call('HDEL', rec, unpack(ids))
+end
+local function keep(key, want)
+  if redis.call('PTTL', key) < tonumber(want) - 3600000 then redis.call('PEXPIRE', key, want) end
 end
 `;

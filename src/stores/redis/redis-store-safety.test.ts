@@ -1,0 +1,159 @@
+import { randomUUID } from "node:crypto";
+import { afterAll, beforeAll, describe, expect, inject, it } from "vitest";
+import { type OwnRedis, startRedisServer } from "../../../test/helpers/redis-server.js";
+import type { ScopeCharge } from "../types.js";
+import { createRedisStore } from "./redis-store.js";
+
+// What the Redis store must keep true whatever the other processes, the server or the clocks do:
+// TTLs that never shrink below what their contents need, counters that survive a lagging clock, and
+// a server that cannot run the scripts named as such (never a silent half-working store).
+
+const prefix = () => `${inject("redisPrefix")}${randomUUID()}:`;
+const DAY = 86_400_000;
+
+describe("redis store: TTLs", () => {
+  it("a short reservation never shortens the TTL of the expiry index a longer one needs", async () => {
+    const p = prefix();
+    const store = createRedisStore({ url: inject("redisUrl"), keyPrefix: p });
+    try {
+      const now = Date.now();
+      const scopes: ScopeCharge[] = [
+        {
+          key: "u",
+          kind: "user",
+          window: "day",
+          limit: 1e9,
+          resetAtMs: now + DAY,
+          expireAtMs: now + 9 * DAY,
+        },
+      ];
+      const longTtl = 3 * DAY; // a feature whose upstream timeout is 3 days
+      await store.reserve({ id: "long", tokens: 100, scopes, nowMs: now, ttlMs: longTtl });
+      // Lone and batched reservations both.
+      await store.reserve({ id: "short", tokens: 1, scopes, nowMs: now, ttlMs: 61_000 });
+      await Promise.all(
+        ["b1", "b2", "b3"].map((id) => store.reserve({ id, tokens: 1, scopes, nowMs: now, ttlMs: 61_000 })),
+      );
+      for (const k of ["exp", "rec"])
+        expect(await store.redis.pttl(`${p}${k}`), k).toBeGreaterThan(longTtl + DAY - 60_000);
+    } finally {
+      await store.close();
+    }
+  });
+
+  it("a key without a TTL gets one from the next reservation", async () => {
+    const p = prefix();
+    const store = createRedisStore({ url: inject("redisUrl"), keyPrefix: p });
+    try {
+      const now = Date.now();
+      const scopes: ScopeCharge[] = [
+        {
+          key: "u",
+          kind: "user",
+          window: "day",
+          limit: 1e9,
+          resetAtMs: now + DAY,
+          expireAtMs: now + 2 * DAY,
+        },
+      ];
+      await store.reserve({ id: "a", tokens: 1, scopes, nowMs: now, ttlMs: 60_000 });
+      await store.redis.persist(`${p}exp`);
+      await store.redis.persist(`${p}rec`);
+      await store.reserve({ id: "b", tokens: 1, scopes, nowMs: now, ttlMs: 60_000 });
+      for (const k of ["exp", "rec"]) expect(await store.redis.pttl(`${p}${k}`), k).toBeGreaterThan(DAY);
+    } finally {
+      await store.close();
+    }
+  });
+
+  it("reading the switches pushes their TTL back out, so a switch set by hand never lapses by itself", async () => {
+    const p = prefix();
+    const writer = createRedisStore({ url: inject("redisUrl"), keyPrefix: p });
+    const reader = createRedisStore({ url: inject("redisUrl"), keyPrefix: p });
+    try {
+      await writer.setSwitch("chat", false);
+      await writer.redis.pexpire(`${p}switches`, 5_000); // as if 400 days had passed since the write
+      expect(await reader.getSwitches()).toEqual({ chat: false });
+      expect(await reader.redis.pttl(`${p}switches`)).toBeGreaterThan(399 * DAY);
+    } finally {
+      await writer.close();
+      await reader.close();
+    }
+  });
+});
+
+describe("redis store: clocks", () => {
+  it("a process whose clock lags the server's still keeps its minute counters (TTLs are relative)", async () => {
+    const p = prefix();
+    const store = createRedisStore({ url: inject("redisUrl"), keyPrefix: p });
+    try {
+      // This process believes it is 150 s earlier than the server does: the end of its minute
+      // window plus a minute of retention is already past by the server's clock.
+      const now = Date.now() - 150_000;
+      const minuteEnd = Math.ceil(now / 60_000) * 60_000;
+      const scopes: ScopeCharge[] = [
+        {
+          key: "g:m",
+          kind: "global",
+          window: "minute",
+          limit: 500,
+          resetAtMs: minuteEnd,
+          expireAtMs: minuteEnd + 60_000,
+        },
+      ];
+      let admitted = 0;
+      for (let i = 0; i < 10; i++) {
+        const r = await store.reserve({ id: `r${i}`, tokens: 110, scopes, nowMs: now, ttlMs: 60_000 });
+        if (r.ok) admitted++;
+      }
+      expect(admitted).toBe(4); // 4 × 110 ≤ 500 < 5 × 110
+      const ttl = await store.redis.pttl(`${p}c:g:m`);
+      expect(ttl).toBeGreaterThan(0);
+      expect(ttl).toBeLessThanOrEqual(minuteEnd + 60_000 - now);
+    } finally {
+      await store.close();
+    }
+  });
+});
+
+describe("redis store: a server that cannot run the scripts", () => {
+  let own: OwnRedis;
+  beforeAll(async () => {
+    own = await startRedisServer(["--rename-command", "ZMSCORE", ""]);
+  });
+  afterAll(async () => {
+    await own?.stop();
+  });
+
+  it("is named as such for every reservation, lone or batched, and for readiness", async () => {
+    const store = createRedisStore({ url: own.url, keyPrefix: prefix() });
+    try {
+      const now = Date.now();
+      const scopes: ScopeCharge[] = [
+        {
+          key: "u",
+          kind: "user",
+          window: "day",
+          limit: 1e9,
+          resetAtMs: now + DAY,
+          expireAtMs: now + 2 * DAY,
+        },
+      ];
+      const one = store.reserve({ id: "lone", tokens: 1, scopes, nowMs: now, ttlMs: 60_000 });
+      await expect(one).rejects.toThrow(/ZMSCORE/);
+      const many = await Promise.allSettled(
+        ["a", "b", "c"].map((id) => store.reserve({ id, tokens: 1, scopes, nowMs: now, ttlMs: 60_000 })),
+      );
+      for (const r of many) {
+        expect(r.status).toBe("rejected");
+        expect(String((r as PromiseRejectedResult).reason)).toMatch(/StoreUnavailableError.*ZMSCORE/);
+      }
+      await expect(store.read([], now)).rejects.toThrow(/ZMSCORE/);
+      expect(await store.ping()).toBe(false);
+      // Nothing was written.
+      expect(await store.redis.dbsize()).toBe(0);
+    } finally {
+      await store.close();
+    }
+  });
+});
