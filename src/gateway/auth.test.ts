@@ -1,6 +1,6 @@
 import { describe, expect, it } from "vitest";
-import type { KeyConfig } from "../config/types.js";
 import { loadConfig } from "../config/load.js";
+import type { KeyConfig } from "../config/types.js";
 import { createAuthenticator, hashApiKey } from "./auth.js";
 
 const CONFIG_KEY = "tf-config-key-0123456789";
