@@ -178,6 +178,29 @@ describe("admin API: keys and tiers (memory store)", () => {
     expect((await store.readApiKeys()).entries).toEqual([]);
   });
 
+  it("a stored key this config cannot use is listed with its problem and refused, never guessed at", async () => {
+    const key = `tf-foreign-${randomUUID()}`;
+    // Written by a process whose config has a "gold" tier (or before this config dropped it).
+    await store.addApiKey({
+      hash: hashApiKey(key),
+      user: "frank",
+      tier: "gold",
+      trusted: false,
+      createdAtMs: 1,
+    });
+    await gw.keys.refresh();
+    expect((await chat(key)).status).toBe(401);
+    expect((await listKeys()).find((k) => k.user === "frank")).toMatchObject({
+      hash: hashApiKey(key),
+      tier: "gold",
+      problem: 'unknown tier "gold"; tiers: free, pro',
+    });
+    expect(logLines.find((l) => l.includes("refusing a run-time API key"))).toMatch(
+      /"problem":"unknown tier/,
+    );
+    expect((await call("DELETE", `/admin/keys/${hashApiKey(key)}`)).status).toBe(200);
+  });
+
   it("DELETE /admin/keys refuses config keys (409) and malformed hashes (400)", async () => {
     const cfg = await call("DELETE", `/admin/keys/${hashApiKey(OPS_KEY)}`);
     expect(cfg.status).toBe(409);

@@ -42,10 +42,7 @@ function viewOf(k: KeyConfig, source: "config" | "store", createdAtMs?: number):
 function storedView(k: StoredApiKey, deps: AdminDeps): KeyView {
   const resolved = resolveStoredKey(k, deps.config);
   if (typeof resolved !== "string") return viewOf(resolved, "store", k.createdAtMs);
-  const view = viewOf({ ...k, features: k.features }, "store", k.createdAtMs);
-  view.default_feature = k.defaultFeature ?? null;
-  view.problem = resolved;
-  return view;
+  return { ...viewOf(k, "store", k.createdAtMs), problem: resolved };
 }
 
 /** `GET /admin/keys`, `POST /admin/keys`, `DELETE /admin/keys/{hash}`; undefined when none matches. */
