@@ -1,13 +1,17 @@
+import { parseKeyRequest } from "../access/key-entries.js";
+import { silentLogger } from "../core/logger.js";
 import { generateApiKey, hashApiKey } from "../gateway/auth.js";
+import { createStoreFromConfig } from "../stores/from-config.js";
 import { resolveCliConfig } from "./config-arg.js";
 import { CliError, type CliIo, parseCliArgs } from "./io.js";
 
-const USER = /^[A-Za-z0-9_.:@+-]{1,128}$/;
-
 /**
- * `tokenfuse keys create --user U [--tier T] [--features a,b] [--trusted] [--config F]`: makes an API
- * key, prints it once, and prints the entry (hash only) to add under `keys:` in the config.
- * The key itself is never written anywhere by tokenfuse.
+ * `tokenfuse keys create --user U [--tier T] [--features a,b] [--trusted] [--store] [--config F]`:
+ * makes an API key and prints it once. Without `--store`, prints the entry (hash only) to add under
+ * `keys:` in the config; with `--store`, writes that entry to the config's shared (Redis) store, where
+ * every gateway on it accepts the key within a second (as `POST /admin/keys` does).
+ * The key itself is never written anywhere by tokenfuse. Same rules as a config entry and as the
+ * admin API: the user id pattern of `keys[].user`, a tier and features the config defines.
  */
 export async function runKeys(args: string[], io: CliIo): Promise<number> {
   const [sub, ...rest] = args;
@@ -20,34 +24,59 @@ export async function runKeys(args: string[], io: CliIo): Promise<number> {
       tier: { type: "string" },
       features: { type: "string" },
       trusted: { type: "boolean" },
+      store: { type: "boolean" },
       config: { type: "string" },
     },
     false,
   );
-  const user = values.user as string | undefined;
-  if (!user || !USER.test(user))
-    throw new CliError("--user is required: 1-128 letters, digits or _ . : @ + -");
   const { config } = resolveCliConfig(values.config as string | undefined, io);
-  const tier = values.tier as string | undefined;
-  if (tier !== undefined && !config.tiers[tier]) {
-    throw new CliError(`unknown tier "${tier}" (tiers: ${Object.keys(config.tiers).join(", ")})`);
-  }
   const features = (values.features as string | undefined)?.split(",").map((f) => f.trim());
-  for (const f of features ?? []) {
-    if (!config.features[f])
-      throw new CliError(`unknown feature "${f}" (features: ${Object.keys(config.features).join(", ")})`);
-  }
+  const parsed = parseKeyRequest(
+    {
+      user: values.user,
+      ...(values.tier !== undefined ? { tier: values.tier } : {}),
+      ...(features !== undefined ? { features } : {}),
+      ...(values.trusted ? { trusted: true } : {}),
+    },
+    config,
+  );
+  if (!parsed.ok) throw new CliError(parsed.param ? `--${parsed.param}: ${parsed.message}` : parsed.message);
+  const { entry } = parsed;
   const key = generateApiKey();
-  const entry = {
-    hash: hashApiKey(key),
-    user,
-    ...(tier ? { tier } : {}),
-    ...(features ? { features } : {}),
-    ...(values.trusted ? { trusted: true } : {}),
+  const hash = hashApiKey(key);
+  if (values.store) {
+    if (config.store.kind === "memory")
+      throw new CliError(
+        "--store needs a shared (Redis) store; the config uses the memory store, which lives inside one process: use the running gateway's admin API (POST /admin/keys)",
+      );
+    if (config.keys.length === 0)
+      throw new CliError(
+        "--store: the config has no keys:, so gateways on it run without API keys and would never check this one; add an entry under keys: first (run this command without --store)",
+      );
+    const store = createStoreFromConfig(config.store, silentLogger);
+    try {
+      if (!(await store.addApiKey({ hash, ...entry, createdAtMs: Date.now() })))
+        throw new CliError("a key with this hash is already stored (try again)");
+    } finally {
+      await store.close();
+    }
+    io.out(
+      `API key (shown once, store it now): ${key}\n\n` +
+        `Stored as ${hash} (user ${entry.user}${entry.tier ? `, tier ${entry.tier}` : ""}) in the shared store: ` +
+        "every gateway on it accepts the key within a second. Revoke it with DELETE /admin/keys/<hash>.\n",
+    );
+    return 0;
+  }
+  const configEntry = {
+    hash,
+    user: entry.user,
+    ...(entry.tier ? { tier: entry.tier } : {}),
+    ...(entry.features ? { features: entry.features } : {}),
+    ...(entry.trusted ? { trusted: true } : {}),
   };
   io.out(
     `API key (shown once, store it now): ${key}\n\n` +
-      `Add this entry under keys: in your config (only the hash is stored):\n  - ${JSON.stringify(entry)}\n`,
+      `Add this entry under keys: in your config (only the hash is stored):\n  - ${JSON.stringify(configEntry)}\n`,
   );
   return 0;
 }

@@ -13,7 +13,7 @@ commands:
   serve [--config F] [--port N] [--host H]   run the OpenAI-compatible gateway (default 127.0.0.1:8787)
   check [--config F] [--fixtures DIR]        validate the config, print the budget table, check sample conversations
   count [--model M] [--text] [--json] [FILE|-]   count tokens of a chat request or plain text
-  keys create --user U [--tier T] [--features a,b] [--trusted]   make an API key (printed once) and its config entry
+  keys create --user U [--tier T] [--features a,b] [--trusted] [--store]   make an API key (printed once) and its config entry, or store it in the shared store
   flags list | enable F | disable F [--config F]   feature switches in a shared (Redis) store
   usage [--user U] [--feature F] [--hours H]   tokens and cost per hour and per day from the shared store
   demo [--config F]                          show the engine at work on a config (default: the built-in example)

@@ -30,7 +30,10 @@ export async function runServe(args: string[], io: CliIo): Promise<number> {
     `tokenfuse gateway on http://${host}:${bound} (config: ${source}, store: ${config.store.kind})${mockNote}\n`,
   );
   if (config.keys.length === 0) {
-    logger.warn({}, 'no API keys configured: every request is accepted as the user "anonymous"');
+    logger.warn(
+      {},
+      'no API keys configured: every request is accepted as the user "anonymous" (keys cannot be created through the admin API until the config has keys:)',
+    );
   }
   await new Promise<void>((resolve) => {
     const stop = () => resolve();

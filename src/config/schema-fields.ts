@@ -110,7 +110,9 @@ export function fraction() {
 // Why a leading letter: JavaScript enumerates integer-like keys ("1", "42") before all others, so a
 // numeric upstream name would silently become the first — the default — upstream.
 const NAME = /^[A-Za-z][A-Za-z0-9_.-]{0,63}$/;
-const USER = /^[A-Za-z0-9][A-Za-z0-9_.@+-]{0,127}$/;
+/** A key's user id (exported: keys created at run time follow the same rule as the config's). */
+export const USER_ID_PATTERN = /^[A-Za-z0-9][A-Za-z0-9_.@+-]{0,127}$/;
+const USER = USER_ID_PATTERN;
 const MODEL = /^[A-Za-z0-9][\x21-\x7e]{0,199}$/;
 
 /**

@@ -318,14 +318,18 @@ export const configFileSchema = strict("a mapping of config sections", {
   keys: z
     .array(keySchema, { error: expecting("a list of API keys") })
     .default([])
-    .describe("Gateway API keys. Only a hash of each key is stored here."),
+    .describe(
+      "Gateway API keys. Only a hash of each key is stored here. With none, the gateway runs without keys (every request is the user `anonymous`); with at least one, keys are required, and more can be created at run time (admin API `POST /admin/keys`, `tokenfuse keys create --store`).",
+    ),
   admin: strict("an admin mapping", {
     token: secret(16).describe(
       "Bearer token of the admin API (at least 16 characters); write it as `${env:NAME}`.",
     ),
   })
     .optional()
-    .describe("Admin API access. Without it the admin API is disabled."),
+    .describe(
+      "Admin API access (feature switches, usage, run-time API keys and user tiers: docs/admin-api.md). Without it the admin API is disabled.",
+    ),
   prices: z
     .record(modelName(), priceSchema, { error: expecting("a mapping of model names to prices") })
     .default({})

@@ -35,6 +35,8 @@ export interface TokenBudgetErrorInit {
   retryAfterMs?: number;
   /** The HTTP status, when it differs from the code's default (413, 504). */
   status?: number;
+  /** The request field the error is about (the OpenAI envelope's `param`), when there is one. */
+  param?: string | undefined;
 }
 
 /**
@@ -49,6 +51,7 @@ export class TokenBudgetError extends Error {
   readonly requested: number | undefined;
   readonly retryAfterMs: number | undefined;
   readonly status: number;
+  readonly param: string | undefined;
 
   constructor(init: TokenBudgetErrorInit) {
     super(init.message);
@@ -58,6 +61,7 @@ export class TokenBudgetError extends Error {
     this.requested = init.requested;
     this.retryAfterMs = init.retryAfterMs;
     this.status = init.status ?? ERROR_CODES[init.code].status;
+    this.param = init.param;
   }
 
   /** SPEC §5 spells the field `retry_after_ms`; the same value as {@link retryAfterMs}. */

@@ -7,7 +7,10 @@ export interface AdmitRequest {
   feature: string;
   /** End user the request is made for. */
   user: string;
-  /** The user's tier; defaults to the config's `default_tier`. */
+  /**
+   * The user's tier; defaults to the config's `default_tier`. The caller's choice is final: run-time
+   * tier overrides (admin API) apply to gateway requests only (docs/admin-api.md, "The library").
+   */
   tier?: string | undefined;
   messages: ChatMessage[];
   /** Model the caller asked for; rewritten to the feature's model unless in `allowed_models`. */

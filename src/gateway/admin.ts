@@ -2,19 +2,14 @@ import { createHash, timingSafeEqual } from "node:crypto";
 import type { IncomingMessage, ServerResponse } from "node:http";
 import type { ResolvedConfig } from "../config/types.js";
 import { queryUsage, UsageQueryError } from "../cost/usage-query.js";
-import { isStoreUnavailable, type Store } from "../stores/types.js";
-import type { SwitchBoard } from "../switches/switch-board.js";
+import { isStoreUnavailable } from "../stores/types.js";
+import { type AdminDeps, decodePathSegment } from "./admin-common.js";
+import { handleAdminKeys } from "./admin-keys.js";
+import { handleAdminUsers } from "./admin-users.js";
 import { gatewayError, sendJson } from "./http-errors.js";
 import { parseJsonObject, readBody } from "./read-body.js";
 
-/** What the admin API needs. */
-export interface AdminDeps {
-  config: ResolvedConfig;
-  switches: SwitchBoard;
-  /** The budget store (spend counters for usage queries). */
-  store: Store;
-  nowMs(): number;
-}
+export type { AdminDeps } from "./admin-common.js";
 
 function digest(s: string): Buffer {
   return createHash("sha256").update(s, "utf8").digest();
@@ -31,17 +26,6 @@ export function assertAdmin(req: IncomingMessage, config: ResolvedConfig): void 
   const m = /^Bearer\s+(\S+)\s*$/i.exec(req.headers.authorization ?? "");
   if (!m?.[1] || !timingSafeEqual(digest(m[1]), digest(token)))
     throw gatewayError("unauthorized", "missing or wrong admin token");
-}
-
-/** The feature name from the path; a malformed escape is the client's error (400), not ours (500). */
-function decodeFeatureName(raw: string): string {
-  try {
-    return decodeURIComponent(raw);
-  } catch (e) {
-    if (e instanceof URIError)
-      throw gatewayError("invalid_request", "feature name in the path is not valid percent-encoding");
-    throw e;
-  }
 }
 
 /** Routes under `/admin/`; returns the route name, or undefined when no admin route matches. */
@@ -100,7 +84,7 @@ export async function handleAdmin(
   }
   const m = /^\/admin\/features\/([^/]+)$/.exec(path);
   if (req.method === "PUT" && m?.[1]) {
-    const name = decodeFeatureName(m[1]);
+    const name = decodePathSegment(m[1], "feature name");
     if (!Object.hasOwn(deps.config.features, name))
       throw gatewayError("unknown_feature", `unknown feature "${name}"`);
     const body = parseJsonObject(await readBody(req, 4096));
@@ -120,5 +104,8 @@ export async function handleAdmin(
     sendJson(res, 200, { feature: name, enabled: body.enabled });
     return "admin_feature_switch";
   }
+  const access =
+    (await handleAdminKeys(req, res, path, deps)) ?? (await handleAdminUsers(req, res, path, deps));
+  if (access) return access;
   throw gatewayError("invalid_request", `no admin route for ${req.method} ${path}`, 404);
 }

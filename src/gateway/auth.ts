@@ -1,4 +1,5 @@
 import { createHash, randomBytes } from "node:crypto";
+import { END_USER_PATTERN } from "../access/user-ids.js";
 import type { KeyConfig, ResolvedConfig } from "../config/types.js";
 import { gatewayError } from "./http-errors.js";
 
@@ -24,27 +25,39 @@ export function generateApiKey(): string {
   return `tf-${randomBytes(24).toString("base64url")}`;
 }
 
-/** End-user ids named by trusted keys: bounded and printable. */
-const END_USER = /^[A-Za-z0-9_.:@+-]{1,128}$/;
-
-/** Authenticates requests against the config's keys (hash lookup, constant per request). */
+/** Authenticates requests against the config's keys and the run-time ones (hash lookups, constant per request). */
 export interface Authenticator {
   /** True when keys are configured (otherwise every request is the anonymous user). */
   readonly required: boolean;
   authenticate(authorization: string | undefined, endUser: string | undefined): Principal;
 }
 
-/** Builds the authenticator from the config's `keys`. */
-export function createAuthenticator(config: ResolvedConfig): Authenticator {
+/** Where the authenticator finds what is set at run time (both are in-memory snapshots of the store). */
+export interface RunTimeAccess {
+  /** API keys created at run time, by hash. */
+  keys?: { get(hash: string): KeyConfig | undefined };
+  /** Tier overrides, by the user budgets are charged to. */
+  tiers?: { get(user: string): string | undefined };
+}
+
+/**
+ * Builds the authenticator. Keys: the config's `keys` first, then the run-time keys. Keys are
+ * required exactly when the config has `keys:` — never because of what the store holds: whether the
+ * gateway checks keys must not change with a write to a shared store (nor fail open when the store
+ * cannot be read). The tier is the user's run-time override when there is one, else the key's.
+ */
+export function createAuthenticator(config: ResolvedConfig, runTime: RunTimeAccess = {}): Authenticator {
   const byHash = new Map<string, KeyConfig>(config.keys.map((k) => [k.hash, k]));
   const required = byHash.size > 0;
+  const storeKeys = runTime.keys;
+  const tiers = runTime.tiers;
   return {
     required,
     authenticate(authorization, endUser) {
       if (!required) {
         return {
           user: "anonymous",
-          tier: undefined,
+          tier: tiers?.get("anonymous"),
           features: undefined,
           defaultFeature: undefined,
           keyUser: "anonymous",
@@ -52,13 +65,14 @@ export function createAuthenticator(config: ResolvedConfig): Authenticator {
       }
       const m = authorization ? /^Bearer\s+(\S+)\s*$/i.exec(authorization) : null;
       if (!m?.[1]) throw gatewayError("unauthorized", "missing API key: send Authorization: Bearer <key>");
-      const key = byHash.get(hashApiKey(m[1]));
+      const hash = hashApiKey(m[1]);
+      const key = byHash.get(hash) ?? storeKeys?.get(hash);
       if (!key) throw gatewayError("unauthorized", "unknown API key");
       let user = key.user;
       if (endUser !== undefined && endUser !== "") {
         if (!key.trusted)
           throw gatewayError("unauthorized", "this API key may not name end users (x-tokenfuse-user)");
-        if (!END_USER.test(endUser)) {
+        if (!END_USER_PATTERN.test(endUser)) {
           throw gatewayError(
             "invalid_request",
             "x-tokenfuse-user must be 1-128 letters, digits or _ . : @ + -",
@@ -69,7 +83,7 @@ export function createAuthenticator(config: ResolvedConfig): Authenticator {
       }
       return {
         user,
-        tier: key.tier,
+        tier: tiers?.get(user) ?? key.tier,
         features: key.features,
         defaultFeature: key.defaultFeature,
         keyUser: key.user,

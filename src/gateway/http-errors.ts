@@ -7,13 +7,23 @@ export interface ErrorEnvelope {
 }
 
 /** Builds the OpenAI error envelope for a {@link TokenBudgetError}. */
-export function errorEnvelope(e: TokenBudgetError, param: string | null = null): ErrorEnvelope {
+export function errorEnvelope(e: TokenBudgetError, param: string | null = e.param ?? null): ErrorEnvelope {
   return { error: { message: e.message, type: ERROR_CODES[e.code].type, code: e.code, param } };
 }
 
-/** A gateway error with no budget meaning (bad JSON, auth, upstream). */
-export function gatewayError(code: ErrorCode, message: string, status?: number): TokenBudgetError {
-  return new TokenBudgetError({ code, message, ...(status !== undefined ? { status } : {}) });
+/** A gateway error with no budget meaning (bad JSON, auth, upstream); `param` names the field at fault. */
+export function gatewayError(
+  code: ErrorCode,
+  message: string,
+  status?: number,
+  param?: string | null,
+): TokenBudgetError {
+  return new TokenBudgetError({
+    code,
+    message,
+    ...(status !== undefined ? { status } : {}),
+    ...(param ? { param } : {}),
+  });
 }
 
 /**

@@ -1,5 +1,7 @@
 import { createServer, type IncomingMessage, type Server, type ServerResponse } from "node:http";
 import type { AddressInfo } from "node:net";
+import { createKeyRing, type KeyRing } from "../access/key-ring.js";
+import { createTierOverrides, type TierOverrides } from "../access/tier-overrides.js";
 import type { ResolvedConfig } from "../config/types.js";
 import { createConfiguredEngine } from "../configured-engine.js";
 import type { Engine, SummaryProvider } from "../core/engine.js";
@@ -16,6 +18,9 @@ import { gatewayError, sendError, sendJson } from "./http-errors.js";
 import { createGatewayMetrics, type GatewayMetrics } from "./metrics.js";
 import { createUpstreamClients } from "./upstream/create-clients.js";
 import { UpstreamCancel, type UpstreamClient } from "./upstream/types.js";
+
+/** How often run-time keys and tier overrides are re-read from a shared store (ms), as the switches are. */
+const RUN_TIME_REFRESH_MS = 500;
 
 /** Options of {@link createGateway}. */
 export interface GatewayOptions {
@@ -39,6 +44,10 @@ export interface Gateway {
   readonly metrics: GatewayMetrics;
   readonly engine: Engine;
   readonly switches: SwitchBoard;
+  /** API keys created at run time (admin API), as this process sees them. */
+  readonly keys: KeyRing;
+  /** Run-time tier overrides (admin API), as this process sees them. */
+  readonly tiers: TierOverrides;
   /** Listens on host:port (port 0 = any free port); resolves with the bound port. */
   listen(port: number, host?: string): Promise<number>;
   close(): Promise<void>;
@@ -93,13 +102,19 @@ export function createGateway(options: GatewayOptions): Gateway {
     summaryProvider,
     events: metrics.events,
   });
-  const { engine, switches, ready } = configured;
+  const { engine, switches } = configured;
+  // Run-time keys and tier overrides: snapshots of the store, refreshed like the switches (every
+  // process on a shared store sees a change within a second; no request waits on the store).
+  const refreshMs = store.kind === "memory" ? 0 : RUN_TIME_REFRESH_MS;
+  const keys = createKeyRing({ config, store, logger, refreshMs });
+  const tiers = createTierOverrides({ config, store, logger, refreshMs });
+  const ready = Promise.all([configured.ready, keys.refresh(), tiers.refresh()]);
   if (store instanceof GuardedStore) {
     store.onDegraded = (e) => metrics.storeErrors.inc({ op: e.op, mode: e.mode });
   }
   // Load the vocabularies now, not on the first request (a first caller would wait ~0.2 s).
   for (const f of Object.values(config.features)) tokenizerForModel(f.model).countText("warm up");
-  const auth: Authenticator = createAuthenticator(config);
+  const auth: Authenticator = createAuthenticator(config, { keys, tiers });
   const deps = {
     config,
     engine,
@@ -134,20 +149,25 @@ export function createGateway(options: GatewayOptions): Gateway {
       return "metrics";
     }
     if (req.method === "GET" && path === "/v1/models") {
+      await ready;
       auth.authenticate(req.headers.authorization, undefined);
       sendJson(res, 200, modelsList(config));
       return "models";
     }
+    if (path.startsWith("/admin/")) await ready;
     const admin = await handleAdmin(req, res, path, {
       config,
       switches,
       store,
+      keys,
+      tiers,
+      logger,
       nowMs: () => (options.clock ?? systemClock).nowMs(),
     });
     if (admin) return admin;
     if (req.method === "GET" && path === "/v1/budget") {
-      const p = auth.authenticate(req.headers.authorization, firstHeader(req, "x-tokenfuse-user"));
       await ready;
+      const p = auth.authenticate(req.headers.authorization, firstHeader(req, "x-tokenfuse-user"));
       const report = await engine.remaining({
         user: p.user,
         tier: p.tier,
@@ -203,6 +223,8 @@ export function createGateway(options: GatewayOptions): Gateway {
     metrics,
     engine,
     switches,
+    keys,
+    tiers,
     listen(port, host = "127.0.0.1") {
       return new Promise((resolve, reject) => {
         server.once("error", reject);
@@ -213,6 +235,8 @@ export function createGateway(options: GatewayOptions): Gateway {
       });
     },
     async close() {
+      keys.close();
+      tiers.close();
       await configured.close();
       await new Promise<void>((resolve) => {
         server.close(() => resolve());

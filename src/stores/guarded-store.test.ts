@@ -2,6 +2,7 @@ import { afterEach, describe, expect, it } from "vitest";
 import type { OnStoreError } from "../config/types.js";
 import type { Logger } from "../core/logger.js";
 import { GuardedStore } from "./guarded-store.js";
+import { MemoryStore } from "./memory-store.js";
 import {
   type ReserveRequest,
   type ReserveResult,
@@ -9,6 +10,7 @@ import {
   type SettleRequest,
   type SettleStatus,
   type Store,
+  type StoredApiKey,
   StoreUnavailableError,
 } from "./types.js";
 
@@ -55,6 +57,25 @@ class FakePrimary implements Store {
     return {};
   }
   async setSwitch(): Promise<void> {}
+  /** Run-time tables: a memory store behind the same `down` flag. */
+  readonly tables = new MemoryStore();
+  readUserTiers(known?: string) {
+    return this.down ? Promise.reject(new StoreUnavailableError("down")) : this.tables.readUserTiers(known);
+  }
+  setUserTier(user: string, tier: string | undefined) {
+    return this.down
+      ? Promise.reject(new StoreUnavailableError("down"))
+      : this.tables.setUserTier(user, tier);
+  }
+  readApiKeys(known?: string) {
+    return this.down ? Promise.reject(new StoreUnavailableError("down")) : this.tables.readApiKeys(known);
+  }
+  addApiKey(key: StoredApiKey) {
+    return this.down ? Promise.reject(new StoreUnavailableError("down")) : this.tables.addApiKey(key);
+  }
+  deleteApiKey(hash: string) {
+    return this.down ? Promise.reject(new StoreUnavailableError("down")) : this.tables.deleteApiKey(hash);
+  }
   async close(): Promise<void> {
     this.closed = true;
   }
@@ -305,4 +326,35 @@ describe("GuardedStore degraded admissions", () => {
     const r = await g.reserve(reserve("big", 1000, 150));
     expect(r).toEqual({ ok: false, scopeIndex: 0, committed: 0, limit: 100 });
   });
+});
+
+describe("GuardedStore run-time tables", () => {
+  const key: StoredApiKey = {
+    hash: `sha256:${"a".repeat(64)}`,
+    user: "alice",
+    tier: "pro",
+    trusted: false,
+    createdAtMs: 1,
+  };
+  for (const mode of ["deny", "allow", "local"] as const) {
+    it(`go to the shared store, and fail when it is down whatever on_error says (${mode})`, async () => {
+      const primary = new FakePrimary();
+      const g = make(primary, mode);
+      expect(await g.addApiKey(key)).toBe(true);
+      await g.setUserTier("alice", "pro");
+      expect((await primary.tables.readApiKeys()).entries).toEqual([key]);
+      expect((await g.readUserTiers()).entries).toEqual({ alice: "pro" });
+      primary.down = true;
+      // An admin change kept in one process would never reach the others: it must fail, not degrade.
+      await expect(g.setUserTier("alice", "free")).rejects.toMatchObject({ name: "StoreUnavailableError" });
+      await expect(g.addApiKey({ ...key, hash: `sha256:${"b".repeat(64)}` })).rejects.toMatchObject({
+        name: "StoreUnavailableError",
+      });
+      await expect(g.deleteApiKey(key.hash)).rejects.toMatchObject({ name: "StoreUnavailableError" });
+      await expect(g.readApiKeys()).rejects.toMatchObject({ name: "StoreUnavailableError" });
+      primary.down = false;
+      expect((await g.readUserTiers()).entries).toEqual({ alice: "pro" });
+      expect((await g.readApiKeys()).entries).toEqual([key]);
+    });
+  }
 });

@@ -5,12 +5,14 @@ import {
   isStoreUnavailable,
   type ReserveRequest,
   type ReserveResult,
+  type Revisioned,
   type ScopeCharge,
   type ScopeState,
   type SettleRequest,
   type SettleStatus,
   type SpendTotals,
   type Store,
+  type StoredApiKey,
 } from "./types.js";
 
 /** Options of {@link createGuardedStore}. */
@@ -180,6 +182,29 @@ export class GuardedStore implements Store {
     opts?: { keepLongerOff?: boolean },
   ): Promise<void> {
     return this.opts.primary.setSwitch(feature, enabled, untilMs, opts);
+  }
+
+  // The run-time tables (user tiers, API keys) go straight to the shared store, whatever on_error
+  // says: on_error is about admitting requests, and an admin change that cannot be stored must fail
+  // (503), never be kept in one process that the others would not see.
+  readUserTiers(knownRevision?: string): Promise<Revisioned<Record<string, string>>> {
+    return this.opts.primary.readUserTiers(knownRevision);
+  }
+
+  setUserTier(user: string, tier: string | undefined): Promise<void> {
+    return this.opts.primary.setUserTier(user, tier);
+  }
+
+  readApiKeys(knownRevision?: string): Promise<Revisioned<StoredApiKey[]>> {
+    return this.opts.primary.readApiKeys(knownRevision);
+  }
+
+  addApiKey(key: StoredApiKey): Promise<boolean> {
+    return this.opts.primary.addApiKey(key);
+  }
+
+  deleteApiKey(hash: string): Promise<boolean> {
+    return this.opts.primary.deleteApiKey(hash);
   }
 
   /**

@@ -1,11 +1,14 @@
+import { assertStoredApiKey, assertUserTier } from "./admin-tables.js";
 import type {
   ReserveRequest,
   ReserveResult,
+  Revisioned,
   ScopeState,
   SettleRequest,
   SettleStatus,
   SpendTotals,
   Store,
+  StoredApiKey,
 } from "./types.js";
 import { assertReserveRequest, assertSettleRequest } from "./validate.js";
 
@@ -125,6 +128,12 @@ export class MemoryStore implements Store {
   private readonly switches = new Map<string, { enabled: boolean; untilMs?: number }>();
   private readonly claims = new Map<string, { until: number; owner: string | undefined }>();
   private readonly spend = new Map<string, SpendTotals & { expireAtMs: number }>();
+  private readonly userTiers = new Map<string, string>();
+  private userTiersRevision = "";
+  private readonly apiKeys = new Map<string, StoredApiKey>();
+  private apiKeysRevision = "";
+  /** Source of table revisions ("" is never one: it means "never written"). */
+  private revisions = 0;
   private lastGcMs = 0;
 
   constructor(private readonly options: MemoryStoreOptions = {}) {}
@@ -265,6 +274,46 @@ export class MemoryStore implements Store {
     }
     if (enabled === undefined) this.switches.delete(feature);
     else this.switches.set(feature, { enabled, ...(untilMs !== undefined ? { untilMs } : {}) });
+  }
+
+  async readUserTiers(knownRevision?: string): Promise<Revisioned<Record<string, string>>> {
+    const revision = this.userTiersRevision;
+    if (knownRevision === revision) return { revision };
+    return { revision, entries: Object.fromEntries(this.userTiers) };
+  }
+
+  async setUserTier(user: string, tier: string | undefined): Promise<void> {
+    assertUserTier(user, tier);
+    if (tier === undefined) this.userTiers.delete(user);
+    else this.userTiers.set(user, tier);
+    this.userTiersRevision = String(++this.revisions);
+  }
+
+  async readApiKeys(knownRevision?: string): Promise<Revisioned<StoredApiKey[]>> {
+    const revision = this.apiKeysRevision;
+    if (knownRevision === revision) return { revision };
+    // Copies: a caller must not be able to change the stored entries through what it was given.
+    return {
+      revision,
+      entries: [...this.apiKeys.values()].map((k) => ({
+        ...k,
+        ...(k.features ? { features: [...k.features] } : {}),
+      })),
+    };
+  }
+
+  async addApiKey(key: StoredApiKey): Promise<boolean> {
+    assertStoredApiKey(key);
+    if (this.apiKeys.has(key.hash)) return false;
+    this.apiKeys.set(key.hash, { ...key, ...(key.features ? { features: [...key.features] } : {}) });
+    this.apiKeysRevision = String(++this.revisions);
+    return true;
+  }
+
+  async deleteApiKey(hash: string): Promise<boolean> {
+    if (!this.apiKeys.delete(hash)) return false;
+    this.apiKeysRevision = String(++this.revisions);
+    return true;
   }
 
   async close(): Promise<void> {}

@@ -2,7 +2,7 @@ import { randomUUID } from "node:crypto";
 import { afterAll, describe, expect, it } from "vitest";
 import { STORE_VECTORS, type StoreVector } from "./contract-vectors.js";
 import { createMemoryStore } from "./memory-store.js";
-import type { ScopeCharge, Store } from "./types.js";
+import type { ScopeCharge, Store, StoredApiKey } from "./types.js";
 
 /** Makes a fresh, empty store (for Redis: a unique key prefix on a real server). */
 export type StoreFactory = () => Promise<Store>;
@@ -380,6 +380,74 @@ export function describeStoreContract(name: string, factory: StoreFactory): void
         expect((await store.getSwitches(T0 + 999))[f]).toBe(false);
         expect((await store.getSwitches(T0 + 1000))[f]).toBeUndefined();
       }
+    });
+
+    it("keeps run-time user tiers, with a revision that changes on every write", async () => {
+      const store = await open();
+      expect(await store.readUserTiers()).toEqual({ revision: "", entries: {} });
+      expect(await store.readUserTiers("")).toEqual({ revision: "" });
+      await store.setUserTier("alice", "pro");
+      await store.setUserTier("backend/u-1", "enterprise");
+      const r1 = await store.readUserTiers("");
+      expect(r1.revision).not.toBe("");
+      expect({ ...r1.entries }).toEqual({ alice: "pro", "backend/u-1": "enterprise" });
+      // Unchanged since the revision the caller holds: no entries sent.
+      expect(await store.readUserTiers(r1.revision)).toEqual({ revision: r1.revision });
+      await store.setUserTier("alice", undefined);
+      const r2 = await store.readUserTiers(r1.revision);
+      expect(r2.revision).not.toBe(r1.revision);
+      expect({ ...r2.entries }).toEqual({ "backend/u-1": "enterprise" });
+      // Bad input is refused and changes nothing (not even the revision).
+      for (const [user, tier] of [
+        ["", "pro"],
+        ["#rev", "pro"],
+        ["a b", "pro"],
+        ["a\nb", "pro"],
+        ["carol", ""],
+      ] as const) {
+        await expect(store.setUserTier(user, tier)).rejects.toThrow(TypeError);
+      }
+      expect(await store.readUserTiers(r2.revision)).toEqual({ revision: r2.revision });
+    });
+
+    it("keeps run-time API keys by hash: add once, list, delete once", async () => {
+      const store = await open();
+      const hash = (c: string) => `sha256:${c.repeat(64)}`;
+      const alice: StoredApiKey = {
+        hash: hash("a"),
+        user: "alice",
+        tier: "pro",
+        features: ["chat", "summarize"],
+        defaultFeature: "chat",
+        trusted: false,
+        createdAtMs: T0,
+      };
+      const backend: StoredApiKey = { hash: hash("b"), user: "backend", trusted: true, createdAtMs: T0 + 1 };
+      expect(await store.readApiKeys()).toEqual({ revision: "", entries: [] });
+      expect(await store.addApiKey(alice)).toBe(true);
+      expect(await store.addApiKey(backend)).toBe(true);
+      // A second entry with the same hash is refused and the first is kept as it was.
+      expect(await store.addApiKey({ ...alice, user: "mallory", tier: "enterprise" })).toBe(false);
+      const r1 = await store.readApiKeys();
+      const byHash = (ks: StoredApiKey[] = []) => [...ks].sort((x, y) => x.hash.localeCompare(y.hash));
+      expect(byHash(r1.entries)).toEqual([alice, backend]);
+      expect(await store.readApiKeys(r1.revision)).toEqual({ revision: r1.revision });
+      // What a caller does with the entries it was given does not change the store.
+      r1.entries?.[0]?.features?.push("code_review");
+      expect(byHash((await store.readApiKeys()).entries)).toEqual([alice, backend]);
+      for (const bad of [
+        { ...alice, hash: "sha256:abc" },
+        { ...alice, hash: hash("c"), user: "" },
+        { ...alice, hash: hash("c"), trusted: "yes" as unknown as boolean },
+        { ...alice, hash: hash("c"), createdAtMs: -1 },
+      ]) {
+        await expect(store.addApiKey(bad)).rejects.toThrow(TypeError);
+      }
+      expect(await store.deleteApiKey(alice.hash)).toBe(true);
+      expect(await store.deleteApiKey(alice.hash)).toBe(false);
+      const r2 = await store.readApiKeys(r1.revision);
+      expect(r2.revision).not.toBe(r1.revision);
+      expect(r2.entries).toEqual([backend]);
     });
   });
 }

@@ -132,6 +132,37 @@ export type SettleStatus =
   /** The store was unreachable; the settlement is queued and will be applied when it is back. */
   | "deferred";
 
+/**
+ * An API key created at run time (admin API, `tokenfuse keys create --store`). Like a config key,
+ * only its hash is ever stored; the key itself is shown once to whoever created it.
+ */
+export interface StoredApiKey {
+  /** "sha256:" + lowercase hex of sha256(key). */
+  hash: string;
+  user: string;
+  tier?: string | undefined;
+  /** Features this key may use; undefined = all. */
+  features?: string[] | undefined;
+  /** Feature used when a request names none. */
+  defaultFeature?: string | undefined;
+  /** May name end users with `x-tokenfuse-user` (namespaced under the key's user). */
+  trusted: boolean;
+  createdAtMs: number;
+}
+
+/**
+ * A run-time table (user tiers, API keys) as read from the store, with its revision, so that a cache
+ * polling it twice a second reads one small value while nothing changes, not the whole table.
+ */
+export interface Revisioned<T> {
+  /** Changes with every write to the table; "" when it was never written (or has expired). */
+  revision: string;
+  /** The table; absent when `revision` equals the `knownRevision` the caller passed. */
+  entries?: T;
+  /** Fields of entries that could not be read (malformed, e.g. edited by hand): left out of `entries`. */
+  unreadable?: string[];
+}
+
 /** The budget store. All methods are safe to call concurrently. */
 export interface Store {
   /** Human-readable kind, for logs ("memory", "redis"). */
@@ -165,6 +196,19 @@ export interface Store {
     untilMs?: number,
     opts?: { keepLongerOff?: boolean },
   ): Promise<void>;
+  /**
+   * Run-time tier overrides (user → tier name; the user as budgets are charged to it, e.g. `alice`
+   * or `backend/u1`). With `knownRevision` equal to the current revision, `entries` is omitted.
+   */
+  readUserTiers(knownRevision?: string): Promise<Revisioned<Record<string, string>>>;
+  /** Set `user`'s run-time tier; `undefined` clears it (back to the key's tier). */
+  setUserTier(user: string, tier: string | undefined): Promise<void>;
+  /** API keys created at run time (hashes and entries only). Same revision rule as {@link readUserTiers}. */
+  readApiKeys(knownRevision?: string): Promise<Revisioned<StoredApiKey[]>>;
+  /** Store a new key's entry; false (and nothing changed) when an entry with that hash exists. */
+  addApiKey(key: StoredApiKey): Promise<boolean>;
+  /** Remove a run-time key; false when there was none with that hash. */
+  deleteApiKey(hash: string): Promise<boolean>;
   /** Release resources (connections, timers). */
   close(): Promise<void>;
 }

@@ -2,7 +2,7 @@ import { randomUUID } from "node:crypto";
 import { describe, expect, inject, it } from "vitest";
 import { createMemoryStore } from "../memory-store.js";
 import { describeStoreContract } from "../test-store-contract.js";
-import { isStoreUnavailable, type ScopeCharge, type Store } from "../types.js";
+import { isStoreUnavailable, type ScopeCharge, type Store, type StoredApiKey } from "../types.js";
 import { batchResults, createRedisStore } from "./redis-store.js";
 
 describeStoreContract("redis", async () =>
@@ -166,6 +166,99 @@ describe("redis store: reading the batch reply", () => {
         duplicate: false,
         committed: [5],
       });
+    } finally {
+      await store.close();
+    }
+  });
+});
+
+describe("redis store: run-time tables (user tiers, API keys)", () => {
+  const DAY_MS = 86_400_000;
+  const key: StoredApiKey = {
+    hash: `sha256:${"c".repeat(64)}`,
+    user: "carol",
+    tier: "pro",
+    trusted: false,
+    createdAtMs: T0,
+  };
+
+  it("are hashes under the prefix with a 400-day TTL, set again by every write", async () => {
+    const prefix = `${inject("redisPrefix")}${randomUUID()}:`;
+    const store = freshRedisStore(prefix);
+    try {
+      await store.setUserTier("carol", "pro");
+      expect(await store.addApiKey(key)).toBe(true);
+      for (const k of [`${prefix}user-tiers`, `${prefix}api-keys`]) {
+        expect(await store.redis.type(k)).toBe("hash");
+        const ttl = await store.redis.pttl(k);
+        expect(ttl).toBeGreaterThan(399 * DAY_MS);
+        expect(ttl).toBeLessThanOrEqual(400 * DAY_MS);
+        await store.redis.pexpire(k, 60_000);
+      }
+      await store.setUserTier("dave", "free");
+      await store.deleteApiKey(key.hash);
+      for (const k of [`${prefix}user-tiers`, `${prefix}api-keys`])
+        expect(await store.redis.pttl(k)).toBeGreaterThan(399 * DAY_MS);
+      // The stored value holds the entry, never a key: the hash is the field name.
+      expect(await store.redis.hgetall(`${prefix}user-tiers`)).toMatchObject({ carol: "pro", dave: "free" });
+    } finally {
+      await store.close();
+    }
+  });
+
+  it("a reading process renews the TTL (a key written once must not lapse while gateways use it)", async () => {
+    const prefix = `${inject("redisPrefix")}${randomUUID()}:`;
+    const writer = freshRedisStore(prefix);
+    const reader = freshRedisStore(prefix);
+    try {
+      await writer.addApiKey(key);
+      await writer.redis.pexpire(`${prefix}api-keys`, 60_000);
+      const r = await reader.readApiKeys();
+      expect(r.entries).toEqual([key]);
+      expect(await writer.redis.pttl(`${prefix}api-keys`)).toBeGreaterThan(399 * DAY_MS);
+      // At most once an hour per process: a second read does not write again.
+      await writer.redis.pexpire(`${prefix}api-keys`, 60_000);
+      expect(await reader.readApiKeys(r.revision)).toEqual({ revision: r.revision });
+      expect(await writer.redis.pttl(`${prefix}api-keys`)).toBeLessThanOrEqual(60_000);
+    } finally {
+      await writer.close();
+      await reader.close();
+    }
+  });
+
+  it("two stores on one prefix see each other's writes; a malformed entry is reported, not returned", async () => {
+    const prefix = `${inject("redisPrefix")}${randomUUID()}:`;
+    const a = freshRedisStore(prefix);
+    const b = freshRedisStore(prefix);
+    try {
+      const before = await b.readUserTiers();
+      await a.setUserTier("carol", "enterprise");
+      const after = await b.readUserTiers(before.revision);
+      expect(after.revision).not.toBe(before.revision);
+      expect({ ...after.entries }).toEqual({ carol: "enterprise" });
+      await a.addApiKey(key);
+      await a.redis.hset(`${prefix}api-keys`, `sha256:${"d".repeat(64)}`, "{not json");
+      await a.redis.hset(`${prefix}api-keys`, `sha256:${"e".repeat(64)}`, '{"user":"x"}');
+      const keys = await b.readApiKeys();
+      expect(keys.entries).toEqual([key]);
+      expect(keys.unreadable?.sort()).toEqual([`sha256:${"d".repeat(64)}`, `sha256:${"e".repeat(64)}`]);
+    } finally {
+      await a.close();
+      await b.close();
+    }
+  });
+
+  it("a table that was deleted and written again gets a revision no reader holds", async () => {
+    const prefix = `${inject("redisPrefix")}${randomUUID()}:`;
+    const store = freshRedisStore(prefix);
+    try {
+      await store.setUserTier("carol", "pro");
+      const r1 = await store.readUserTiers();
+      await store.redis.del(`${prefix}user-tiers`);
+      await store.setUserTier("carol", "free");
+      const r2 = await store.readUserTiers(r1.revision);
+      expect(r2.revision).not.toBe(r1.revision);
+      expect({ ...r2.entries }).toEqual({ carol: "free" });
     } finally {
       await store.close();
     }

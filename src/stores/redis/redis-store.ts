@@ -1,18 +1,27 @@
 import { Redis } from "ioredis";
 import type { Logger } from "../../core/logger.js";
+import {
+  assertStoredApiKey,
+  assertUserTier,
+  decodeStoredApiKey,
+  encodeStoredApiKey,
+} from "../admin-tables.js";
 import type {
   ReserveRequest,
   ReserveResult,
+  Revisioned,
   ScopeCharge,
   ScopeState,
   SettleRequest,
   SettleStatus,
   SpendTotals,
   Store,
+  StoredApiKey,
 } from "../types.js";
 import { StoreUnavailableError } from "../types.js";
 import { assertReserveRequest, assertSettleRequest } from "../validate.js";
 import { luaScript, runScript, sendScript } from "./run-script.js";
+import { RedisRunTimeTables } from "./run-time-tables.js";
 import { READ_LUA } from "./scripts/read.js";
 import { RESERVE_LUA } from "./scripts/reserve.js";
 import { RESERVE_ONE_LUA } from "./scripts/reserve-one.js";
@@ -612,6 +621,70 @@ export class RedisStore implements Store {
       else m.hset(key, feature, `${enabled ? "1" : "0"}${untilMs !== undefined ? `@${untilMs}` : ""}`);
       m.pexpire(key, SWITCH_TTL_MS);
       await m.exec();
+    } catch (e) {
+      throw toUnavailable(e);
+    }
+  }
+
+  // Run-time tables (user tier overrides, API keys): layout and TTL in run-time-tables.ts.
+  private runTimeTables: RedisRunTimeTables | undefined;
+  private get tables(): RedisRunTimeTables {
+    this.runTimeTables ??= new RedisRunTimeTables(this.prefix);
+    return this.runTimeTables;
+  }
+
+  async readUserTiers(knownRevision?: string): Promise<Revisioned<Record<string, string>>> {
+    const redis = await this.conn();
+    try {
+      return await this.tables.read(redis, this.tables.userTiersKey, knownRevision);
+    } catch (e) {
+      throw toUnavailable(e);
+    }
+  }
+
+  async setUserTier(user: string, tier: string | undefined): Promise<void> {
+    assertUserTier(user, tier);
+    const redis = await this.conn();
+    try {
+      await this.tables.write(redis, this.tables.userTiersKey, user, tier);
+    } catch (e) {
+      throw toUnavailable(e);
+    }
+  }
+
+  async readApiKeys(knownRevision?: string): Promise<Revisioned<StoredApiKey[]>> {
+    const redis = await this.conn();
+    let t: Revisioned<Record<string, string>>;
+    try {
+      t = await this.tables.read(redis, this.tables.apiKeysKey, knownRevision);
+    } catch (e) {
+      throw toUnavailable(e);
+    }
+    if (!t.entries) return { revision: t.revision };
+    const entries: StoredApiKey[] = [];
+    const unreadable: string[] = [];
+    for (const [hash, v] of Object.entries(t.entries)) {
+      const k = decodeStoredApiKey(hash, v);
+      if (k) entries.push(k);
+      else unreadable.push(hash);
+    }
+    return { revision: t.revision, entries, ...(unreadable.length > 0 ? { unreadable } : {}) };
+  }
+
+  async addApiKey(key: StoredApiKey): Promise<boolean> {
+    assertStoredApiKey(key);
+    const redis = await this.conn();
+    try {
+      return await this.tables.add(redis, this.tables.apiKeysKey, key.hash, encodeStoredApiKey(key));
+    } catch (e) {
+      throw toUnavailable(e);
+    }
+  }
+
+  async deleteApiKey(hash: string): Promise<boolean> {
+    const redis = await this.conn();
+    try {
+      return (await this.tables.write(redis, this.tables.apiKeysKey, hash, undefined)) > 0;
     } catch (e) {
       throw toUnavailable(e);
     }
