@@ -7,8 +7,8 @@ import { createRunawayDetector, type RunawayOptions } from "./runaway-detector.j
 
 /**
  * Alerts derived from admission decisions, off the request path: daily budget thresholds (e.g. 80 %
- * and 100 % of a user's or a feature's daily tokens, counted as used + reserved) and runaway
- * conversations/features. Each is claimed in the store first, so one process sends it per scope and
+ * and 100 % of a user's or a feature's daily tokens, counted as used + reserved), runaway
+ * conversations/features, and requests admitted while the store is unavailable (SPEC §4 `allow`). Each is claimed in the store first, so one process sends it per scope and
  * window.
  */
 export function createDecisionAlerts(opts: {
@@ -66,8 +66,28 @@ export function createDecisionAlerts(opts: {
       );
     },
   });
+  // Hours for which this process already alerted that the store was unavailable. Why not a claim in
+  // the store as the other alerts: the store is the thing that is down. So each process sends its
+  // own, at most once an hour (every process admitting without the store is worth knowing about).
+  let storeAlertHour = Number.NEGATIVE_INFINITY;
   return {
     decision(e: DecisionEvent) {
+      if (e.storeStatus !== undefined && e.decision !== "reject") {
+        const hour = Math.floor(e.atMs / 3_600_000);
+        if (hour !== storeAlertHour) {
+          storeAlertHour = hour;
+          dispatcher.dispatch({
+            kind: "store_unavailable",
+            scope: "store",
+            atMs: e.atMs,
+            message:
+              e.storeStatus === "local"
+                ? "the budget store is unavailable: requests are admitted within this process's local cap (on_error: local), not against the shared budgets"
+                : "the budget store is unavailable: requests are admitted without budgets (on_error: allow) and their usage is settled when the store is back",
+            details: { onError: e.storeStatus === "local" ? "local" : "allow" },
+          });
+        }
+      }
       if (e.decision === "reject") {
         // Refused by a daily budget: that is the 100 % alert (the budget cannot take more requests).
         const b = e.exhausted;

@@ -105,7 +105,7 @@ const storeSchema = z
   })
   .default("memory")
   .describe(
-    "Where counters live. `memory`: this process only, lost on restart. A `redis://` or `rediss://` URL (or a mapping with `url`): shared by every process using it; exact across processes. Redis memory: besides the counters, each settled request leaves a marker for one hour (so a resent settlement is never charged twice), about 150 bytes: plan on roughly 0.55 GB per 1 000 requests/s of sustained traffic.",
+    "Where counters live. `memory`: this process only, lost on restart. A `redis://` or `rediss://` URL (or a mapping with `url`): shared by every process using it; exact across processes. Redis memory: besides the counters, each settled request leaves a marker for one hour, about 150 bytes, so a resent settlement is recognised and not charged twice (a settlement queued during an outage whose first attempt may have been applied is retried for 55 minutes, then given up and logged rather than risk a double charge): plan on roughly 0.55 GB per 1 000 requests/s of sustained traffic.",
   );
 
 // ------------------------------------------------------------------------------------------ upstreams

@@ -200,6 +200,72 @@ describe("GuardedStore settlement queue", () => {
   });
 });
 
+describe("GuardedStore abandons (refused requests whose reservation may have run)", () => {
+  const reserveReq = (id: string): ReserveRequest => ({ id, tokens: 10, scopes: [], nowMs: 1, ttlMs: 1000 });
+
+  it("however many are refused, they never push a settlement out, and settlements are applied first", async () => {
+    const primary = new FakePrimary();
+    const g = make(primary, "deny", { maxPending: 5 });
+    primary.down = true;
+    expect(await g.settle(settlement("usage"))).toBe("deferred");
+    // Ambiguous failures (the fake throws without `notSent`): each queues an abandon.
+    for (let i = 0; i < 20; i++) await expect(g.reserve(reserveReq(`refused-${i}`))).rejects.toThrow(/down/);
+    expect(g.droppedSettlements).toBe(0);
+    expect(g.droppedAbandons).toBe(15);
+    expect(g.pendingSettlements).toBe(6);
+    primary.down = false;
+    await g.flush();
+    expect(primary.applied).toEqual([
+      "usage",
+      "refused-0",
+      "refused-1",
+      "refused-2",
+      "refused-3",
+      "refused-4",
+    ]);
+  });
+
+  it("a command that certainly never left the process queues nothing", async () => {
+    const primary = new FakePrimary();
+    primary.reserve = async () => {
+      throw new StoreUnavailableError("connection is reconnecting", { notSent: true });
+    };
+    const g = make(primary, "deny");
+    await expect(g.reserve(reserveReq("x"))).rejects.toThrow(/reconnecting/);
+    expect(g.pendingSettlements).toBe(0);
+  });
+});
+
+describe("GuardedStore settlements whose first attempt may have been applied", () => {
+  it("are retried while the store can still recognise them, then given up (logged), never charged twice", async () => {
+    const primary = new FakePrimary();
+    const logger = recordingLogger();
+    const g = new GuardedStore({
+      primary,
+      onError: "deny",
+      logger,
+      retryMs: 3_600_000,
+      maxUnsureRetryMs: 40,
+    });
+    open.push(g);
+    primary.down = true;
+    expect(await g.settle(settlement("unsure"))).toBe("deferred"); // a plain failure: outcome unknown
+    primary.settle = async (req) => {
+      if (primary.down) throw new StoreUnavailableError("down", { notSent: true });
+      primary.applied.push(req.id);
+      return "settled";
+    };
+    expect(await g.settle(settlement("never-sent"))).toBe("deferred");
+    await sleep(80);
+    primary.down = false;
+    await g.flush();
+    expect(primary.applied).toEqual(["never-sent"]);
+    expect(g.unconfirmedSettlements).toBe(1);
+    expect(g.pendingSettlements).toBe(0);
+    expect(logger.errors.map((e) => e.msg).join("\n")).toMatch(/not retried.*charged twice/);
+  });
+});
+
 describe("GuardedStore close", () => {
   it("waits for a drain under way, so the whole backlog reaches a reachable store before it closes", async () => {
     const primary = new FakePrimary();

@@ -28,7 +28,12 @@ export interface GuardedStoreOptions {
   onDegraded?: (event: { op: "reserve" | "settle" | "read"; mode: OnStoreError | "deferred" }) => void;
   /** How often queued settlements are retried (ms). */
   retryMs?: number;
-  /** At most this many settlements wait for the store; beyond it the oldest not being applied is dropped, logged and counted. */
+  /** How long after a possibly applied first attempt a settlement is still retried (ms; default 55 min). */
+  maxUnsureRetryMs?: number;
+  /**
+   * At most this many settlements wait for the store; beyond it the oldest not being applied is
+   * dropped, logged and counted. Abandons have their own queue of the same size.
+   */
   maxPending?: number;
 }
 
@@ -37,7 +42,22 @@ const MIN_PRUNE_SIZE = 1024;
 
 interface Pending {
   req: SettleRequest;
+  /**
+   * Date.now() of the first failure that left its outcome unknown (a timeout, a connection lost
+   * after the write): the store may have applied it. Undefined when every attempt certainly never
+   * reached the store.
+   */
+  unsureSinceMs?: number | undefined;
 }
+
+/**
+ * A settlement whose first attempt may have been applied is retried only this long (ms) after it.
+ * Why: the store remembers a settled id for an hour (the Redis store's settled marker); a retry after
+ * that could not be recognised as a duplicate and would charge the usage twice. Past this, the
+ * settlement is dropped, logged and counted instead (at worst one request's usage is not charged,
+ * rather than charged twice).
+ */
+const MAX_UNSURE_RETRY_MS = 55 * 60_000;
 
 /**
  * Wraps the shared store with the configured failure behaviour (SPEC §4 `on_error`):
@@ -67,7 +87,10 @@ export class GuardedStore implements Store {
   private nextExpiryMs = Number.POSITIVE_INFINITY;
   /** Latest request clock seen; the timer prunes by it (requests carry their own clock, not Date.now()). */
   private lastNowMs = Number.NEGATIVE_INFINITY;
+  /** Settlements (usage) waiting for the store, oldest first. */
   private readonly pending: Pending[] = [];
+  /** Abandons (releases of refused requests' possible reservations) waiting for the store. */
+  private readonly abandons: Pending[] = [];
   private readonly timer: NodeJS.Timeout;
   /** The flush under way, so `close()` can wait for it and a second caller shares it. */
   private flushing: Promise<void> | undefined;
@@ -75,6 +98,10 @@ export class GuardedStore implements Store {
   private applying: Pending | undefined;
   /** Settlements dropped because the queue was full (never silently: each is logged). */
   droppedSettlements = 0;
+  /** Abandons dropped because their queue was full (logged; their reservations expire by themselves). */
+  droppedAbandons = 0;
+  /** Settlements given up because their first attempt may have been applied too long ago (logged). */
+  unconfirmedSettlements = 0;
   /** Observer of failed store calls (metrics); may be set after construction. */
   onDegraded: GuardedStoreOptions["onDegraded"];
 
@@ -87,9 +114,9 @@ export class GuardedStore implements Store {
     this.timer.unref();
   }
 
-  /** Settlements waiting for the store. */
+  /** Settlements and abandons waiting for the store. */
   get pendingSettlements(): number {
-    return this.pending.length;
+    return this.pending.length + this.abandons.length;
   }
 
   /** Local-fallback admissions remembered until settled or expired (diagnostics and tests). */
@@ -110,29 +137,46 @@ export class GuardedStore implements Store {
         "budget store unavailable for a reservation",
       );
       if (mode === "deny") {
-        // Abandoned, not settled: the request was refused, so a retry with the same id must be
-        // reserved and charged as a new request (a settled marker would make it a free duplicate).
-        this.enqueue({
-          id: req.id,
-          actualTokens: 0,
-          reservedTokens: req.tokens,
-          scopes: req.scopes,
-          nowMs: req.nowMs,
-          abandon: true,
-        });
+        this.abandonIfSent(req, e);
         throw e;
       }
       if (mode === "allow") {
+        // Admitted: its own settlement (queued while the store is down) releases what the
+        // reservation may have held there.
         return { ok: true, duplicate: false, committed: req.scopes.map(() => 0), degraded: "allow" };
       }
       const f = this.opts.localLimitFraction ?? 0.1;
       const scaled = req.scopes.map((s) => ({ ...s, limit: Math.floor(s.limit * f) }));
       const r = this.local.reserveSync({ ...req, scopes: scaled });
-      if (!r.ok) return { ...r, limit: (scaled[r.scopeIndex] as ScopeCharge).limit };
+      if (!r.ok) {
+        // Refused: nobody will settle it, so what the store may have reserved is released here.
+        this.abandonIfSent(req, e);
+        return { ...r, limit: (scaled[r.scopeIndex] as ScopeCharge).limit };
+      }
       // A duplicate is already tracked (live) or already settled locally: nothing new to remember.
       if (!r.duplicate) this.rememberLocal(req.id, req.nowMs + req.ttlMs, req.nowMs);
       return { ...r, degraded: "local" };
     }
+  }
+
+  /**
+   * After a failed reserve that is refused (nobody will settle it): when the command may have run in
+   * the store (a timeout, a connection lost after the write), queues an abandon that releases it,
+   * or it would hold budget until it expires. Abandoned, not settled: the request was refused, so a
+   * retry with the same id must be reserved and charged as a new request (a settled marker would
+   * make it a free duplicate). Not when the command certainly never left this process: nothing to
+   * release, and during a long outage such no-op abandons would fill the queue.
+   */
+  private abandonIfSent(req: ReserveRequest, e: { notSent?: boolean }): void {
+    if (e.notSent === true) return;
+    this.enqueue({
+      id: req.id,
+      actualTokens: 0,
+      reservedTokens: req.tokens,
+      scopes: req.scopes,
+      nowMs: req.nowMs,
+      abandon: true,
+    });
   }
 
   async settle(req: SettleRequest): Promise<SettleStatus> {
@@ -149,7 +193,7 @@ export class GuardedStore implements Store {
     } catch (e) {
       if (!isStoreUnavailable(e)) throw e;
       this.onDegraded?.({ op: "settle", mode: "deferred" });
-      this.enqueue(req);
+      this.enqueue(req, (e as { notSent?: boolean }).notSent === true ? undefined : Date.now());
       return "deferred";
     }
   }
@@ -232,18 +276,45 @@ export class GuardedStore implements Store {
         "closing with settlements the store never received",
       );
     }
+    if (this.abandons.length > 0) {
+      this.opts.logger.warn(
+        { pending: this.abandons.length },
+        "closing with abandons the store never received; those reservations expire by themselves",
+      );
+    }
     await this.opts.primary.close();
   }
 
   private async drain(): Promise<void> {
     if (this.degradedIds.size > 0 && this.lastNowMs >= this.nextExpiryMs) this.pruneDegraded(this.lastNowMs);
-    while (this.pending.length > 0) {
-      const p = this.pending[0] as Pending;
+    // Settlements first: they carry usage (money); abandons only release budget early, and an id
+    // never has both (an abandoned request was refused, so it is never settled).
+    if (!(await this.drainQueue(this.pending))) return;
+    await this.drainQueue(this.abandons);
+  }
+
+  /** Applies a queue's entries in order; false when the store is still unavailable. */
+  private async drainQueue(queue: Pending[]): Promise<boolean> {
+    while (queue.length > 0) {
+      const p = queue[0] as Pending;
+      const maxUnsure = this.opts.maxUnsureRetryMs ?? MAX_UNSURE_RETRY_MS;
+      if (p.unsureSinceMs !== undefined && Date.now() - p.unsureSinceMs > maxUnsure) {
+        queue.shift();
+        this.unconfirmedSettlements++;
+        this.opts.logger.error(
+          { id: p.req.id, tokens: p.req.actualTokens, unconfirmed: this.unconfirmedSettlements },
+          "settlement not retried: its first attempt may have been applied too long ago to be recognised (it would be charged twice)",
+        );
+        continue;
+      }
       this.applying = p;
       try {
         await this.opts.primary.settle(p.req);
       } catch (e) {
-        if (isStoreUnavailable(e)) return;
+        if (isStoreUnavailable(e)) {
+          if (!e.notSent) p.unsureSinceMs ??= Date.now();
+          return false;
+        }
         this.opts.logger.error(
           { id: p.req.id, err: (e as Error).message },
           "queued settlement refused; dropped",
@@ -253,17 +324,34 @@ export class GuardedStore implements Store {
       }
       // By identity: the queue may have changed during the await (enqueue never drops `p`, so it is
       // still the head; the check keeps a future change from removing an entry never applied).
-      if (this.pending[0] === p) this.pending.shift();
+      if (queue[0] === p) queue.shift();
       else {
-        const i = this.pending.indexOf(p);
-        if (i >= 0) this.pending.splice(i, 1);
+        const i = queue.indexOf(p);
+        if (i >= 0) queue.splice(i, 1);
       }
     }
+    return true;
   }
 
-  private enqueue(req: SettleRequest): void {
+  private enqueue(req: SettleRequest, unsureSinceMs?: number): void {
     const max = this.opts.maxPending ?? 100_000;
-    const entry: Pending = { req };
+    const entry: Pending = { req, unsureSinceMs };
+    if (req.abandon) {
+      // Abandons have their own queue, so however many requests an outage refuses, they can never
+      // push a settlement (usage) out. One dropped costs no money: what it would have released is
+      // released when its reservation expires.
+      if (this.abandons.length >= max) {
+        this.droppedAbandons++;
+        if (this.droppedAbandons === 1 || this.droppedAbandons % 10_000 === 0)
+          this.opts.logger.warn(
+            { id: req.id, dropped: this.droppedAbandons },
+            "abandon queue full; what such a request may have reserved is released when its reservation expires",
+          );
+        return;
+      }
+      this.abandons.push(entry);
+      return;
+    }
     if (this.pending.length >= max) {
       // Never the entry a flush is applying: it will be applied, so dropping it would lose the next
       // one instead. Then the next oldest; with no other, the new one.

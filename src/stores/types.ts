@@ -219,6 +219,15 @@ export interface Store {
  */
 export class StoreUnavailableError extends Error {
   override readonly name = "StoreUnavailableError";
+  /**
+   * True when the command certainly never reached the store (no connection, refused before it was
+   * written): nothing can have run, so there is nothing to undo. Otherwise the outcome is unknown.
+   */
+  readonly notSent: boolean;
+  constructor(message: string, opts?: { notSent?: boolean }) {
+    super(message);
+    this.notSent = opts?.notSent === true;
+  }
 }
 
 /** True for {@link StoreUnavailableError} (also across module copies). */

@@ -167,10 +167,15 @@ function ttlString(expireAtMs: number, nowMs: number): string {
   return String(Math.max(1, expireAtMs - nowMs));
 }
 
-function toUnavailable(e: unknown): StoreUnavailableError {
+/** ioredis's refusal of a command while disconnected (offline queue off): it was never written. */
+const NOT_WRITTEN = /^Stream isn't writeable/;
+
+function toUnavailable(e: unknown, notSent = false): StoreUnavailableError {
   if (e instanceof StoreUnavailableError) return e;
   const msg = e instanceof Error ? e.message : String(e);
-  const err = new StoreUnavailableError(`redis store unavailable: ${msg}`);
+  const err = new StoreUnavailableError(`redis store unavailable: ${msg}`, {
+    notSent: notSent || NOT_WRITTEN.test(msg),
+  });
   (err as { cause?: unknown }).cause = e;
   return err;
 }
@@ -280,7 +285,8 @@ export class RedisStore implements Store {
   private async conn(): Promise<Redis> {
     const st = this.redis.status;
     if (st === "ready" && this.unsupported === undefined) return this.redis;
-    if (st === "ready") throw new StoreUnavailableError(`redis store unusable: ${this.unsupported}`);
+    if (st === "ready")
+      throw new StoreUnavailableError(`redis store unusable: ${this.unsupported}`, { notSent: true });
     if (st === "wait" || this.connecting) {
       // The first connection: callers wait for it (bounded by connectTimeout). Later outages fail fast.
       this.connecting ??= this.redis.connect().finally(() => {
@@ -290,13 +296,13 @@ export class RedisStore implements Store {
         await this.connecting;
         await this.serverChecked;
       } catch (e) {
-        throw toUnavailable(e);
+        throw toUnavailable(e, true);
       }
       if (this.unsupported !== undefined)
-        throw new StoreUnavailableError(`redis store unusable: ${this.unsupported}`);
+        throw new StoreUnavailableError(`redis store unusable: ${this.unsupported}`, { notSent: true });
       return this.redis;
     }
-    throw new StoreUnavailableError(`redis store unavailable: connection is ${st}`);
+    throw new StoreUnavailableError(`redis store unavailable: connection is ${st}`, { notSent: true });
   }
 
   private key(scopeKey: string): string {
