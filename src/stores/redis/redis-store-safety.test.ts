@@ -1,6 +1,7 @@
 import { randomUUID } from "node:crypto";
 import { afterAll, beforeAll, describe, expect, inject, it } from "vitest";
 import { type OwnRedis, startRedisServer } from "../../../test/helpers/redis-server.js";
+import type { Logger } from "../../core/logger.js";
 import type { ScopeCharge } from "../types.js";
 import { createRedisStore } from "./redis-store.js";
 
@@ -154,6 +155,34 @@ describe("redis store: a server that cannot run the scripts", () => {
       expect(await store.redis.dbsize()).toBe(0);
     } finally {
       await store.close();
+    }
+  });
+});
+
+describe("redis store: a server that restarted", () => {
+  it("says so at error level when it reconnects: what the server did not persist is lost", async () => {
+    const own = await startRedisServer();
+    const errors: string[] = [];
+    const logger = {
+      info() {},
+      debug() {},
+      warn() {},
+      error: (_o: unknown, m: string) => errors.push(m),
+      child: () => logger,
+    } as unknown as Logger;
+    const store = createRedisStore({ url: own.url, keyPrefix: prefix(), logger, commandTimeoutMs: 300 });
+    try {
+      expect(await store.ping()).toBe(true);
+      expect(errors).toEqual([]);
+      await own.kill();
+      await own.restart();
+      const until = Date.now() + 10_000;
+      while (!errors.some((m) => /restarted or replaced/.test(m)) && Date.now() < until)
+        await new Promise((r) => setTimeout(r, 50));
+      expect(errors.filter((m) => /restarted or replaced/.test(m))).toHaveLength(1);
+    } finally {
+      await store.close();
+      await own.stop();
     }
   });
 });

@@ -196,6 +196,8 @@ export class RedisStore implements Store {
   private unsupported: string | undefined;
   /** The last server check (after each connection). */
   private serverChecked: Promise<void> = Promise.resolve();
+  /** The server's run_id at the last connection (a new one means it restarted or was replaced). */
+  private serverRunId: string | undefined;
   /** When getSwitches last refreshed the switches' TTL (Date.now(); 0: never). */
   private switchesRefreshedAt = 0;
   /** This process's clock minus the Redis server's (ms), as of the last connection; 0 before. */
@@ -253,6 +255,18 @@ export class RedisStore implements Store {
           },
         ),
       ]);
+      const runId = /run_id:(\w+)/.exec(info)?.[1];
+      if (runId !== undefined) {
+        if (this.serverRunId !== undefined && runId !== this.serverRunId) {
+          // Never silent: a server that restarted without persistence (or was replaced) lost every
+          // counter and reservation it held, which resets budgets mid-window.
+          this.logger?.error(
+            { previousRunId: this.serverRunId, runId },
+            "the Redis server was restarted or replaced since the last connection: budget counters it did not persist are lost (enable persistence or replication to keep them)",
+          );
+        }
+        this.serverRunId = runId;
+      }
       const version = /redis_version:(\d+)\.(\d+)/.exec(info);
       const major = Number(version?.[1] ?? 0);
       const minor = Number(version?.[2] ?? 0);
