@@ -483,11 +483,12 @@ describe("Redis faults", () => {
     });
   });
 
-  // Production bug F2 (.scratch/review-redis.md): with on_error=local, a reservation that ran in Redis
-  // but whose reply was lost, and that the local fallback then refuses, is never released: it holds
-  // the user's budget in Redis until it expires (upstream timeout + 60 s, 11 min by default). deny
-  // releases the same reservation (the lone-reply test above). The concurrent-load test above found
-  // it too, once the per-process cap was reached. Remove `.fails` once F2 is fixed.
+  // Production bug (F2 in the review of issue #3's Redis store): with on_error=local, a reservation
+  // that ran in Redis but whose reply was lost, and that the local fallback then refuses, is never
+  // released (GuardedStore.reserve queues the abandon only in deny mode): it holds the user's budget in
+  // Redis until it expires (upstream timeout + 60 s, 11 min by default). deny releases the same
+  // reservation (the lone-reply test above). The concurrent-load test above found it too, once the
+  // per-process cap was reached. Remove `.fails` once it is fixed.
   describe("on_error=local: reservations that ran but whose reply was lost, then refused by the per-process cap", () => {
     const prefix = freshPrefix("local-leak");
     let proxy: Awaited<ReturnType<typeof startFaultProxy>>;
