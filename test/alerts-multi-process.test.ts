@@ -2,6 +2,7 @@ import { randomUUID } from "node:crypto";
 import { createServer, type Server } from "node:http";
 import type { AddressInfo } from "node:net";
 import { afterAll, beforeAll, describe, expect, inject, it } from "vitest";
+import { fixedTestNow } from "./helpers/clock.js";
 import { runLoadWorker, type WorkerLedger } from "./helpers/load-worker.js";
 
 /** A real webhook receiver on loopback, recording every alert body. */
@@ -29,7 +30,8 @@ describe("hourly cost alerts across 4 processes", () => {
   beforeAll(async () => {
     hook = await receiver();
     const prefix = `${inject("redisPrefix")}al-${randomUUID()}:`;
-    const nowMs = Date.now();
+    // Fixed and ahead (helpers/clock.ts): Redis keeps the minute counters for the whole run.
+    const nowMs = fixedTestNow();
     const config = {
       features: {
         chat: { model: "gpt-4o", max_input: 2000, max_output: 300, on_exceed: "trim", hourly_cost_usd: 0.01 },

@@ -1,4 +1,3 @@
-import { randomUUID } from "node:crypto";
 import { mkdtempSync, writeFileSync } from "node:fs";
 import { tmpdir } from "node:os";
 import { join } from "node:path";
@@ -8,6 +7,7 @@ import { main } from "../src/cli/main.js";
 import { silentLogger } from "../src/core/logger.js";
 import { createRedisStore } from "../src/stores/redis/redis-store.js";
 import { createTokenfuse } from "../src/tokenfuse.js";
+import { testKeyPrefix } from "./helpers/redis-keys.js";
 
 function io() {
   const out: string[] = [];
@@ -18,7 +18,7 @@ function io() {
 
 describe("tokenfuse flags", () => {
   it("disables and enables a feature in the shared store, seen by a library process on it", async () => {
-    const prefix = `tf:test-flags:${randomUUID().slice(0, 13)}:`;
+    const prefix = testKeyPrefix("flags");
     const config = {
       store: { url: inject("redisUrl"), key_prefix: prefix },
       features: { chat: { model: "gpt-4o", max_input: 1000, max_output: 100, on_exceed: "trim" } },

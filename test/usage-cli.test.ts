@@ -1,4 +1,3 @@
-import { randomUUID } from "node:crypto";
 import { mkdtempSync, writeFileSync } from "node:fs";
 import { tmpdir } from "node:os";
 import { join } from "node:path";
@@ -11,10 +10,11 @@ import { spendKeys } from "../src/core/scopes.js";
 import { hourWindow } from "../src/core/windows.js";
 import { createRedisStore } from "../src/stores/redis/redis-store.js";
 import { createTokenfuse } from "../src/tokenfuse.js";
+import { testKeyPrefix } from "./helpers/redis-keys.js";
 
 describe("spend counters and tokenfuse usage", () => {
   it("hourly counters equal the sum of per-request costs exactly, and usage prints them", async () => {
-    const prefix = `tf:test-usage:${randomUUID().slice(0, 13)}:`;
+    const prefix = testKeyPrefix("usage");
     const config = {
       store: { url: inject("redisUrl"), key_prefix: prefix },
       features: {

@@ -6,6 +6,11 @@ export interface WorkerLedger {
   refused: Record<string, number>;
   /** "user|feature" → tokens settled. */
   charged: Record<string, number>;
+  /**
+   * "user|feature" → what the worker's settlements reported: tokens (input + output), input and output
+   * tokens, cost in nano-USD as the library computed it, and the number of settled requests.
+   */
+  spend: Record<string, { tokens: number; input: number; output: number; cost: number; requests: number }>;
 }
 
 /** Runs one load-worker OS process with `input` (bounded to 60 s) and resolves with its ledger. */

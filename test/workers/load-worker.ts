@@ -3,6 +3,8 @@
  * sends a bounded number of requests with bounded concurrency, settles each with a random actual
  * usage below its cap, and prints its own ledger as one JSON line on stdout.
  * Input: one JSON object in the TF_WORKER env var (see WorkerInput).
+ * A settlement that does not charge exactly what the worker reported (tokens, input, output) counts
+ * as an error (`refused["error:…"]`), which the tests reject.
  */
 import { silentLogger } from "../../src/core/logger.js";
 import { createRedisStore } from "../../src/stores/redis/redis-store.js";
@@ -15,6 +17,8 @@ interface WorkerInput {
   requests: number;
   concurrency: number;
   users: string[];
+  /** user → tier, for users not of the default tier. */
+  userTiers?: Record<string, string>;
   features: string[];
   seed: number;
   config: Record<string, unknown>;
@@ -40,6 +44,10 @@ const tf = createTokenfuse({
 });
 
 const charged: Record<string, number> = {}; // "user|feature" → tokens settled
+const spend: Record<
+  string,
+  { tokens: number; input: number; output: number; cost: number; requests: number }
+> = {};
 const refused: Record<string, number> = {};
 let admitted = 0;
 let next = 0;
@@ -53,15 +61,26 @@ async function one(i: number): Promise<void> {
     { role: "user", content: `req ${process.pid}-${i} ${"token budget ".repeat(words)}` },
   ];
   try {
-    const a = await tf.admit({ feature, user, messages, requestId: `${process.pid}-${i}` });
+    const tier = input.userTiers?.[user];
+    const a = await tf.admit({ feature, user, tier, messages, requestId: `${process.pid}-${i}` });
     admitted++;
     // Hold the reservation briefly so many are in flight at once across processes.
     await new Promise((r) => setTimeout(r, Math.floor(rand() * 5)));
     const out = Math.floor(rand() * (a.maxOutputTokens + 1));
     const s = await a.settle({ prompt_tokens: a.inputTokens, completion_tokens: out });
     if (s.status !== "settled") throw new Error(`unexpected settle status ${s.status}`);
+    const tokens = a.inputTokens + out;
+    if (s.chargedTokens !== tokens || s.usage?.inputTokens !== a.inputTokens || s.usage?.outputTokens !== out)
+      throw new Error(`settlement charged ${JSON.stringify(s)}, not ${a.inputTokens} + ${out}`);
     const k = `${user}|${feature}`;
-    charged[k] = (charged[k] ?? 0) + s.chargedTokens;
+    charged[k] = (charged[k] ?? 0) + tokens;
+    const sp = spend[k] ?? { tokens: 0, input: 0, output: 0, cost: 0, requests: 0 };
+    spend[k] = sp;
+    sp.tokens += tokens;
+    sp.input += a.inputTokens;
+    sp.output += out;
+    sp.cost += s.costNanoUsd ?? 0;
+    sp.requests++;
   } catch (e) {
     const code = (e as { code?: string }).code ?? `error:${(e as Error).message}`;
     refused[code] = (refused[code] ?? 0) + 1;
@@ -74,4 +93,4 @@ async function lane(): Promise<void> {
 
 await Promise.all(Array.from({ length: input.concurrency }, lane));
 await tf.close();
-process.stdout.write(`${JSON.stringify({ admitted, refused, charged })}\n`);
+process.stdout.write(`${JSON.stringify({ admitted, refused, charged, spend })}\n`);
