@@ -278,7 +278,7 @@ describe("Redis faults", () => {
       const proxy = await startFaultProxy(redis.port);
       const prefix = freshPrefix(`batch-${mode}`);
       // A budget this load cannot reach, so that in local mode the per-process cap never refuses (a
-      // refusal there after a lost reply leaks the reservation: F2, the it.fails test below).
+      // refusal there after a lost reply is the scenario of its own test below).
       const { tf, store, primary } = make(proxy.url, mode, prefix, {
         commandTimeoutMs: 1000,
         daily: 1_000_000,
@@ -526,7 +526,7 @@ describe("Redis faults", () => {
       expect(codes).toEqual(Array(6).fill("user_budget_exceeded"));
     });
 
-    it.fails("are released once Redis answers again (fails: bug F2)", async () => {
+    it("are released once Redis answers again", async () => {
       await expectExact(prefix, new Map([["v", 0]]));
     });
   });
