@@ -159,7 +159,8 @@ async function runLanes(
         continue;
       }
       ledger.held++;
-      await sleep(Math.floor(Math.random() * 4));
+      // At least a millisecond "at the provider": reservations are really held when a fault strikes.
+      await sleep(1 + Math.floor(Math.random() * 4));
       const s = await a.settle({
         prompt_tokens: a.inputTokens,
         completion_tokens: Math.floor(Math.random() * (a.maxOutputTokens + 1)),
@@ -410,7 +411,11 @@ describe("Redis faults", () => {
           stop: () => stop,
           onSettled,
         });
-        await until(() => ledger.count("ok/settled") >= 20, 3000, "load before the kill");
+        await until(
+          () => ledger.count("ok/settled") >= 20 && ledger.held > 0,
+          3000,
+          "load (with reservations held) before the kill",
+        );
         const heldAtKill = ledger.held;
         await redis.kill();
         const before = { ...ledger.outcomes };
