@@ -87,3 +87,53 @@ describe("tokenfuse keys create --store", () => {
     }
   });
 });
+
+describe("tokenfuse keys revoke", () => {
+  const OPS = `tf-ops-${randomUUID()}`;
+  const base = {
+    upstreams: { local: { type: "mock" } },
+    features: { chat: { model: "gpt-4o", max_input: 1000, max_output: 100, on_exceed: "trim" } },
+    tiers: { free: { daily_tokens: 10_000 } },
+    keys: [{ hash: hashApiKey(OPS), user: "ops" }],
+  };
+
+  it("removes a stored key (a gateway on the store refuses it), and refuses config keys, unknown and malformed hashes", async () => {
+    const prefix = `${inject("redisPrefix")}keys-rv-${randomUUID().slice(0, 8)}:`;
+    const config = { ...base, store: { url: inject("redisUrl"), key_prefix: prefix } };
+    const path = writeConfig(config);
+    const made = io();
+    expect(await main(["keys", "create", "--user", "zed", "--store", "--config", path], made.cliIo)).toBe(0);
+    const key = /shown once, store it now\): (\S+)/.exec(made.out())?.[1] as string;
+    const hash = hashApiKey(key);
+    expect(made.out()).toContain(`tokenfuse keys revoke ${hash}`);
+    const store = createRedisStore({ url: inject("redisUrl"), keyPrefix: prefix });
+    const gw = createGateway({ config: loadConfig(config, {}), store, logger: silentLogger });
+    try {
+      const url = `http://127.0.0.1:${await gw.listen(0)}`;
+      const budget = () => fetch(`${url}/v1/budget`, { headers: { authorization: `Bearer ${key}` } });
+      expect((await budget()).status).toBe(200);
+      const t = io();
+      expect(await main(["keys", "revoke", hash, "--config", path], t.cliIo)).toBe(0);
+      expect(t.out()).toContain(`Revoked ${hash}`);
+      const until = Date.now() + 3000;
+      let status = (await budget()).status;
+      while (status !== 401 && Date.now() < until) {
+        await new Promise((r) => setTimeout(r, 100));
+        status = (await budget()).status;
+      }
+      expect(status).toBe(401);
+    } finally {
+      await gw.close();
+    }
+    for (const [args, message] of [
+      [[hash], /no key with hash/],
+      [[hashApiKey(OPS)], /key of the config file/],
+      [["sha256:xyz"], /one key hash/],
+      [[], /one key hash/],
+    ] as const) {
+      const t = io();
+      expect(await main(["keys", "revoke", ...args, "--config", path], t.cliIo)).toBe(2);
+      expect(t.err()).toMatch(message);
+    }
+  });
+});

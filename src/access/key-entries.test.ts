@@ -93,4 +93,11 @@ describe("key requests", () => {
     for (const bad of ["", "/u1", "backend/", "a/b/c", "a b", "#rev", "_a", `a/${"x".repeat(129)}`, 5])
       expect(isBudgetUserId(bad)).toBe(false);
   });
+
+  it("refuses a stored key whose user is not a key user, whoever wrote it (no way into a trusted key's end users)", () => {
+    for (const user of ["backend/u1", "", "a b", "__proto__/x"])
+      expect(
+        resolveStoredKey({ hash: `sha256:${"d".repeat(64)}`, user, trusted: false, createdAtMs: 1 }, config),
+      ).toMatch(/not a valid key user/);
+  });
 });

@@ -87,6 +87,9 @@ export function parseKeyRequest(
  * made, or processes on one store run different configs). Such a key is refused, never guessed at.
  */
 export function resolveStoredKey(k: StoredApiKey, config: ResolvedConfig): KeyConfig | string {
+  // Checked again on read, whoever wrote the entry: a user like "backend/u1" would log in as the
+  // end user u1 of the trusted key "backend" (the namespace budgets and overrides are keyed by).
+  if (!isKeyUserId(k.user)) return `user ${JSON.stringify(k.user)} is not a valid key user (${USER_ID_RULE})`;
   if (k.tier !== undefined && !Object.hasOwn(config.tiers, k.tier))
     return `unknown tier "${k.tier}"; tiers: ${names(config.tiers)}`;
   for (const f of k.features ?? []) {

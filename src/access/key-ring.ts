@@ -19,6 +19,8 @@ export interface KeyRing {
   get(hash: string): KeyConfig | undefined;
   /** Every run-time key of this process's snapshot that this config can use. */
   list(): KeyConfig[];
+  /** True once the run-time keys were read from the store (until then an unknown key may be one of them). */
+  readonly loaded: boolean;
   /** Stores a new key's entry; false when that hash exists. This process accepts the key at once. */
   add(key: StoredApiKey): Promise<boolean>;
   /** Removes a run-time key; false when there was none. This process refuses the key at once. */
@@ -68,6 +70,9 @@ export function createKeyRing(opts: KeyRingOptions): KeyRing {
   return {
     get: (hash) => table.current.get(hash),
     list: () => [...table.current.values()],
+    get loaded() {
+      return table.loaded;
+    },
     async add(key) {
       const added = await store.addApiKey(key);
       await table.refresh();

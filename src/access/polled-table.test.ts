@@ -84,4 +84,37 @@ describe("polled table", () => {
     expect(table.current).toEqual(["b"]);
     expect(logger.lines.at(-1)).toMatch(/^info things read from the store again/);
   });
+
+  it("is not loaded until a read succeeds, and reads the whole table now and then whatever the revision", async () => {
+    // A store whose entries changed by hand without a new revision (e.g. a key removed with HDEL).
+    let entries = ["k1", "k2"];
+    let down = true;
+    const asked: Array<string | undefined> = [];
+    const table = createPolledTable<string[], string[]>({
+      what: "things",
+      read: async (known) => {
+        asked.push(known);
+        if (down) throw new Error("store down");
+        return known === "r1" ? { revision: "r1" } : { revision: "r1", entries: [...entries] };
+      },
+      build: (e) => e,
+      initial: [],
+      refreshMs: 0,
+      fullReadMs: 30,
+      logger: recordingLogger(),
+    });
+    await table.refresh();
+    expect(table.loaded).toBe(false);
+    down = false;
+    await table.refresh();
+    expect(table.loaded).toBe(true);
+    expect(table.current).toEqual(["k1", "k2"]);
+    entries = ["k1"];
+    await table.refresh(); // revision unchanged: the cheap read
+    expect(table.current).toEqual(["k1", "k2"]);
+    await new Promise((r) => setTimeout(r, 40));
+    await table.refresh(); // past fullReadMs: the whole table again
+    expect(table.current).toEqual(["k1"]);
+    expect(asked).toEqual([undefined, undefined, "r1", undefined]);
+  });
 });

@@ -13,13 +13,20 @@ export interface PolledTableOptions<E, T> {
   initial: T;
   /** How often to re-read a shared store (ms); 0 disables polling (the memory store). */
   refreshMs: number;
+  /** At least this often (ms) a refresh reads the whole table, whatever its revision (default 60 s). */
+  fullReadMs?: number;
   logger: Logger;
 }
+
+/** At least this often (ms) a poll reads the whole table, not only its revision. */
+const FULL_READ_MS = 60_000;
 
 /** A store table mirrored in memory: read synchronously on the hot path, refreshed in the background. */
 export interface PolledTable<T> {
   /** The latest snapshot; never waits on the store. */
   readonly current: T;
+  /** True once the table has been read from the store at least once (until then `current` is `initial`). */
+  readonly loaded: boolean;
   /**
    * Re-reads the store now. Never rejects: when the store cannot be read the last snapshot is kept
    * (and the failure logged once, not at every poll, until a read succeeds again).
@@ -39,7 +46,10 @@ export interface PolledTable<T> {
  */
 export function createPolledTable<E, T>(opts: PolledTableOptions<E, T>): PolledTable<T> {
   let current = opts.initial;
+  let loaded = false;
   let revision: string | undefined;
+  /** Date.now() of the last full read: one is made at least every FULL_READ_MS whatever the revision. */
+  let fullReadAt = Number.NEGATIVE_INFINITY;
   let started = 0;
   let applied = 0;
   let failing = false;
@@ -48,9 +58,12 @@ export function createPolledTable<E, T>(opts: PolledTableOptions<E, T>): PolledT
 
   const refresh = async (): Promise<void> => {
     const seq = ++started;
+    // A full read now and then, whatever the revision says: an entry changed in the store without
+    // a new revision (by hand, e.g. a key removed with HDEL) is then seen within a minute.
+    const full = Date.now() - fullReadAt >= (opts.fullReadMs ?? FULL_READ_MS);
     let r: Revisioned<E>;
     try {
-      r = await opts.read(revision);
+      r = await opts.read(full ? undefined : revision);
     } catch (e) {
       if (!failing) {
         failing = true;
@@ -70,6 +83,8 @@ export function createPolledTable<E, T>(opts: PolledTableOptions<E, T>): PolledT
     if (r.entries === undefined) return;
     current = opts.build(r.entries, r.unreadable ?? []);
     revision = r.revision;
+    loaded = true;
+    if (full) fullReadAt = Date.now();
   };
 
   if (opts.refreshMs > 0) {
@@ -87,6 +102,9 @@ export function createPolledTable<E, T>(opts: PolledTableOptions<E, T>): PolledT
   return {
     get current() {
       return current;
+    },
+    get loaded() {
+      return loaded;
     },
     refresh,
     close() {

@@ -15,8 +15,11 @@ import { CliError, type CliIo, parseCliArgs } from "./io.js";
  */
 export async function runKeys(args: string[], io: CliIo): Promise<number> {
   const [sub, ...rest] = args;
+  if (sub === "revoke") return revokeKey(rest, io);
   if (sub !== "create")
-    throw new CliError(`unknown keys command "${sub ?? ""}" (try: tokenfuse keys create --user U --tier T)`);
+    throw new CliError(
+      `unknown keys command "${sub ?? ""}" (try: tokenfuse keys create --user U --tier T, or tokenfuse keys revoke HASH)`,
+    );
   const { values } = parseCliArgs(
     rest,
     {
@@ -63,7 +66,7 @@ export async function runKeys(args: string[], io: CliIo): Promise<number> {
     io.out(
       `API key (shown once, store it now): ${key}\n\n` +
         `Stored as ${hash} (user ${entry.user}${entry.tier ? `, tier ${entry.tier}` : ""}) in the shared store: ` +
-        "every gateway on it accepts the key within a second. Revoke it with DELETE /admin/keys/<hash>.\n",
+        `every gateway on it accepts the key within a second. Revoke it with tokenfuse keys revoke ${hash} (or DELETE /admin/keys/<hash>).\n`,
     );
     return 0;
   }
@@ -78,5 +81,33 @@ export async function runKeys(args: string[], io: CliIo): Promise<number> {
     `API key (shown once, store it now): ${key}\n\n` +
       `Add this entry under keys: in your config (only the hash is stored):\n  - ${JSON.stringify(configEntry)}\n`,
   );
+  return 0;
+}
+
+/**
+ * `tokenfuse keys revoke HASH [--config F]`: removes a key created at run time (`keys create
+ * --store`, `POST /admin/keys`) from the config's shared store, as `DELETE /admin/keys/{hash}` does:
+ * every gateway on it refuses the key within a second. A key in the config file is revoked by
+ * removing its entry there.
+ */
+async function revokeKey(args: string[], io: CliIo): Promise<number> {
+  const { values, positionals } = parseCliArgs(args, { config: { type: "string" } }, true);
+  const hash = positionals[0];
+  if (positionals.length !== 1 || hash === undefined || !/^sha256:[0-9a-f]{64}$/.test(hash))
+    throw new CliError('keys revoke takes one key hash: "sha256:" followed by 64 lowercase hex digits');
+  const { config } = resolveCliConfig(values.config as string | undefined, io);
+  if (config.keys.some((k) => k.hash === hash))
+    throw new CliError(`${hash} is a key of the config file: remove its entry under keys: to revoke it`);
+  if (config.store.kind === "memory")
+    throw new CliError(
+      "the config uses the memory store, which lives inside one process: use the running gateway's admin API (DELETE /admin/keys/<hash>)",
+    );
+  const store = createStoreFromConfig(config.store, silentLogger);
+  try {
+    if (!(await store.deleteApiKey(hash))) throw new CliError(`no key with hash ${hash} is stored`);
+  } finally {
+    await store.close();
+  }
+  io.out(`Revoked ${hash}: every gateway on the store refuses it within a second.\n`);
   return 0;
 }

@@ -393,3 +393,40 @@ describe("admin API: keyless gateway and store failures", () => {
     }
   });
 });
+
+describe("admin API: a tier override to another time zone", () => {
+  it("says that the user's day now follows that zone (usage of another date does not carry over)", async () => {
+    const gw = createGateway({
+      config: configWith({
+        tiers: {
+          free: { daily_tokens: 10_000 },
+          pro: { daily_tokens: 100_000, time_zone: "America/New_York" },
+        },
+      }),
+      store: createMemoryStore(),
+      logger: silentLogger,
+    });
+    const base = `http://127.0.0.1:${await gw.listen(0)}`;
+    const put = async (tier: string | null) => {
+      const r = await fetch(`${base}/admin/users/ops/tier`, {
+        method: "PUT",
+        headers: { authorization: `Bearer ${ADMIN}`, "content-type": "application/json" },
+        body: JSON.stringify({ tier }),
+      });
+      return { status: r.status, body: (await r.json()) as Json };
+    };
+    try {
+      const down = await put("free"); // the ops key's tier is pro (New York); free counts UTC dates
+      expect(down.status).toBe(200);
+      expect(down.body.tier).toBe("free");
+      expect(down.body.time_zone_change).toMatchObject({ from: "America/New_York", to: "UTC" });
+      expect(String((down.body.time_zone_change as { note: string }).note)).toMatch(/does not carry over/);
+      const same = await put("free");
+      expect(same.body.time_zone_change).toBeUndefined();
+      const back = await put(null);
+      expect(back.body.time_zone_change).toMatchObject({ from: "UTC", to: "America/New_York" });
+    } finally {
+      await gw.close();
+    }
+  });
+});

@@ -96,11 +96,27 @@ export async function handleAdminUsers(
       tier = body.tier;
     }
   }
+  const before = describeUser(user, deps).tier;
   await storeCall(() => deps.tiers.set(user, tier), "the tier was not changed");
   deps.logger.info(
     { user, tier: tier ?? null },
     tier ? "admin: tier override set" : "admin: tier override removed",
   );
-  sendJson(res, 200, describeUser(user, deps));
+  const after = describeUser(user, deps);
+  // The daily counter is kept per user and calendar date of the tier's zone: a tier in another
+  // time zone counts another "today", so what the user spent so far today may not carry over (or
+  // usage from before that zone's midnight may). Said in the answer, never silently.
+  const zoneOf = (t: string | null) => (t === null ? undefined : deps.config.tiers[t]?.timeZone);
+  const fromZone = zoneOf(before);
+  const toZone = zoneOf(after.tier);
+  const body: Record<string, unknown> = { ...after };
+  if (fromZone !== undefined && toZone !== undefined && fromZone !== toZone) {
+    body.time_zone_change = {
+      from: fromZone,
+      to: toZone,
+      note: `the user's day now follows ${toZone}: tokens are counted per calendar date of that zone, so usage counted under ${fromZone} for a different date does not carry over to today's budget`,
+    };
+  }
+  sendJson(res, 200, body);
   return tier ? "admin_user_tier_set" : "admin_user_tier_clear";
 }

@@ -35,7 +35,11 @@ export interface Authenticator {
 /** Where the authenticator finds what is set at run time (both are in-memory snapshots of the store). */
 export interface RunTimeAccess {
   /** API keys created at run time, by hash. */
-  keys?: { get(hash: string): KeyConfig | undefined };
+  keys?: {
+    get(hash: string): KeyConfig | undefined;
+    /** False until the store's keys were read once (optional: assumed read). */
+    readonly loaded?: boolean;
+  };
   /** Tier overrides, by the user budgets are charged to. */
   tiers?: { get(user: string): string | undefined };
 }
@@ -67,7 +71,17 @@ export function createAuthenticator(config: ResolvedConfig, runTime: RunTimeAcce
       if (!m?.[1]) throw gatewayError("unauthorized", "missing API key: send Authorization: Bearer <key>");
       const hash = hashApiKey(m[1]);
       const key = byHash.get(hash) ?? storeKeys?.get(hash);
-      if (!key) throw gatewayError("unauthorized", "unknown API key");
+      if (!key) {
+        // Not known yet is not unknown: a key created at run time cannot be checked before the
+        // store's keys were read once (a gateway started while the store is down). 503, not 401, so
+        // the client retries instead of treating its key as revoked.
+        if (storeKeys && storeKeys.loaded === false)
+          throw gatewayError(
+            "budget_store_unavailable",
+            "the API keys kept in the shared store could not be read yet; retry shortly",
+          );
+        throw gatewayError("unauthorized", "unknown API key");
+      }
       let user = key.user;
       if (endUser !== undefined && endUser !== "") {
         if (!key.trusted)

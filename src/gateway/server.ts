@@ -138,7 +138,9 @@ export function createGateway(options: GatewayOptions): Gateway {
       return "healthz";
     }
     if (req.method === "GET" && path === "/readyz") {
-      const ok = await storeReachable(store);
+      // Ready when the store answers and, with keys required, the run-time keys were read once
+      // (until then a key created at run time would be answered 503).
+      const ok = (await storeReachable(store)) && (!auth.required || keys.loaded);
       sendJson(res, ok ? 200 : 503, { status: ok ? "ready" : "store unavailable", store: store.kind });
       return "readyz";
     }
