@@ -296,3 +296,53 @@ async function trySummary(req: InputPolicyRequest, w: Walk): Promise<InputPolicy
   const at = (conv.units[keptFrom] as Unit).indexes[0] as number;
   return fitted(req, w, { message, tokens, at, insert: true }, { summarized: true });
 }
+
+/** How far {@link measureInput} counts: this many times the feature's `max_input`. */
+export const INPUT_MEASURE_FACTOR = 4;
+
+/** The size of a request's input before its `on_exceed` policy (for the usage log). */
+export interface InputMeasure {
+  /** Input tokens as the caller sent them; a lower bound when `capped`. */
+  tokens: number;
+  /** True when counting stopped at the bound: `tokens` is then the bound + 1, not the whole input. */
+  capped: boolean;
+  /**
+   * Tokens no trimming can remove: tool definitions, reply priming, system messages and every
+   * message from the newest user message on (also the bound + 1 when it passes the bound).
+   */
+  floor: number;
+}
+
+/**
+ * Counts a request's whole input, up to `limit` tokens, and the part trimming must keep. Only used
+ * when the input was over the cap (trimmed or refused), to report what came in. Why bounded: the
+ * input policy decides in time bounded by `max_input` whatever the request's size (a 1 MiB message is
+ * refused in microseconds); an exact count of the whole request would cost milliseconds per MiB and
+ * let a caller buy CPU with large requests. Messages counted by the policy are cached, so re-counting
+ * them costs lookups.
+ */
+export function measureInput(
+  req: Pick<InputPolicyRequest, "messages" | "tools" | "tokenizer">,
+  limit: number,
+): InputMeasure {
+  const { messages, tokenizer } = req;
+  const conv = splitConversation(messages);
+  let total = tokenizer.replyPrimingTokens + tokenizer.countTools(req.tools);
+  const over: InputMeasure = { tokens: limit + 1, capped: true, floor: limit + 1 };
+  if (total > limit) return over;
+  for (const i of conv.pinned) {
+    total += tokenizer.countMessageUpTo(messages[i] as ChatMessage, limit - total);
+    if (total > limit) return over;
+  }
+  // Newest first: the units trimming must keep (the newest user message on), then the older ones.
+  let floor = total;
+  for (let u = conv.units.length - 1; u >= 0; u--) {
+    total += unitTokensUpTo(messages, conv.units[u] as Unit, limit - total, tokenizer);
+    if (total > limit) {
+      return { tokens: limit + 1, capped: true, floor: u >= conv.anchor ? limit + 1 : floor };
+    }
+    if (u === conv.anchor) floor = total;
+  }
+  if (conv.units.length === 0) floor = total;
+  return { tokens: total, capped: false, floor };
+}
