@@ -11,7 +11,7 @@ import { createMemoryStore } from "../stores/memory-store.js";
 import { createTokenfuse } from "../tokenfuse.js";
 import { parseUsageLine } from "./parse.js";
 import type { DecisionRecord, SettleRecord } from "./record.js";
-import { createSimulation, type SimulationReport } from "./simulate.js";
+import { createSimulation } from "./simulate.js";
 
 const dir = mkdtempSync(join(tmpdir(), "tf-simulate-"));
 
