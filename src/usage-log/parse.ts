@@ -50,17 +50,8 @@ export function parseUsageLine(text: string): ParsedLine {
     if (v !== USAGE_LOG_VERSION)
       throw new BadLine(`unsupported record version ${JSON.stringify(v)} (expected ${USAGE_LOG_VERSION})`);
     const type = field(o, "type");
-    const common = {
-      v: USAGE_LOG_VERSION,
-      time: str(o, "time"),
-      time_ms: count(o, "time_ms"),
-      id: str(o, "id"),
-      feature: str(o, "feature"),
-      user: str(o, "user"),
-      tier: str(o, "tier"),
-    };
-    if (type === "decision") return { ok: true, record: decision(o, common) };
-    if (type === "settle") return { ok: true, record: settle(o, common) };
+    if (type === "decision") return { ok: true, record: decision(o) };
+    if (type === "settle") return { ok: true, record: settle(o) };
     throw new BadLine('"type" must be "decision" or "settle"');
   } catch (e) {
     if (e instanceof BadLine) return { ok: false, error: e.message };
@@ -68,9 +59,10 @@ export function parseUsageLine(text: string): ParsedLine {
   }
 }
 
-type Common = Pick<DecisionRecord, "v" | "time" | "time_ms" | "id" | "feature" | "user" | "tier">;
+// Records are built field by field, without spreads: a replay parses millions of lines, and V8
+// builds spread literals through a slow generic path.
 
-function decision(o: Record<string, unknown>, common: Common): DecisionRecord {
+function decision(o: Record<string, unknown>): DecisionRecord {
   const decision = field(o, "decision");
   if (typeof decision !== "string" || !DECISIONS.has(decision))
     throw new BadLine('"decision" must be "allow", "trim" or "reject"');
@@ -80,8 +72,14 @@ function decision(o: Record<string, unknown>, common: Common): DecisionRecord {
   if (decision === "reject" ? typeof code !== "string" : code !== null)
     throw new BadLine('"code" must be a string on a reject and null otherwise');
   const r: DecisionRecord = {
-    ...common,
+    v: USAGE_LOG_VERSION,
     type: "decision",
+    time: str(o, "time"),
+    time_ms: count(o, "time_ms"),
+    id: str(o, "id"),
+    feature: str(o, "feature"),
+    user: str(o, "user"),
+    tier: str(o, "tier"),
     model: model as string | null,
     decision: decision as DecisionRecord["decision"],
     code: code as string | null,
@@ -97,29 +95,34 @@ function decision(o: Record<string, unknown>, common: Common): DecisionRecord {
     const maxInput = optionalCount(o, "max_input");
     if (maxInput !== undefined) r.max_input = maxInput;
   }
-  for (const name of [
-    "input_tokens",
-    "trimmed_messages",
-    "max_output_requested",
-    "reserved_tokens",
-  ] as const) {
-    const v = optionalCount(o, name);
-    if (v !== undefined) r[name] = v;
-  }
+  const input = optionalCount(o, "input_tokens");
+  if (input !== undefined) r.input_tokens = input;
+  const trimmed = optionalCount(o, "trimmed_messages");
+  if (trimmed !== undefined) r.trimmed_messages = trimmed;
+  const requested = optionalCount(o, "max_output_requested");
+  if (requested !== undefined) r.max_output_requested = requested;
+  const reserved = optionalCount(o, "reserved_tokens");
+  if (reserved !== undefined) r.reserved_tokens = reserved;
   if (decision !== "reject" && r.input_tokens === undefined)
     throw new BadLine('an admitted decision must have "input_tokens"');
   return r;
 }
 
-function settle(o: Record<string, unknown>, common: Common): SettleRecord {
+function settle(o: Record<string, unknown>): SettleRecord {
   const source = field(o, "usage_source");
   if (typeof source !== "string" || !SOURCES.has(source))
     throw new BadLine('"usage_source" must be "provider", "estimate" or "none"');
   const cost = field(o, "cost_nano_usd");
   if (cost !== null) count(o, "cost_nano_usd");
   const r: SettleRecord = {
-    ...common,
+    v: USAGE_LOG_VERSION,
     type: "settle",
+    time: str(o, "time"),
+    time_ms: count(o, "time_ms"),
+    id: str(o, "id"),
+    feature: str(o, "feature"),
+    user: str(o, "user"),
+    tier: str(o, "tier"),
     model: str(o, "model"),
     status: str(o, "status"),
     usage_source: source as SettleRecord["usage_source"],
