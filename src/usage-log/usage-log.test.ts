@@ -14,7 +14,7 @@ import { createMemoryStore } from "../stores/memory-store.js";
 import { createTokenfuse } from "../tokenfuse.js";
 import { getChatTokenizer } from "../tokenizers/index.js";
 import { decisionLine, decisionRecord, isoTime, settleLine, settleRecord } from "./record.js";
-import { openUsageLog } from "./writer.js";
+import { openUsageLog, unwritten } from "./writer.js";
 
 const tok = getChatTokenizer("o200k_base");
 const dir = mkdtempSync(join(tmpdir(), "tf-usage-log-"));
@@ -272,6 +272,34 @@ describe("usage log from the library", () => {
   });
 });
 
+describe("usage log: long histories", () => {
+  it("a long history is counted up to 32 messages past what the policy counted, flagged as a lower bound", async () => {
+    const path = logPath();
+    const tf = createTokenfuse({ config: config(path), logger: silentLogger });
+    const sys: ChatMessage = { role: "system", content: "Be brief." };
+    const turns: ChatMessage[] = [];
+    for (let i = 0; i < 100; i++) {
+      turns.push({ role: "user", content: `question ${i}` }, { role: "assistant", content: `answer ${i}` });
+    }
+    turns.push({ role: "user", content: "last" });
+    const a = await tf.admit({ feature: "chat", user: "ana", messages: [sys, ...turns] });
+    await a.settle({ prompt_tokens: a.inputTokens, completion_tokens: 1 });
+    await tf.close();
+    const kept = a.messages.length - 1; // without the system message
+    const counted = [sys, ...turns.slice(-(kept + 32))];
+    const [d] = readLines(path);
+    expect(tok.countChat(counted)).toBeLessThan(tok.countChat([sys, ...turns]));
+    expect(d).toMatchObject({
+      decision: "trim",
+      messages: 202,
+      input_tokens_before: tok.countChat(counted),
+      input_tokens_before_capped: true,
+      input_tokens_floor: tok.countChat([sys, turns[200] as ChatMessage]),
+      trimmed_messages: 201 - kept,
+    });
+  });
+});
+
 describe("usage log lines", () => {
   const base = loadConfig({}, {});
   const name = fc.oneof(
@@ -462,8 +490,8 @@ describe("usage log writer", () => {
     const one = settleLine(event(1)).length;
     const log = openUsageLog({ kind: "file", path }, cfg, {
       logger,
-      flushChars: 1_000_000,
-      maxBufferChars: one * 10,
+      chunkBytes: 1_000_000,
+      maxBufferBytes: one * 10,
     });
     for (let i = 0; i < 25; i++) log.events.settled(event(i));
     await log.close();
@@ -475,7 +503,7 @@ describe("usage log writer", () => {
   it("a failing destination (a full disk: /dev/full) never throws; logged once, counted", async () => {
     if (!existsSync("/dev/full")) return;
     const { logger, lines } = recordingLogger();
-    const log = openUsageLog({ kind: "file", path: "/dev/full" }, cfg, { logger, flushChars: 1 });
+    const log = openUsageLog({ kind: "file", path: "/dev/full" }, cfg, { logger, chunkBytes: 1 });
     for (let i = 0; i < 50; i++) {
       log.events.settled(event(i));
       await log.flush();
@@ -500,6 +528,23 @@ describe("usage log writer", () => {
     }
     await tf.close();
     expect(lines.filter((l) => l.level === "error" && l.msg?.startsWith("usage log"))).toHaveLength(1);
+  });
+
+  it("a partial write continues with exactly the bytes not written yet", () => {
+    fc.assert(
+      fc.property(
+        fc.array(fc.uint8Array({ minLength: 1, maxLength: 20 }), { maxLength: 6 }),
+        fc.nat(200),
+        (arrays, k) => {
+          const bufs = arrays.map((a) => Buffer.from(a));
+          const all = Buffer.concat(bufs);
+          const n = Math.min(k, all.length);
+          const left = unwritten(bufs, n);
+          expect(Buffer.concat(left)).toEqual(all.subarray(n));
+          expect(left.every((b) => b.length > 0)).toBe(true);
+        },
+      ),
+    );
   });
 
   it("reopen() moves on to a new file at the same path (logrotate), losing nothing", async () => {

@@ -1,14 +1,15 @@
 /**
  * The usage log writer: one JSON line per decision and settlement, appended to a file (or stdout)
- * off the request path. The engine's observer only formats a line and appends it to an in-memory
- * batch; batches go to the OS with one asynchronous `fs.write` at a time (libuv's thread pool), at
- * 64 KiB or 100 ms after the first unwritten line, and at `flush()` / `close()`.
+ * off the request path. The engine's observer only formats a line and encodes it into a 64 KiB chunk
+ * (the line's string dies young: holding thousands of them until a write costs the garbage collector
+ * more than the formatting); chunks go to the OS with one asynchronous `fs.writev` at a time (libuv's
+ * thread pool), when one is full or 100 ms after the first unwritten line, and at `flush()` / `close()`.
  *
  * Failure is explicit and never reaches a request: a failed write (disk full, file gone, EPIPE) loses
  * its batch, is counted, and is logged once until writes succeed again; a disk slower than the
  * traffic fills a bounded buffer, past which lines are dropped and counted (memory stays bounded).
  */
-import { closeSync, openSync, write } from "node:fs";
+import { closeSync, openSync, writev } from "node:fs";
 import { isAbsolute, resolve as resolvePath } from "node:path";
 import { ConfigError } from "../config/config-error.js";
 import type { ResolvedConfig, UsageLogConfig } from "../config/types.js";
@@ -46,17 +47,29 @@ export interface UsageLog {
 /** Tuning of {@link openUsageLog} (the defaults suit production; tests shrink them). */
 export interface UsageLogOptions {
   logger: Logger;
-  /** Write a batch once it holds this many characters (default 64 KiB). */
-  flushChars?: number;
-  /** …or this long after its first line (ms, default 100). */
+  /** Size of a chunk; a full chunk is written at once (bytes, default 64 KiB). */
+  chunkBytes?: number;
+  /** A chunk not yet full is written this long after its first line (ms, default 100). */
   flushIntervalMs?: number;
-  /** Characters buffered at most; lines past it are dropped and counted (default 16 Mi). */
-  maxBufferChars?: number;
+  /** Bytes buffered at most; lines past it are dropped and counted (default 16 MiB). */
+  maxBufferBytes?: number;
 }
 
-/** Why an `fs.write` may be retried as is: the destination (a pipe) is momentarily full. */
+const NEWLINE = Buffer.from("\n");
+
+/** Why an `fs.writev` may be retried as is: the destination (a pipe) is momentarily full. */
 const RETRYABLE = new Set(["EAGAIN", "EWOULDBLOCK", "EBUSY"]);
 const RETRY_DELAY_MS = 20;
+
+/** What is left of `bufs` after a write of `n` bytes (a partial write continues with it). */
+export function unwritten(bufs: readonly Buffer[], n: number): Buffer[] {
+  let rest = n;
+  let i = 0;
+  while (i < bufs.length && rest >= (bufs[i] as Buffer).length) rest -= (bufs[i++] as Buffer).length;
+  const left = bufs.slice(i);
+  if (left.length > 0) left[0] = (left[0] as Buffer).subarray(rest);
+  return left;
+}
 
 /**
  * Opens a file for appending, or throws a ConfigError naming `usage_log.path` and the reason.
@@ -97,19 +110,25 @@ export function openUsageLog(
   options: UsageLogOptions,
 ): UsageLog {
   const { logger } = options;
-  const flushChars = options.flushChars ?? 64 * 1024;
+  const chunkBytes = options.chunkBytes ?? 64 * 1024;
   const flushIntervalMs = options.flushIntervalMs ?? 100;
-  const maxBufferChars = options.maxBufferChars ?? 16 * 1024 * 1024;
+  const maxBufferBytes = options.maxBufferBytes ?? 16 * 1024 * 1024;
   const path = target.kind === "file" ? resolvePath(target.path) : undefined;
   const written = target.kind === "file" ? target.path : "";
   let fd = path === undefined ? 1 : openForAppend(path, written);
   const destination = path ?? "stdout";
 
   const stats: UsageLogStats = { writtenLines: 0, writeErrors: 0, failedLines: 0, droppedLines: 0 };
-  let pending: string[] = [];
-  let pendingChars = 0;
+  /** Full chunks waiting to be written, then the one being filled (`cur`, `curLen` bytes used). */
+  let sealed: Buffer[] = [];
+  let cur: Buffer | undefined;
+  let curLen = 0;
+  /** Bytes and lines waiting (sealed chunks and `cur`). */
+  let pendingBytes = 0;
+  let pendingLines = 0;
   let writing = false;
   let timer: NodeJS.Timeout | undefined;
+  let immediate: NodeJS.Immediate | undefined;
   let closed = false;
   let fdClosed = false;
   /** The last write failed after part of its batch reached the file: start the next on a new line. */
@@ -126,29 +145,46 @@ export function openUsageLog(
       stats.droppedLines++;
       return;
     }
-    if (pendingChars + line.length > maxBufferChars) {
-      stats.droppedLines++;
+    // UTF-8 takes at most 3 bytes per UTF-16 unit: a line that may not fit starts a new chunk.
+    const worst = line.length * 3;
+    if (cur === undefined || curLen + worst > cur.length) {
+      seal();
+      cur = Buffer.allocUnsafeSlow(Math.max(chunkBytes, worst));
+    }
+    const n = cur.write(line, curLen);
+    if (pendingBytes + n > maxBufferBytes) {
+      stats.droppedLines++; // not counted in: curLen stays, the bytes are overwritten
       if (!droppingLogged) {
         droppingLogged = true;
         logger.error(
-          { destination, bufferedChars: pendingChars },
+          { destination, bufferedBytes: pendingBytes },
           "usage log: the destination is slower than the traffic and the buffer is full; dropping lines (counted in tokenfuse_usage_log_dropped_lines_total)",
         );
       }
       return;
     }
-    pending.push(line);
-    pendingChars += line.length;
+    curLen += n;
+    pendingBytes += n;
+    pendingLines++;
     if (writing) return;
-    if (pendingChars >= flushChars) kick();
-    else if (timer === undefined) {
+    if (sealed.length > 0) {
+      // Not inline: handing a batch to the OS would land on the request that happened to fill it.
+      if (immediate === undefined) immediate = setImmediate(kick);
+    } else if (timer === undefined) {
       timer = setTimeout(kick, flushIntervalMs);
       timer.unref();
     }
   }
 
+  /** Moves the chunk being filled to the sealed ones. */
+  function seal(): void {
+    if (cur !== undefined && curLen > 0) sealed.push(cur.subarray(0, curLen));
+    cur = undefined;
+    curLen = 0;
+  }
+
   function settleWaiters(): void {
-    if (writing || pending.length > 0 || waiters.length === 0) return;
+    if (writing || pendingLines > 0 || waiters.length === 0) return;
     const w = waiters;
     waiters = [];
     for (const resolve of w) resolve();
@@ -159,31 +195,39 @@ export function openUsageLog(
       clearTimeout(timer);
       timer = undefined;
     }
-    if (writing || pending.length === 0 || fdClosed) {
+    if (immediate !== undefined) {
+      clearImmediate(immediate);
+      immediate = undefined;
+    }
+    if (writing || pendingLines === 0 || fdClosed) {
       settleWaiters();
       return;
     }
-    const lines = pending.length;
-    const text = (torn ? "\n" : "") + pending.join("");
+    seal();
+    const bufs = torn ? [NEWLINE, ...sealed] : sealed;
+    const lines = pendingLines;
     torn = false;
-    pending = [];
-    pendingChars = 0;
+    sealed = [];
+    pendingBytes = 0;
+    pendingLines = 0;
     writing = true;
-    writeAll(Buffer.from(text, "utf8"), 0, lines);
+    writeAll(bufs, lines, false);
   }
 
-  function writeAll(buf: Buffer, offset: number, lines: number): void {
-    write(fd, buf, offset, buf.length - offset, null, (err, n) => {
+  /** Writes `bufs` whole (continuing after partial writes); `started`: some bytes already went out. */
+  function writeAll(bufs: Buffer[], lines: number, started: boolean): void {
+    writev(fd, bufs, null, (err, n) => {
       if (err) {
         if (err.code !== undefined && RETRYABLE.has(err.code)) {
-          setTimeout(() => writeAll(buf, offset, lines), RETRY_DELAY_MS).unref();
+          setTimeout(() => writeAll(bufs, lines, started), RETRY_DELAY_MS).unref();
           return;
         }
-        failed(err, lines, offset > 0);
+        failed(err, lines, started);
         return;
       }
-      if (offset + n < buf.length) {
-        writeAll(buf, offset + n, lines);
+      const left = unwritten(bufs, n);
+      if (left.length > 0) {
+        writeAll(left, lines, started || n > 0);
         return;
       }
       stats.writtenLines += lines;
@@ -218,12 +262,14 @@ export function openUsageLog(
   function done(): void {
     writing = false;
     if (reopenWanted) doReopen();
-    if (pending.length === 0) {
+    if (pendingLines === 0) {
+      droppingLogged = false; // caught up: a later overflow is a new episode, logged again
       settleWaiters();
       return;
     }
     // More arrived while writing: write it now when it is worth a call or someone waits, else later.
-    if (pendingChars >= flushChars || waiters.length > 0 || closed) kick();
+    // (This runs in a write callback, on no request's path.)
+    if (sealed.length > 0 || waiters.length > 0 || closed) kick();
     else if (timer === undefined) {
       timer = setTimeout(kick, flushIntervalMs);
       timer.unref();
@@ -273,7 +319,7 @@ export function openUsageLog(
   };
 
   function flush(): Promise<void> {
-    if (!writing && pending.length === 0) return Promise.resolve();
+    if (!writing && pendingLines === 0) return Promise.resolve();
     return new Promise<void>((resolve) => {
       waiters.push(resolve);
       kick();
@@ -298,6 +344,7 @@ export function openUsageLog(
       closed = true;
       await flush();
       if (timer !== undefined) clearTimeout(timer);
+      if (immediate !== undefined) clearImmediate(immediate);
       if (path !== undefined && !fdClosed) {
         fdClosed = true;
         try {
