@@ -89,6 +89,7 @@ export function createConfiguredEngine(opts: {
     tokenizerFor: opts.tokenizerFor ?? tokenizerForModel,
     prices: createPriceTable(config.prices),
     summaryProvider: opts.summaryProvider,
+    measureInputs: usageLog !== undefined,
     events: combineEvents(
       combineEvents(
         opts.events,

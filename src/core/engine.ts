@@ -5,6 +5,7 @@ import type { PriceTable } from "../cost/price-table.js";
 import {
   applyInputPolicy,
   INPUT_MEASURE_FACTOR,
+  INPUT_MEASURE_LOOKUPS,
   type InputMeasure,
   measureInput,
   type Summarizer,
@@ -107,6 +108,12 @@ export interface EngineDeps {
   reservationTtlMs(feature: FeatureConfig): number;
   /** Observer of decisions and settlements (metrics, usage log). */
   events?: EngineEvents | undefined;
+  /**
+   * Count the whole input of requests over `max_input` (up to 4 × `max_input`) for the decision
+   * event's `inputTokensBefore` / `inputTokensFloor` (the usage log asks for it). Without it those
+   * are absent for such requests: the input policy itself never counts past the cap.
+   */
+  measureInputs?: boolean | undefined;
   /** Called after a settlement added spend to the store (cost thresholds, alerts); must not throw. */
   afterSpend?: ((e: { feature: string; atMs: number; costNanoUsd: number }) => Promise<void>) | undefined;
 }
@@ -273,7 +280,7 @@ function addSizes(event: DecisionEvent, s: Sizes): void {
     event.inputTokensBefore = s.measure.tokens;
     if (s.measure.capped) event.inputTokensBeforeCapped = true;
     event.inputTokensFloor = s.measure.floor;
-  } else if (p) {
+  } else if (p && !p.reduced) {
     event.inputTokensBefore = p.inputTokens;
   }
   if (s.reservedTokens !== undefined) event.reservedTokens = s.reservedTokens;
@@ -450,6 +457,8 @@ export function createEngine(deps: EngineDeps): Engine {
       warnUnpriced(model);
     }
     const tokenizer = deps.tokenizerFor(model);
+    // The policy's own message counts, reused when the input is measured (each costs a cache lookup).
+    const counts: Array<number | undefined> | undefined = deps.measureInputs ? [] : undefined;
     const policy = await applyInputPolicy({
       messages: req.messages,
       tools: req.tools,
@@ -457,11 +466,12 @@ export function createEngine(deps: EngineDeps): Engine {
       onExceed: feature.onExceed,
       tokenizer,
       summarizer: feature.onExceed === "summarize" ? summarizerFor(req, tier, feature) : undefined,
+      counts,
     });
     const maxOutputTokens = outputCap(feature.maxOutputTokens, req);
     const n = req.n ?? 1;
-    // Sizes for the decision event (usage log): counted again only when the input was over the cap,
-    // and only as far as a bound (why: measureInput); never when nobody observes events.
+    // Sizes for the decision event (usage log): the whole input is counted only when the input was
+    // over the cap and the usage log asks for it, and only as far as a bound (why: measureInput).
     let sizes: Sizes | undefined;
     if (deps.events) {
       const over = policy instanceof TokenBudgetError || policy.reduced;
@@ -470,12 +480,14 @@ export function createEngine(deps: EngineDeps): Engine {
         maxOutputTokens,
         requestedMaxOutputTokens: requestedCap(req),
         n,
-        measure: over
-          ? measureInput(
-              { messages: req.messages, tools: req.tools, tokenizer },
-              feature.maxInputTokens * INPUT_MEASURE_FACTOR,
-            )
-          : undefined,
+        measure:
+          over && counts
+            ? measureInput(
+                { messages: req.messages, tools: req.tools, tokenizer, counts },
+                feature.maxInputTokens * INPUT_MEASURE_FACTOR,
+                INPUT_MEASURE_LOOKUPS,
+              )
+            : undefined,
         policy: policy instanceof TokenBudgetError ? undefined : policy,
         reservedTokens: undefined,
       };
@@ -582,7 +594,6 @@ export function createEngine(deps: EngineDeps): Engine {
         model: base.model,
         decision,
         inputTokens: policy.inputTokens,
-        inputTokensBefore: sizes?.measure ? sizes.measure.tokens : policy.inputTokens,
         reservedTokens,
         trimmedMessages: policy.droppedMessages,
         truncatedMessages: policy.truncatedMessages,
@@ -596,8 +607,11 @@ export function createEngine(deps: EngineDeps): Engine {
       if (sizes?.requestedMaxOutputTokens !== undefined)
         event.requestedMaxOutputTokens = sizes.requestedMaxOutputTokens;
       if (sizes?.measure) {
+        event.inputTokensBefore = sizes.measure.tokens;
         if (sizes.measure.capped) event.inputTokensBeforeCapped = true;
         event.inputTokensFloor = sizes.measure.floor;
+      } else if (!policy.reduced) {
+        event.inputTokensBefore = policy.inputTokens; // nothing was cut: what came in is what goes out
       }
       if (r.degraded) event.storeStatus = r.degraded === "allow" ? "store_unavailable" : "local";
       if (!price) event.unpricedModel = model;

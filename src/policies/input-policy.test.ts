@@ -311,6 +311,25 @@ describe("measureInput (the usage log's count of an input over the cap)", () => 
     );
   });
 
+  it("stops after maxLookups messages it has no count for; the policy's own counts are free", () => {
+    fc.assert(
+      fc.property(conversation, fc.integer({ min: 0, max: 12 }), (messages, k) => {
+        const full = tok.countChat(messages);
+        const m = measureInput({ messages, tokenizer: tok }, 1_000_000, k);
+        expect(m.capped).toBe(messages.length > k);
+        if (m.capped) expect(m.tokens).toBeLessThan(full);
+        else expect(m.tokens).toBe(full);
+        const counts = messages.map((x) => tok.countMessage(x));
+        expect(measureInput({ messages, tokenizer: tok, counts }, 1_000_000, 0)).toEqual({
+          tokens: full,
+          capped: false,
+          floor: requiredTokens(messages),
+        });
+      }),
+      { numRuns: 200 },
+    );
+  });
+
   it("counts tools in both the total and the floor", () => {
     const tools = [{ type: "function", function: { name: "lookup", parameters: { type: "object" } } }];
     const messages: ChatMessage[] = [
