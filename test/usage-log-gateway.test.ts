@@ -1,6 +1,6 @@
 import { spawn } from "node:child_process";
 import { randomUUID } from "node:crypto";
-import { existsSync, mkdtempSync, readFileSync, writeFileSync } from "node:fs";
+import { existsSync, mkdtempSync, readFileSync, renameSync, writeFileSync } from "node:fs";
 import { tmpdir } from "node:os";
 import { join } from "node:path";
 import { afterAll, beforeAll, describe, expect, it } from "vitest";
@@ -290,6 +290,45 @@ describe("tokenfuse serve with a usage log", () => {
       "decision",
       "settle",
     ]);
+  });
+
+  it("SIGHUP reopens the usage log file (logrotate): lines before the rename in the old file, after in the new", async () => {
+    const path = join(dir, `rotate-${randomUUID()}.jsonl`);
+    const p = serve({ usage_log: { path }, upstreams: upstreams() });
+    const url = await new Promise<string>((resolve, reject) => {
+      const timer = setInterval(() => {
+        const m = /gateway on (http:\/\/127\.0\.0\.1:\d+)/.exec(p.out());
+        if (m?.[1]) {
+          clearInterval(timer);
+          resolve(m[1]);
+        }
+      }, 20);
+      p.exited.then((code) => reject(new Error(`exited ${code}: ${p.err()}`)));
+    });
+    const call = async (content: string) => {
+      const res = await fetch(`${url}/v1/chat/completions`, {
+        method: "POST",
+        headers: { "content-type": "application/json", "x-tokenfuse-feature": "chat" },
+        body: JSON.stringify({ messages: [{ role: "user", content }] }),
+      });
+      expect(res.status).toBe(200);
+      await res.text();
+    };
+    await call("before");
+    await new Promise((r) => setTimeout(r, 300)); // past the flush interval: on disk
+    renameSync(path, `${path}.1`);
+    p.child.kill("SIGHUP");
+    await new Promise((r) => setTimeout(r, 200));
+    await call("after");
+    p.child.kill("SIGTERM");
+    expect(await p.exited).toBe(0);
+    const types = (f: string) =>
+      readFileSync(f, "utf8")
+        .trimEnd()
+        .split("\n")
+        .map((l) => JSON.parse(l).type);
+    expect(types(`${path}.1`)).toEqual(["decision", "settle"]);
+    expect(types(path)).toEqual(["decision", "settle"]);
   });
 
   it("a usage log path that cannot be opened: exit 2 with one clear line, at start", async () => {

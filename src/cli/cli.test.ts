@@ -378,6 +378,25 @@ describe("tokenfuse simulate", () => {
     );
   });
 
+  it("runs on its own memory store and writes no usage log, whatever the config names", async () => {
+    const log = file("iso.jsonl", `${goodLines.join("\n")}\n`);
+    const usageLog = join(dir, "iso-usage.jsonl");
+    // On the config's Redis (nothing listens on port 1, on_error: deny) every request would be refused;
+    // with its usage log, the file would exist. Alerts go to no sink of the config (not observable here).
+    const config = file(
+      "iso.json",
+      JSON.stringify({
+        store: { url: "redis://127.0.0.1:1/0", on_error: "deny" },
+        alerts: { hourly_cost_usd: 0.000001, sinks: [{ type: "webhook", url: "http://127.0.0.1:1/hook" }] },
+        usage_log: { path: usageLog },
+      }),
+    );
+    const t = io();
+    expect(await main(["simulate", "--log", log, "--config", config, "--json"], t.cliIo)).toBe(0);
+    expect(JSON.parse(t.out()).simulated.total).toMatchObject({ requests: 3, allowed: 3 });
+    expect(existsSync(usageLog)).toBe(false);
+  });
+
   it("demo never writes the config's usage log (its decisions are not real traffic)", async () => {
     const path = join(dir, "demo-usage.jsonl");
     const config = file("demo-log.json", JSON.stringify({ usage_log: { path } }));

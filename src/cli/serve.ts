@@ -49,8 +49,10 @@ export async function runServe(args: string[], io: CliIo): Promise<number> {
   if (config.keys.length === 0) {
     logger.warn({}, 'no API keys configured: every request is accepted as the user "anonymous"');
   }
+  // SIGHUP reopens the usage log file (logrotate's postrotate). Only then: otherwise SIGHUP keeps its
+  // default meaning (the process stops when its terminal goes away).
   const reopen = () => gateway.reopenUsageLog();
-  process.on("SIGHUP", reopen);
+  if (config.usageLog?.kind === "file") process.on("SIGHUP", reopen);
   await new Promise<void>((resolve) => {
     const stop = () => resolve();
     process.once("SIGINT", stop);
