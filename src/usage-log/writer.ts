@@ -219,7 +219,8 @@ export function openUsageLog(
     writev(fd, bufs, null, (err, n) => {
       if (err) {
         if (err.code !== undefined && RETRYABLE.has(err.code)) {
-          setTimeout(() => writeAll(bufs, lines, started), RETRY_DELAY_MS).unref();
+          // Not unref'd: a close() waiting for this batch must keep the process alive until it is out.
+          setTimeout(() => writeAll(bufs, lines, started), RETRY_DELAY_MS);
           return;
         }
         failed(err, lines, started);
