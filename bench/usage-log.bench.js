@@ -3,7 +3,7 @@
 // so the writes done on libuv's thread pool are counted. The loop yields to the event loop every 16
 // requests, as a server does, so the log writes as it would in production.
 // Run: npm run build && node bench/usage-log.bench.js   (BENCH_ROUNDS, default 6)
-import { mkdtempSync, statSync } from "node:fs";
+import { mkdtempSync, rmSync, statSync } from "node:fs";
 import { tmpdir } from "node:os";
 import { join } from "node:path";
 import { silentLogger } from "../dist/core/logger.js";
@@ -71,3 +71,4 @@ console.log(
   `CPU per admit + settle, median of ${ROUNDS} rounds; usage log written: ${statSync(logPath).size} bytes\n`,
 );
 table(rows);
+rmSync(dir, { recursive: true, force: true });
