@@ -10,6 +10,8 @@ import { createPriceTable } from "./cost/price-table.js";
 import type { Store } from "./stores/types.js";
 import { createSwitchBoard, type SwitchBoard } from "./switches/switch-board.js";
 import { tokenizerForModel } from "./tokenizers/index.js";
+import type { ChatTokenizer } from "./tokenizers/types.js";
+import { openUsageLog, type UsageLog } from "./usage-log/writer.js";
 
 /** Extra time an unsettled reservation outlives its upstream's timeout (ms). */
 const RESERVATION_MARGIN_MS = 60_000;
@@ -24,7 +26,12 @@ export interface ConfiguredEngine {
   alerts: AlertDispatcher;
   /** Resolves once the feature switches were first read from the store. */
   ready: Promise<void>;
-  /** Stops timers and delivers queued alerts (best effort). */
+  /** The usage log, when the config names one (`usage_log`). */
+  usageLog: UsageLog | undefined;
+  /**
+   * Stops timers, delivers queued alerts (best effort), then flushes and closes the usage log. Call
+   * it after the last settlement: lines of later events are dropped (and counted).
+   */
   close(): Promise<void>;
 }
 
@@ -40,8 +47,13 @@ export function createConfiguredEngine(opts: {
   clock?: Clock | undefined;
   summaryProvider?: SummaryProvider | undefined;
   events?: EngineEvents | undefined;
+  /** Token counting per model (default: the real tokenizers; `simulate` counts from the log). */
+  tokenizerFor?: ((model: string) => ChatTokenizer) | undefined;
 }): ConfiguredEngine {
   const { config, store, logger } = opts;
+  // First, so that a usage log path that cannot be opened (a ConfigError) leaves nothing running.
+  const usageLog = config.usageLog ? openUsageLog(config.usageLog, config, { logger }) : undefined;
+  if (usageLog) logger.info({ destination: usageLog.destination }, "usage log on");
   const clock = opts.clock ?? systemClock;
   const switches = createSwitchBoard({
     config,
@@ -74,17 +86,21 @@ export function createConfiguredEngine(opts: {
     switches,
     clock,
     logger,
-    tokenizerFor: tokenizerForModel,
+    tokenizerFor: opts.tokenizerFor ?? tokenizerForModel,
     prices: createPriceTable(config.prices),
     summaryProvider: opts.summaryProvider,
+    measureInputs: usageLog !== undefined,
     events: combineEvents(
-      opts.events,
-      createDecisionAlerts({
-        store,
-        dispatcher: alerts,
-        logger,
-        thresholds: config.alerts.dailyBudgetThresholds,
-      }),
+      combineEvents(
+        opts.events,
+        createDecisionAlerts({
+          store,
+          dispatcher: alerts,
+          logger,
+          thresholds: config.alerts.dailyBudgetThresholds,
+        }),
+      ),
+      usageLog?.events,
     ),
     reservationTtlMs: (f) => upstreamTimeout(f) + RESERVATION_MARGIN_MS,
     afterSpend: (e) => costWatch.afterSpend(e),
@@ -94,19 +110,24 @@ export function createConfiguredEngine(opts: {
     switches,
     alerts,
     ready: switches.refresh(),
+    usageLog,
     async close() {
       switches.close();
       costWatch.close();
       const flushed = alerts.drain();
       await Promise.race([flushed, new Promise((r) => setTimeout(r, 2000).unref())]);
       await alerts.close();
+      await usageLog?.close();
     },
   };
 }
 
-/** Both observers see every event (the caller's first). */
-function combineEvents(a: EngineEvents | undefined, b: EngineEvents): EngineEvents {
+/** Both observers see every event (the first one first). */
+function combineEvents(a: EngineEvents | undefined, b: EngineEvents): EngineEvents;
+function combineEvents(a: EngineEvents, b: EngineEvents | undefined): EngineEvents;
+function combineEvents(a: EngineEvents | undefined, b: EngineEvents | undefined): EngineEvents | undefined {
   if (!a) return b;
+  if (!b) return a;
   return {
     decision(e) {
       a.decision(e);

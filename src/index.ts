@@ -14,6 +14,7 @@ export type {
   EngineEvents,
   SettleEvent,
   SettlementResult,
+  SettleOptions,
   SummaryProvider,
 } from "./core/engine.js";
 export { ERROR_CODES, type ErrorCode, isTokenBudgetError, TokenBudgetError } from "./core/errors.js";
@@ -34,3 +35,7 @@ export { StoreUnavailableError } from "./stores/types.js";
 export { createTokenfuse, type Tokenfuse, type TokenfuseOptions } from "./tokenfuse.js";
 export { getChatTokenizer, tokenizerForModel } from "./tokenizers/index.js";
 export type { ChatTokenizer, TextTokenizer } from "./tokenizers/types.js";
+export type {
+  DecisionRecord as UsageLogDecisionRecord,
+  SettleRecord as UsageLogSettleRecord,
+} from "./usage-log/record.js";

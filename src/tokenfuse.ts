@@ -37,7 +37,12 @@ export interface Tokenfuse {
   setFeatureEnabled(feature: string, enabled: boolean): Promise<void>;
   /** Whether a feature is currently enabled. */
   isFeatureEnabled(feature: string): boolean;
-  /** Release the store and timers. */
+  /**
+   * Opens the usage log file again (`usage_log.path`), e.g. from your SIGHUP handler after logrotate
+   * moved it away. Nothing when there is no usage log or it goes to stdout.
+   */
+  reopenUsageLog(): void;
+  /** Release the store and timers, and flush and close the usage log (call it after the last settle). */
   close(): Promise<void>;
 }
 
@@ -52,14 +57,21 @@ export function createTokenfuse(options: TokenfuseOptions = {}): Tokenfuse {
       ? defaultConfig(options.env ?? process.env)
       : loadConfig(options.config, options.env ?? process.env);
   const store = options.store ?? createStoreFromConfig(config.store, logger);
-  const configured = createConfiguredEngine({
-    config,
-    store,
-    logger,
-    clock: options.clock,
-    summaryProvider: options.summarizer,
-    events: options.events,
-  });
+  let configured: ReturnType<typeof createConfiguredEngine>;
+  try {
+    configured = createConfiguredEngine({
+      config,
+      store,
+      logger,
+      clock: options.clock,
+      summaryProvider: options.summarizer,
+      events: options.events,
+    });
+  } catch (e) {
+    // A usage log that cannot be opened: release the store this call created (a Redis connection).
+    if (!options.store) void store.close().catch(() => {});
+    throw e;
+  }
   const { engine, switches, ready } = configured;
   const usedStore = store;
   return {
@@ -85,6 +97,7 @@ export function createTokenfuse(options: TokenfuseOptions = {}): Tokenfuse {
       await switches.set(feature, enabled);
     },
     isFeatureEnabled: (feature) => switches.isEnabled(feature),
+    reopenUsageLog: () => configured.usageLog?.reopen(),
     async close() {
       await configured.close();
       await usedStore.close();

@@ -1,5 +1,5 @@
 import { execFile } from "node:child_process";
-import { mkdirSync, mkdtempSync, writeFileSync } from "node:fs";
+import { existsSync, mkdirSync, mkdtempSync, writeFileSync } from "node:fs";
 import { tmpdir } from "node:os";
 import { join } from "node:path";
 import { promisify } from "node:util";
@@ -20,6 +20,7 @@ import {
 } from "../tokenizers/test-samples.js";
 import type { CliIo } from "./io.js";
 import { main } from "./main.js";
+import { runSimulate } from "./simulate.js";
 
 const run = promisify(execFile);
 const dir = mkdtempSync(join(tmpdir(), "tf-cli-"));
@@ -206,5 +207,201 @@ describe("tokenfuse demo", () => {
     expect(JSON.parse(t.out().slice(t.out().indexOf("{"))).user.day.remaining).toBeLessThan(5000);
     const bad = io();
     expect(await main(["demo", "--turns", "0"], bad.cliIo)).toBe(2);
+  });
+});
+
+describe("tokenfuse simulate", () => {
+  const t0 = Date.parse("2026-11-24T12:00:00.000Z");
+  const decision = (id: string, ms: number, input: number) =>
+    JSON.stringify({
+      v: 1,
+      type: "decision",
+      time: new Date(ms).toISOString(),
+      time_ms: ms,
+      id,
+      feature: "chat",
+      user: "ana",
+      tier: "free",
+      model: "gpt-4o",
+      decision: "allow",
+      code: null,
+      store: "ok",
+      messages: 1,
+      input_tokens_before: input,
+      input_tokens: input,
+      max_input: 4000,
+      trimmed_messages: 0,
+      truncated_messages: 0,
+      summarized: false,
+      max_output: 1000,
+      n: 1,
+      reserved_tokens: input + 1000,
+    });
+  const settle = (id: string, ms: number, input: number, output: number) =>
+    JSON.stringify({
+      v: 1,
+      type: "settle",
+      time: new Date(ms).toISOString(),
+      time_ms: ms,
+      id,
+      feature: "chat",
+      user: "ana",
+      tier: "free",
+      model: "gpt-4o",
+      status: "settled",
+      usage_source: "provider",
+      input_tokens: input,
+      output_tokens: output,
+      cached_input_tokens: 0,
+      reasoning_tokens: 0,
+      charged_tokens: input + output,
+      cost_nano_usd: Math.ceil((input * 2_500_000 + output * 10_000_000) / 1000),
+    });
+  /** Three requests of 3 000 tokens each (2 000 in, 1 000 out); a 10 000-token day takes them all. */
+  const goodLines = [0, 1, 2].flatMap((i) => [
+    decision(`r${i}`, t0 + i * 60_000, 2000),
+    settle(`r${i}`, t0 + i * 60_000 + 500, 2000, 1000),
+  ]);
+
+  it("prints what a tighter config would refuse and cost, per feature and in total, next to the log", async () => {
+    const log = file("sim.jsonl", `${goodLines.join("\n")}\n`);
+    const tight = file("tight.json", JSON.stringify({ tiers: { free: { daily_tokens: 6500 } } }));
+    const t = io();
+    expect(await main(["simulate", "--log", log, "--config", tight], t.cliIo)).toBe(0);
+    // 3 000 + 3 000 charged, then 6 000 + 3 000 reserved > 6 500: the third is refused.
+    const [simulated, logged] = t.out().split("as logged:");
+    expect(simulated).toMatch(/chat\s+3\s+2\s+0\s+1\s+4,000\s+2,000\s+\$0\.0300/);
+    expect(logged).toMatch(/chat\s+3\s+3\s+0\s+0\s+6,000\s+3,000\s+\$0\.0450/);
+    expect(t.out()).toMatch(/chat\s+user_budget_exceeded\s+1\s+0/);
+    expect(t.out()).toContain("approximated (the log holds token counts, not messages):");
+    expect(t.err()).toBe("");
+
+    const j = io();
+    expect(await main(["simulate", "--log", log, "--config", tight, "--json"], j.cliIo)).toBe(0);
+    const report = JSON.parse(j.out());
+    expect(report.lines).toEqual({ total: 6, decisions: 3, settlements: 3, blank: 0, malformed: 0 });
+    expect(report.simulated.total).toEqual({
+      requests: 3,
+      allowed: 2,
+      trimmed: 0,
+      rejected: 1,
+      rejected_by_code: { user_budget_exceeded: 1 },
+      input_tokens: 4000,
+      output_tokens: 2000,
+      cost_nano_usd: 30_000_000,
+      unpriced_settlements: 0,
+    });
+    expect(report.logged.features.chat).toMatchObject({ requests: 3, allowed: 3, cost_nano_usd: 45_000_000 });
+    expect(report.from).toBe("2026-11-24T12:00:00.000Z");
+    expect(report.approximations.length).toBeGreaterThan(3);
+  });
+
+  it("skips malformed lines with their line numbers and counts them; --strict stops at the first (exit 2)", async () => {
+    const lines = [
+      goodLines[0],
+      '{"v":1,"type":"decision","ti', // cut short
+      goodLines[1],
+      "",
+      JSON.stringify({ ...JSON.parse(goodLines[2] as string), input_tokens: -3 }),
+      "[1,2]",
+      goodLines[3],
+    ];
+    const log = file("bad.jsonl", `${lines.join("\n")}\n`);
+    const t = io();
+    expect(await main(["simulate", "--log", log, "--json"], t.cliIo)).toBe(0);
+    expect(t.err()).toBe(
+      [
+        `tokenfuse simulate: skipped line 2 of ${log}: not valid JSON (a line cut short by a crash or a full disk?)`,
+        `tokenfuse simulate: skipped line 5 of ${log}: "input_tokens" must be a whole number ≥ 0`,
+        `tokenfuse simulate: skipped line 6 of ${log}: not a JSON object`,
+        "",
+      ].join("\n"),
+    );
+    const report = JSON.parse(t.out());
+    expect(report.lines).toEqual({ total: 7, decisions: 1, settlements: 2, blank: 1, malformed: 3 });
+    expect(report.malformed_lines.map((m: { line: number }) => m.line)).toEqual([2, 5, 6]);
+    expect(report.simulated.total).toMatchObject({ requests: 1, allowed: 1, input_tokens: 2000 });
+    expect(report.orphan_settlements).toBe(1); // its decision was the malformed line 5
+
+    const strict = io();
+    expect(await main(["simulate", "--log", log, "--strict"], strict.cliIo)).toBe(2);
+    expect(strict.err()).toBe(
+      `tokenfuse simulate: ${log}:2: not valid JSON (a line cut short by a crash or a full disk?) (--strict stops at the first malformed line)\n`,
+    );
+    expect(strict.out()).toBe("");
+  });
+
+  it("an empty log prints zeros", async () => {
+    const log = file("empty.jsonl", "");
+    const t = io();
+    expect(await main(["simulate", "--log", log], t.cliIo)).toBe(0);
+    expect(t.out()).toMatch(/: 0 lines \(0 decisions, 0 settlements\), empty log/);
+    expect(t.out()).toMatch(/^total\s+0\s+0\s+0\s+0\s+0\s+0\s+\$0\.0000$/m);
+    const j = io();
+    expect(await main(["simulate", "--log", log, "--json"], j.cliIo)).toBe(0);
+    expect(JSON.parse(j.out())).toMatchObject({
+      from: null,
+      simulated: { total: { requests: 0, cost_nano_usd: 0 }, features: {} },
+    });
+  });
+
+  it("bad usage, an unreadable log or a bad config exit 2 with one clear line", async () => {
+    const log = file("ok.jsonl", `${goodLines.join("\n")}\n`);
+    const cases: Array<[string[], RegExp]> = [
+      [["simulate"], /^tokenfuse simulate: --log FILE is required/],
+      [["simulate", "--log", join(dir, "nope.jsonl")], /cannot read .*nope\.jsonl: no such file/],
+      [["simulate", "--log", dir], /cannot read .*: is a directory/],
+      [
+        ["simulate", "--log", log, "--config", file("bad-sim.json", '{"tiers":{"free":{"daily_tokens":0}}}')],
+        /tiers\.free\.daily_tokens/,
+      ],
+      [["simulate", "--log", log, "--frobnicate"], /--frobnicate/],
+    ];
+    for (const [args, message] of cases) {
+      const t = io();
+      expect(await main(args, t.cliIo)).toBe(2);
+      expect(t.err()).toMatch(message);
+    }
+  });
+
+  it("shows progress on stderr every N lines", async () => {
+    const log = file("progress.jsonl", `${goodLines.join("\n")}\n`);
+    const t = io();
+    expect(await runSimulate(["--log", log], t.cliIo, { progressEvery: 2 })).toBe(0);
+    expect(t.err()).toBe(
+      [
+        "tokenfuse simulate: 2 lines replayed (log time 2026-11-24T12:00:00.500Z)",
+        "tokenfuse simulate: 4 lines replayed (log time 2026-11-24T12:01:00.500Z)",
+        "tokenfuse simulate: 6 lines replayed (log time 2026-11-24T12:02:00.500Z)",
+        "",
+      ].join("\n"),
+    );
+  });
+
+  it("runs on its own memory store and writes no usage log, whatever the config names", async () => {
+    const log = file("iso.jsonl", `${goodLines.join("\n")}\n`);
+    const usageLog = join(dir, "iso-usage.jsonl");
+    // On the config's Redis (nothing listens on port 1, on_error: deny) every request would be refused;
+    // with its usage log, the file would exist. Alerts go to no sink of the config (not observable here).
+    const config = file(
+      "iso.json",
+      JSON.stringify({
+        store: { url: "redis://127.0.0.1:1/0", on_error: "deny" },
+        alerts: { hourly_cost_usd: 0.000001, sinks: [{ type: "webhook", url: "http://127.0.0.1:1/hook" }] },
+        usage_log: { path: usageLog },
+      }),
+    );
+    const t = io();
+    expect(await main(["simulate", "--log", log, "--config", config, "--json"], t.cliIo)).toBe(0);
+    expect(JSON.parse(t.out()).simulated.total).toMatchObject({ requests: 3, allowed: 3 });
+    expect(existsSync(usageLog)).toBe(false);
+  });
+
+  it("demo never writes the config's usage log (its decisions are not real traffic)", async () => {
+    const path = join(dir, "demo-usage.jsonl");
+    const config = file("demo-log.json", JSON.stringify({ usage_log: { path } }));
+    const t = io();
+    expect(await main(["demo", "--config", config, "--turns", "3"], t.cliIo)).toBe(0);
+    expect(existsSync(path)).toBe(false);
   });
 });

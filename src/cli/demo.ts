@@ -62,13 +62,16 @@ export async function runDemo(args: string[], io: CliIo): Promise<number> {
   );
   // A demonstration never touches anything shared: a store of its own in this process (whatever the
   // config's `store` says) and alerts that go nowhere but this process's (silent) log, so it cannot
-  // spend shared budgets, add spend, claim this hour's alerts or trip a breaker for real traffic.
+  // spend shared budgets, add spend, claim this hour's alerts or trip a breaker for real traffic, and
+  // no usage log.
   const store = createMemoryStore();
   const tf = createConfiguredEngine({
     config: {
       ...config,
       store: { kind: "memory" },
       alerts: { ...config.alerts, sinks: [{ type: "log" }] },
+      // Nor does it write the config's usage log: its decisions are not real traffic.
+      usageLog: undefined,
     },
     store,
     logger: silentLogger,

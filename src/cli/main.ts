@@ -5,6 +5,7 @@ import { runFlags } from "./flags.js";
 import { CliError, type CliIo, processIo } from "./io.js";
 import { runKeys } from "./keys.js";
 import { runServe } from "./serve.js";
+import { runSimulate } from "./simulate.js";
 import { runUsage } from "./usage.js";
 
 const USAGE = `usage: tokenfuse <command> [options]
@@ -16,6 +17,7 @@ commands:
   keys create --user U [--tier T] [--features a,b] [--trusted] [--store]   make an API key (printed once) and its config entry, or store it in the shared store
   flags list | enable F | disable F [--config F]   feature switches in a shared (Redis) store
   usage [--user U] [--feature F] [--hours H]   tokens and cost per hour and per day from the shared store
+  simulate --log FILE [--config F] [--json] [--strict]   replay a usage log against a config: allowed, trimmed, rejected, cost
   demo [--config F]                          show the engine at work on a config (default: the built-in example)
 
 exit codes: 0 ok, 1 check failed, 2 bad usage or config`;
@@ -39,6 +41,8 @@ export async function main(argv: string[], io: CliIo = processIo): Promise<numbe
         return await runFlags(rest, io);
       case "usage":
         return await runUsage(rest, io);
+      case "simulate":
+        return await runSimulate(rest, io);
       case undefined:
       case "help":
       case "--help":

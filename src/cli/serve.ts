@@ -4,7 +4,10 @@ import { createStoreFromConfig } from "../stores/from-config.js";
 import { resolveCliConfig } from "./config-arg.js";
 import { CliError, type CliIo, parseCliArgs } from "./io.js";
 
-/** `tokenfuse serve [--config F] [--port N] [--host H]`: runs the gateway until SIGINT/SIGTERM. */
+/**
+ * `tokenfuse serve [--config F] [--port N] [--host H]`: runs the gateway until SIGINT/SIGTERM; SIGHUP
+ * reopens the usage log file (after logrotate moved it).
+ */
 export async function runServe(args: string[], io: CliIo): Promise<number> {
   const { values } = parseCliArgs(
     args,
@@ -19,27 +22,46 @@ export async function runServe(args: string[], io: CliIo): Promise<number> {
   const { config, source } = resolveCliConfig(values.config as string | undefined, io);
   const logger = createLogger();
   const store = createStoreFromConfig(config.store, logger);
-  const gateway = createGateway({ config, store, logger });
+  let gateway: ReturnType<typeof createGateway>;
+  try {
+    gateway = createGateway({ config, store, logger });
+  } catch (e) {
+    // E.g. a usage log path that cannot be opened: exit 2 with the config error, not hang on Redis.
+    await store.close().catch(() => {});
+    throw e;
+  }
   const bound = await gateway.listen(port, host);
   const upstream = config.upstreams[0];
   const mockNote =
     upstream?.type === "mock"
       ? ` — upstream: the built-in mock (deterministic answers${io.env.OPENAI_API_KEY ? "" : "; no provider key set"})`
       : ` — upstream: ${upstream?.name}`;
-  io.out(
-    `tokenfuse gateway on http://${host}:${bound} (config: ${source}, store: ${config.store.kind})${mockNote}\n`,
-  );
+  const usageLog =
+    config.usageLog === undefined
+      ? "off"
+      : config.usageLog.kind === "stdout"
+        ? "stdout"
+        : config.usageLog.path;
+  const banner = `tokenfuse gateway on http://${host}:${bound} (config: ${source}, store: ${config.store.kind}, usage log: ${usageLog})${mockNote}\n`;
+  // With the usage log on stdout, stdout carries nothing but its JSON lines.
+  if (config.usageLog?.kind === "stdout") io.err(banner);
+  else io.out(banner);
   if (config.keys.length === 0) {
     logger.warn(
       {},
       'no API keys configured: every request is accepted as the user "anonymous" (keys cannot be created through the admin API until the config has keys:)',
     );
   }
+  // SIGHUP reopens the usage log file (logrotate's postrotate). Only then: otherwise SIGHUP keeps its
+  // default meaning (the process stops when its terminal goes away).
+  const reopen = () => gateway.reopenUsageLog();
+  if (config.usageLog?.kind === "file") process.on("SIGHUP", reopen);
   await new Promise<void>((resolve) => {
     const stop = () => resolve();
     process.once("SIGINT", stop);
     process.once("SIGTERM", stop);
   });
+  process.off("SIGHUP", reopen);
   // Stop accepting, finish what can finish, then exit: a stop signal must stop the process even if
   // a connection or an upstream stalls.
   const deadline = new Promise<"timeout">((resolve) => setTimeout(() => resolve("timeout"), 10_000).unref());

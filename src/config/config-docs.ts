@@ -215,7 +215,8 @@ YAML is read as YAML 1.2 (\`yes\`/\`no\` are strings, not booleans). Anchors and
   feature's \`enabled: true\`, a tier's \`time_zone: UTC\`, …). \`global\` and \`alerts\` may be omitted or
   partly given; their fields default individually.
 - \`store\` defaults to \`memory\`, \`keys\` to none, \`prices\` to none (the built-in price table
-  applies), \`unknown_price\` to \`reject\`, and without \`admin\` the admin API is disabled.
+  applies), \`unknown_price\` to \`reject\`; without \`admin\` the admin API is disabled, and without
+  \`usage_log\` no usage log is written.
 - The first upstream is the default one: a feature without \`upstream\` uses it.
 - With no config file at all, tokenfuse runs the built-in example config: every default above
   (memory store, the \`mock\` upstream, the four features, the three tiers).

@@ -217,6 +217,24 @@ describe("defaults", () => {
     });
   });
 
+  it("resolves the usage log forms: off by default, stdout, or a file path", () => {
+    expect(loadConfig({}, {}).usageLog).toBeUndefined();
+    expect(loadConfig({ usage_log: "stdout" }, {}).usageLog).toEqual({ kind: "stdout" });
+    expect(
+      loadConfig({ usage_log: { path: "${env:LOG_DIR}/usage.jsonl" } }, { LOG_DIR: "/var/log/tf" }).usageLog,
+    ).toEqual({ kind: "file", path: "/var/log/tf/usage.jsonl" });
+    for (const [value, message] of [
+      ["stderr", 'usage_log: expected "stdout" or a mapping with path'],
+      [{ path: "" }, "usage_log.path: expected a file path"],
+      [{ path: "usage.jsonl\n" }, "usage_log.path: expected a file path"],
+      [{ path: 42 }, "usage_log.path: expected a file path"],
+      [{}, "usage_log.path: required: expected a file path"],
+      [{ path: "u.jsonl", rotate: true }, "usage_log.rotate: unknown key"],
+    ] as const) {
+      expect(configErrorOf(() => loadConfig({ usage_log: value }, {})).message).toContain(message);
+    }
+  });
+
   it("gives a key its only feature as default feature and sorts alert thresholds", () => {
     const hash = `sha256:${"a".repeat(64)}`;
     const config = loadConfig(

@@ -173,5 +173,7 @@ export function resolveConfig(file: ConfigFileOutput): ResolvedConfig {
     unknownPrice: file.unknown_price,
   };
   if (file.admin !== undefined) config.admin = { token: file.admin.token };
+  if (file.usage_log === "stdout") config.usageLog = { kind: "stdout" };
+  else if (file.usage_log !== undefined) config.usageLog = { kind: "file", path: file.usage_log.path };
   return config;
 }

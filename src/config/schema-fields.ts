@@ -139,6 +139,21 @@ export function userId() {
   return z.string({ error }).regex(USER, { error });
 }
 
+/**
+ * A file path: non-empty, at most 4096 characters, no NUL, no leading or trailing whitespace (a
+ * stray newline from an environment variable would name another file). Whether the file can be
+ * opened is checked when it is opened, at start.
+ */
+export function filePath() {
+  const what = "a file path (1-4096 characters, no NUL, no leading or trailing whitespace)";
+  const error = expecting(what);
+  return z
+    .string({ error })
+    .min(1, { error })
+    .max(4096, { error })
+    .refine((s) => !s.includes("\u0000") && s.trim() === s, { error: `expected ${what}` });
+}
+
 /** A model name as the provider spells it (printable ASCII, no spaces). */
 export function modelName() {
   const error = expecting(

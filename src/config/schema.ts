@@ -24,6 +24,7 @@ import {
   delayMs,
   entityName,
   expecting,
+  filePath,
   fraction,
   httpUrl,
   ianaTimeZone,
@@ -265,6 +266,25 @@ const alertsSchema = strict("an alerts mapping", {
   .prefault({})
   .describe("Cost and budget alerts.");
 
+// ------------------------------------------------------------------------------------------ usage log
+
+const usageLogSchema = z
+  .union(
+    [
+      z.literal("stdout"),
+      strict("a usage log mapping", {
+        path: filePath().describe(
+          "File the usage log is appended to; created when missing, its directory must exist. A relative path is relative to the working directory of the process. Checked at start: a path that cannot be opened for appending is a config error.",
+        ),
+      }),
+    ],
+    { error: expecting('"stdout" or a mapping with path') },
+  )
+  .optional()
+  .describe(
+    "Where every decision (allow, trim, reject with its code) and every settlement is written, one JSON object per line: `stdout`, or `{ path: ./usage.jsonl }` to append to a file. Off when omitted. Lines hold token counts, ids, feature, user, tier, model and cost, never message text, API keys or other secrets. Writes are buffered and asynchronous (flushed at 64 KiB or 100 ms, and on close); a failed write is logged once and counted (`tokenfuse_usage_log_write_errors_total`), never fails a request. Size: about 0.8 KB per request (a decision and a settlement line), so 1 000 requests/s write about 70 GB a day; rotate with logrotate (the gateway reopens the file on SIGHUP). `tokenfuse simulate --log FILE` replays it against a config.",
+  );
+
 // ----------------------------------------------------------------------------------------------- keys
 
 const keySchema = strict("an API key mapping", {
@@ -315,6 +335,7 @@ export const configFileSchema = strict("a mapping of config sections", {
     .describe("Tier of users with no tier of their own. Default `free`, which must then exist in `tiers`."),
   global: globalSchema,
   alerts: alertsSchema,
+  usage_log: usageLogSchema,
   keys: z
     .array(keySchema, { error: expecting("a list of API keys") })
     .default([])

@@ -74,6 +74,9 @@ export type UpstreamConfig =
       timeoutMs: number;
     };
 
+/** Where the usage log goes (absent in {@link ResolvedConfig}: off). */
+export type UsageLogConfig = { kind: "stdout" } | { kind: "file"; path: string };
+
 /** A gateway API key: only the hash is ever stored. */
 export interface KeyConfig {
   /** "sha256:" + lowercase hex of sha256(key). */
@@ -123,6 +126,8 @@ export interface ResolvedConfig {
   defaultTier: string;
   global: { tokensPerMinute: number; hourlyCostNanoUsd?: number };
   alerts: AlertsConfig;
+  /** Where every decision and settlement is written as a JSON line; off when absent. */
+  usageLog?: UsageLogConfig;
   keys: KeyConfig[];
   admin?: { token: string };
   prices: Record<string, PriceConfig>;

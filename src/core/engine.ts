@@ -2,7 +2,15 @@ import { randomUUID } from "node:crypto";
 import type { FeatureConfig, ResolvedConfig, TierConfig } from "../config/types.js";
 import { costNanoUsd } from "../cost/cost.js";
 import type { PriceTable } from "../cost/price-table.js";
-import { applyInputPolicy, type Summarizer, summaryRequestMessages } from "../policies/input-policy.js";
+import {
+  applyInputPolicy,
+  INPUT_MEASURE_FACTOR,
+  INPUT_MEASURE_LOOKUPS,
+  type InputMeasure,
+  measureInput,
+  type Summarizer,
+  summaryRequestMessages,
+} from "../policies/input-policy.js";
 import { isStoreUnavailable, type ScopeCharge, type SettleStatus, type Store } from "../stores/types.js";
 import type { SwitchBoard } from "../switches/switch-board.js";
 import type { ChatTokenizer } from "../tokenizers/types.js";
@@ -50,8 +58,19 @@ export interface Admission {
   /**
    * Settle with the provider's usage (OpenAI shape). Call with no usage when the call failed before
    * any output: the whole reservation is released. Idempotent: later calls return "duplicate".
+   * Pass `{ estimated }` when the usage is your estimate rather than the provider's report (it is
+   * charged the same; the usage log and events say so).
    */
-  settle(usage?: OpenAIUsage | null): Promise<SettlementResult>;
+  settle(usage?: OpenAIUsage | null, options?: SettleOptions): Promise<SettlementResult>;
+}
+
+/** Options of {@link Admission.settle}. */
+export interface SettleOptions {
+  /**
+   * The usage is an estimate (the provider reported none, or none that could be charged): `true`,
+   * or a short fixed reason such as `"client disconnected"` (it goes to the usage log; no content).
+   */
+  estimated?: boolean | string | undefined;
 }
 
 /** What a settlement did. */
@@ -89,25 +108,63 @@ export interface EngineDeps {
   reservationTtlMs(feature: FeatureConfig): number;
   /** Observer of decisions and settlements (metrics, usage log). */
   events?: EngineEvents | undefined;
+  /**
+   * Count the whole input of requests over `max_input` (up to 4 × `max_input`) for the decision
+   * event's `inputTokensBefore` / `inputTokensFloor` (the usage log asks for it). Without it those
+   * are absent for such requests: the input policy itself never counts past the cap.
+   */
+  measureInputs?: boolean | undefined;
   /** Called after a settlement added spend to the store (cost thresholds, alerts); must not throw. */
   afterSpend?: ((e: { feature: string; atMs: number; costNanoUsd: number }) => Promise<void>) | undefined;
 }
 
 /** A decision, as reported to {@link EngineEvents}. */
 export interface DecisionEvent {
+  /** The request id: the caller's `requestId`, else a generated one (`Admission.id`). */
   id: string;
+  /**
+   * Unique id of this admission's reservation (admitted requests only): equal to `id` unless the
+   * caller passed a `requestId`, which may repeat; the settlement of this admission carries it too.
+   */
+  reservationId?: string;
+  /** Set when the caller passed its own `requestId` (then equal to `id`). */
+  requestId?: string;
   atMs: number;
   feature: string;
   user: string;
   tier: string;
+  /** The model the request uses (empty when refused before its feature was known). */
   model: string;
   decision: Decision;
   code?: string;
   /** Set when admitted while the shared store was unreachable. */
   storeStatus?: "store_unavailable" | "local";
+  /** Input tokens sent (after the input policy); also on refusals once counted. */
   inputTokens?: number;
+  /**
+   * Input tokens as the caller sent them, before the input policy (equal to `inputTokens` unless the
+   * input was over `max_input`); counted up to 4 × `max_input`, see `inputTokensBeforeCapped`.
+   */
+  inputTokensBefore?: number;
+  /** True when the input was larger than the count's bound: `inputTokensBefore` is a lower bound. */
+  inputTokensBeforeCapped?: boolean;
+  /**
+   * When the input was over `max_input`: the tokens no trimming can drop (tools, system messages, the
+   * newest user turn on).
+   */
+  inputTokensFloor?: number;
   reservedTokens?: number;
   trimmedMessages?: number;
+  /** Messages whose text was shortened (`truncate`). */
+  truncatedMessages?: number;
+  /** True when dropped turns were replaced by a summary. */
+  summarized?: boolean;
+  /** Output cap applied (the feature's `max_output`, lowered to the caller's). */
+  maxOutputTokens?: number;
+  /** The caller's own output cap (`max_tokens` / `max_completion_tokens`, the smaller), if any. */
+  requestedMaxOutputTokens?: number;
+  /** Choices asked for (`n`, default 1). */
+  n?: number;
   /** Messages the caller sent (before any trimming). */
   messageCount?: number;
   /** Set when the model has no known price and was admitted under `unknown_price: allow_and_alert`. */
@@ -127,13 +184,19 @@ export interface DecisionEvent {
 /** A settlement, as reported to {@link EngineEvents}. */
 export interface SettleEvent {
   id: string;
+  /** The reservation settled (the decision event's `reservationId`). */
+  reservationId: string;
   atMs: number;
   feature: string;
   user: string;
+  tier: string;
   model: string;
   status: SettleStatus;
   chargedTokens: number;
+  /** The usage charged; absent when the call failed before any output (the reservation is released). */
   usage?: Usage;
+  /** Set when `usage` is an estimate: the reason given to `settle` (`"estimated"` when none). */
+  usageEstimated?: string;
   costNanoUsd?: number;
 }
 
@@ -177,6 +240,50 @@ function describeScope(s: ScopeCharge): string {
     return s.window === "day" ? "user's daily token budget" : "user's tokens-per-minute limit";
   if (s.kind === "feature") return "feature's daily token budget";
   return "global tokens-per-minute limit";
+}
+
+/** What is known of a request's size once counted, for its decision event (refused or not). */
+interface Sizes {
+  messageCount: number;
+  maxOutputTokens: number;
+  requestedMaxOutputTokens: number | undefined;
+  n: number;
+  /** Set when the input was over `max_input`. */
+  measure: InputMeasure | undefined;
+  /** The input policy's result, when it admitted the input. */
+  policy: Awaited<ReturnType<typeof applyInputPolicy>> | undefined;
+  reservedTokens: number | undefined;
+}
+
+/** The caller's own output cap: the smaller of `max_tokens` and `max_completion_tokens`, if any. */
+function requestedCap(req: AdmitRequest): number | undefined {
+  const a = typeof req.maxTokens === "number" ? req.maxTokens : undefined;
+  const b = typeof req.maxCompletionTokens === "number" ? req.maxCompletionTokens : undefined;
+  if (a === undefined) return b;
+  return b === undefined ? a : Math.min(a, b);
+}
+
+/** Copies what is known of a refused request's size onto its decision event. */
+function addSizes(event: DecisionEvent, s: Sizes): void {
+  event.messageCount = s.messageCount;
+  event.maxOutputTokens = s.maxOutputTokens;
+  if (s.requestedMaxOutputTokens !== undefined) event.requestedMaxOutputTokens = s.requestedMaxOutputTokens;
+  event.n = s.n;
+  const p = s.policy instanceof TokenBudgetError ? undefined : s.policy;
+  if (p) {
+    event.inputTokens = p.inputTokens;
+    event.trimmedMessages = p.droppedMessages;
+    event.truncatedMessages = p.truncatedMessages;
+    event.summarized = p.summarized;
+  }
+  if (s.measure) {
+    event.inputTokensBefore = s.measure.tokens;
+    if (s.measure.capped) event.inputTokensBeforeCapped = true;
+    event.inputTokensFloor = s.measure.floor;
+  } else if (p && !p.reduced) {
+    event.inputTokensBefore = p.inputTokens;
+  }
+  if (s.reservedTokens !== undefined) event.reservedTokens = s.reservedTokens;
 }
 
 /** Creates the engine over injected dependencies. */
@@ -224,6 +331,7 @@ export function createEngine(deps: EngineDeps): Engine {
     e: TokenBudgetError,
     base: Omit<DecisionEvent, "decision" | "code" | "atMs">,
     extra: Pick<DecisionEvent, "exhausted"> = {},
+    sizes?: Sizes,
   ): never {
     if (deps.events) {
       // Built without spreads, like the admitted decision (why: there); a flood of refusals must stay cheap.
@@ -237,7 +345,9 @@ export function createEngine(deps: EngineDeps): Engine {
         decision: "reject",
         code: e.code,
       };
+      if (base.requestId !== undefined) event.requestId = base.requestId;
       if (extra.exhausted) event.exhausted = extra.exhausted;
+      if (sizes) addSizes(event, sizes);
       deps.events.decision(event);
     }
     throw e;
@@ -285,7 +395,10 @@ export function createEngine(deps: EngineDeps): Engine {
           { id: adm.id, feature: withName, reason: c.problem, estimatedCompletionTokens: completion },
           "summary settled from an estimate",
         );
-        await adm.settle({ prompt_tokens: adm.inputTokens, completion_tokens: completion });
+        await adm.settle(
+          { prompt_tokens: adm.inputTokens, completion_tokens: completion },
+          { estimated: c.problem },
+        );
       }
       if (text === "") throw new Error("the summary call returned no text");
       return text;
@@ -294,18 +407,27 @@ export function createEngine(deps: EngineDeps): Engine {
 
   async function admit(req: AdmitRequest): Promise<Admission> {
     const invalid = validateAdmitRequest(req);
-    const base = {
-      id: req?.requestId ?? newId(),
+    const requestId = typeof req?.requestId === "string" ? req.requestId : undefined;
+    const base: Omit<DecisionEvent, "decision" | "code" | "atMs"> = {
+      id: requestId ?? newId(),
       feature: String(req?.feature),
       user: String(req?.user),
       tier: String(req?.tier ?? config.defaultTier),
-      model: String(req?.model ?? ""),
+      // Set once the feature is known: a refused request's model name is the caller's free text.
+      model: "",
     };
+    if (requestId !== undefined) base.requestId = requestId;
     if (invalid) reject(invalid, base);
     let feature: FeatureConfig;
     let tier: TierConfig;
     try {
       feature = featureOf(req.feature);
+    } catch (e) {
+      reject(e as TokenBudgetError, base);
+    }
+    const model = req.model && feature.allowedModels.includes(req.model) ? req.model : feature.model;
+    base.model = model;
+    try {
       tier = tierOf(req.tier);
     } catch (e) {
       reject(e as TokenBudgetError, base);
@@ -320,8 +442,6 @@ export function createEngine(deps: EngineDeps): Engine {
         base,
       );
     }
-    const model = req.model && feature.allowedModels.includes(req.model) ? req.model : feature.model;
-    base.model = model;
     const price = deps.prices.priceFor(model);
     if (!price) {
       if (config.unknownPrice === "reject") {
@@ -337,6 +457,8 @@ export function createEngine(deps: EngineDeps): Engine {
       warnUnpriced(model);
     }
     const tokenizer = deps.tokenizerFor(model);
+    // The policy's own message counts, reused when the input is measured (each costs a cache lookup).
+    const counts: Array<number | undefined> | undefined = deps.measureInputs ? [] : undefined;
     const policy = await applyInputPolicy({
       messages: req.messages,
       tools: req.tools,
@@ -344,16 +466,40 @@ export function createEngine(deps: EngineDeps): Engine {
       onExceed: feature.onExceed,
       tokenizer,
       summarizer: feature.onExceed === "summarize" ? summarizerFor(req, tier, feature) : undefined,
+      counts,
     });
-    if (policy instanceof TokenBudgetError) reject(policy, base);
+    const maxOutputTokens = outputCap(feature.maxOutputTokens, req);
+    const n = req.n ?? 1;
+    // Sizes for the decision event (usage log): the whole input is counted only when the input was
+    // over the cap and the usage log asks for it, and only as far as a bound (why: measureInput).
+    let sizes: Sizes | undefined;
+    if (deps.events) {
+      const over = policy instanceof TokenBudgetError || policy.reduced;
+      sizes = {
+        messageCount: req.messages.length,
+        maxOutputTokens,
+        requestedMaxOutputTokens: requestedCap(req),
+        n,
+        measure:
+          over && counts
+            ? measureInput(
+                { messages: req.messages, tools: req.tools, tokenizer, counts },
+                feature.maxInputTokens * INPUT_MEASURE_FACTOR,
+                INPUT_MEASURE_LOOKUPS,
+              )
+            : undefined,
+        policy: policy instanceof TokenBudgetError ? undefined : policy,
+        reservedTokens: undefined,
+      };
+    }
+    if (policy instanceof TokenBudgetError) reject(policy, base, {}, sizes);
     if (policy.summaryFallback) {
       logger.warn({ feature: feature.name, reason: policy.summaryFallback }, "summarize fell back to trim");
     }
-    const maxOutputTokens = outputCap(feature.maxOutputTokens, req);
-    const n = req.n ?? 1;
     // Saturated: a huge max_output (an operator's "no cap") times n can pass 2^53, which no store can
     // hold; past NO_LIMIT the reservation is refused by any real budget, as it should be.
     const reservedTokens = Math.min(policy.inputTokens + maxOutputTokens * n, NO_LIMIT);
+    if (sizes) sizes.reservedTokens = reservedTokens;
     const nowMs = clock.nowMs();
     // The store is keyed by an id made for this admission, never by the caller's requestId: a
     // reused requestId (a retry after the call was made, an id per conversation) is a new provider
@@ -380,6 +526,8 @@ export function createEngine(deps: EngineDeps): Engine {
           retryAfterMs: 1000,
         }),
         base,
+        {},
+        sizes,
       );
     }
     if (!r.ok) {
@@ -408,6 +556,7 @@ export function createEngine(deps: EngineDeps): Engine {
               },
             }
           : {},
+        sizes,
       );
     }
     if (r.duplicate) logger.warn({ id: base.id }, "reservation id seen before; nothing charged again");
@@ -437,6 +586,7 @@ export function createEngine(deps: EngineDeps): Engine {
       }
       const event: DecisionEvent = {
         id: base.id,
+        reservationId: storeId,
         atMs: nowMs,
         feature: base.feature,
         user: base.user,
@@ -446,9 +596,23 @@ export function createEngine(deps: EngineDeps): Engine {
         inputTokens: policy.inputTokens,
         reservedTokens,
         trimmedMessages: policy.droppedMessages,
+        truncatedMessages: policy.truncatedMessages,
+        summarized: policy.summarized,
+        maxOutputTokens,
+        n,
         messageCount: req.messages.length,
         dailyBudgets,
       };
+      if (requestId !== undefined) event.requestId = requestId;
+      if (sizes?.requestedMaxOutputTokens !== undefined)
+        event.requestedMaxOutputTokens = sizes.requestedMaxOutputTokens;
+      if (sizes?.measure) {
+        event.inputTokensBefore = sizes.measure.tokens;
+        if (sizes.measure.capped) event.inputTokensBeforeCapped = true;
+        event.inputTokensFloor = sizes.measure.floor;
+      } else if (!policy.reduced) {
+        event.inputTokensBefore = policy.inputTokens; // nothing was cut: what came in is what goes out
+      }
       if (r.degraded) event.storeStatus = r.degraded === "allow" ? "store_unavailable" : "local";
       if (!price) event.unpricedModel = model;
       deps.events.decision(event);
@@ -477,7 +641,7 @@ export function createEngine(deps: EngineDeps): Engine {
         remaining: Math.max(0, userDay.limit - userDayCommitted),
         resetAtMs: userDay.resetAtMs,
       },
-      settle(usage) {
+      settle(usage, options) {
         // Exactly once: the first valid call decides; later calls get "duplicate" and charge nothing.
         if (settled) return settled.then((s) => ({ ...s, status: "duplicate" as const, chargedTokens: 0 }));
         let u: Usage | undefined;
@@ -489,11 +653,15 @@ export function createEngine(deps: EngineDeps): Engine {
             return Promise.reject(e);
           }
         }
-        settled = doSettle(u);
+        const est = options?.estimated;
+        settled = doSettle(
+          u,
+          est === true ? "estimated" : typeof est === "string" && est !== "" ? est : undefined,
+        );
         return settled;
       },
     };
-    async function doSettle(u: Usage | undefined): Promise<SettlementResult> {
+    async function doSettle(u: Usage | undefined, estimated: string | undefined): Promise<SettlementResult> {
       const actual = u ? chargedTokens(u) : 0;
       // Saturated rather than refused: past 2^53 nano-USD ($9 million) the amount is beyond every
       // alert anyway, and a refused cost would leave the reservation unsettled.
@@ -533,14 +701,17 @@ export function createEngine(deps: EngineDeps): Engine {
       if (deps.events) {
         const event: SettleEvent = {
           id: base.id,
+          reservationId: storeId,
           atMs,
           feature: feature.name,
           user: req.user,
+          tier: tier.name,
           model,
           status,
           chargedTokens: charged,
         };
         if (u) event.usage = u;
+        if (u && estimated !== undefined) event.usageEstimated = estimated;
         if (cost !== undefined) event.costNanoUsd = cost;
         deps.events.settled(event);
       }

@@ -380,7 +380,7 @@ async function settleWith(
     },
     "settled from an estimate",
   );
-  await a.settle(est);
+  await a.settle(est, { estimated: reason });
 }
 
 function upstreamFailure(e: unknown, timedOut: boolean, clientGone: boolean) {

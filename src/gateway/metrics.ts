@@ -1,5 +1,6 @@
 import { Counter, collectDefaultMetrics, Histogram, Registry } from "prom-client";
 import type { EngineEvents } from "../core/engine.js";
+import type { UsageLogStats } from "../usage-log/writer.js";
 import { CounterCells } from "./counter-cells.js";
 
 /** The gateway's Prometheus metrics (one registry per gateway, so tests can run several). */
@@ -97,4 +98,48 @@ export function createGatewayMetrics(): GatewayMetrics {
     },
   };
   return { registry, events, upstreamLatency, storeErrors, estimatedSettlements, httpRequests };
+}
+
+/**
+ * The usage log's counters, read from the log at scrape time (nothing on the request path):
+ * lines written, failed writes, and lines lost by reason (`write_failed`, `buffer_full`).
+ */
+export function registerUsageLogMetrics(registry: Registry, stats: () => UsageLogStats | undefined): void {
+  const seen: UsageLogStats = { writtenLines: 0, writeErrors: 0, failedLines: 0, droppedLines: 0 };
+  /** Adds what `field` grew by since the last scrape. */
+  const delta = (s: UsageLogStats, field: keyof UsageLogStats): number => {
+    const d = s[field] - seen[field];
+    seen[field] = s[field];
+    return d;
+  };
+  new Counter({
+    name: "tokenfuse_usage_log_lines_total",
+    help: "Usage log lines handed to the OS",
+    registers: [registry],
+    collect() {
+      const s = stats();
+      if (s) this.inc(delta(s, "writtenLines"));
+    },
+  });
+  new Counter({
+    name: "tokenfuse_usage_log_write_errors_total",
+    help: "Usage log writes that failed (disk full, file gone, broken pipe); each is logged once per episode",
+    registers: [registry],
+    collect() {
+      const s = stats();
+      if (s) this.inc(delta(s, "writeErrors"));
+    },
+  });
+  new Counter({
+    name: "tokenfuse_usage_log_dropped_lines_total",
+    help: "Usage log lines lost, by reason: write_failed (with a failed write) or buffer_full (the destination was slower than the traffic)",
+    labelNames: ["reason"] as const,
+    registers: [registry],
+    collect() {
+      const s = stats();
+      if (!s) return;
+      this.inc({ reason: "write_failed" }, delta(s, "failedLines"));
+      this.inc({ reason: "buffer_full" }, delta(s, "droppedLines"));
+    },
+  });
 }

@@ -15,7 +15,7 @@ import { handleAdmin } from "./admin.js";
 import { type Authenticator, createAuthenticator } from "./auth.js";
 import { handleChatCompletions } from "./chat-completions.js";
 import { gatewayError, sendError, sendJson } from "./http-errors.js";
-import { createGatewayMetrics, type GatewayMetrics } from "./metrics.js";
+import { createGatewayMetrics, type GatewayMetrics, registerUsageLogMetrics } from "./metrics.js";
 import { createUpstreamClients } from "./upstream/create-clients.js";
 import { UpstreamCancel, type UpstreamClient } from "./upstream/types.js";
 
@@ -50,6 +50,12 @@ export interface Gateway {
   readonly tiers: TierOverrides;
   /** Listens on host:port (port 0 = any free port); resolves with the bound port. */
   listen(port: number, host?: string): Promise<number>;
+  /** Opens the usage log file again (SIGHUP after logrotate); nothing without a usage log file. */
+  reopenUsageLog(): void;
+  /**
+   * Stops accepting, cuts open connections, waits (up to 5 s) for the requests in flight to settle,
+   * then closes the engine (flushing the usage log), the upstream clients and the store.
+   */
   close(): Promise<void>;
 }
 
@@ -103,6 +109,7 @@ export function createGateway(options: GatewayOptions): Gateway {
     events: metrics.events,
   });
   const { engine, switches } = configured;
+  registerUsageLogMetrics(metrics.registry, () => configured.usageLog?.stats());
   // Run-time keys and tier overrides: snapshots of the store, refreshed like the switches (every
   // process on a shared store sees a change within a second; no request waits on the store).
   const refreshMs = store.kind === "memory" ? 0 : RUN_TIME_REFRESH_MS;
@@ -125,12 +132,25 @@ export function createGateway(options: GatewayOptions): Gateway {
     bodyLimitBytes: options.bodyLimitBytes ?? 1024 * 1024,
   };
 
+  /** Chat requests in flight, and who waits for them to end (close: their settlements are recorded). */
+  let inFlight = 0;
+  let idle: Array<() => void> = [];
+
   async function route(req: IncomingMessage, res: ServerResponse): Promise<string> {
     const url = req.url ?? "/";
     const path = url.split("?")[0] ?? "/";
     if (req.method === "POST" && path === "/v1/chat/completions") {
-      await ready;
-      await handleChatCompletions(req, res, deps);
+      inFlight++;
+      try {
+        await ready;
+        await handleChatCompletions(req, res, deps);
+      } finally {
+        if (--inFlight === 0 && idle.length > 0) {
+          const waiting = idle;
+          idle = [];
+          for (const resolve of waiting) resolve();
+        }
+      }
       return "chat";
     }
     if (req.method === "GET" && path === "/healthz") {
@@ -236,14 +256,25 @@ export function createGateway(options: GatewayOptions): Gateway {
         });
       });
     },
+    reopenUsageLog() {
+      configured.usageLog?.reopen();
+    },
     async close() {
       keys.close();
       tiers.close();
-      await configured.close();
       await new Promise<void>((resolve) => {
         server.close(() => resolve());
         server.closeAllConnections();
       });
+      // Cut requests settle (release or charge what was generated) on their way out: wait for them, so
+      // the store and the usage log record them, but not forever (a stalled store must not hold a stop).
+      if (inFlight > 0) {
+        await Promise.race([
+          new Promise<void>((resolve) => idle.push(resolve)),
+          new Promise((resolve) => setTimeout(resolve, 5000).unref()),
+        ]);
+      }
+      await configured.close();
       await Promise.all([...upstreams.values()].map((u) => u.close()));
       await store.close();
     },

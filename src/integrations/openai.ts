@@ -159,11 +159,13 @@ export function guardOpenAI(
         await a.settle(); // failed before any output: release everything
         throw e;
       }
+      const reported = usableUsage(res?.usage, a, ctx, true);
       await a.settle(
-        usableUsage(res?.usage, a, ctx, true) ?? {
+        reported ?? {
           prompt_tokens: a.inputTokens,
           completion_tokens: a.maxOutputTokens * ((body.n as number) ?? 1),
         },
+        reported ? undefined : { estimated: "no chargeable usage reported" },
       );
       return res;
     },
@@ -194,6 +196,7 @@ export function guardOpenAI(
             prompt_tokens: a.inputTokens,
             completion_tokens: a.maxOutputTokens * ((body.n as number) ?? 1),
           },
+          reported ? undefined : { estimated: "no chargeable usage reported" },
         );
         settled = true;
       } finally {
@@ -212,7 +215,8 @@ export function guardOpenAI(
                     allowance,
                   ),
                 };
-          await a.settle(usableUsage(usage, a, ctx, false) ?? estimate);
+          const reported = usableUsage(usage, a, ctx, false);
+          await a.settle(reported ?? estimate, reported ? undefined : { estimated: "stream stopped early" });
         }
       }
     },

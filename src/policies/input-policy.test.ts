@@ -4,7 +4,7 @@ import type { OnExceed } from "../config/types.js";
 import { TokenBudgetError } from "../core/errors.js";
 import type { ChatMessage } from "../core/types.js";
 import { getChatTokenizer } from "../tokenizers/index.js";
-import { applyInputPolicy, SUMMARY_PREFIX } from "./input-policy.js";
+import { applyInputPolicy, measureInput, SUMMARY_PREFIX } from "./input-policy.js";
 import { splitConversation } from "./units.js";
 
 const tok = getChatTokenizer("o200k_base");
@@ -276,5 +276,68 @@ describe("input policies (examples)", () => {
         }
       }
     }
+  });
+});
+
+describe("measureInput (the usage log's count of an input over the cap)", () => {
+  it("equals the whole count and the part trimming must keep, when under the bound", () => {
+    fc.assert(
+      fc.property(conversation, (messages) => {
+        const m = measureInput({ messages, tokenizer: tok }, 1_000_000);
+        expect(m).toEqual({
+          tokens: tok.countChat(messages),
+          capped: false,
+          floor: requiredTokens(messages),
+        });
+      }),
+      { numRuns: 150 },
+    );
+  });
+
+  it("stops at the bound: the count is then the bound + 1, flagged as capped", () => {
+    fc.assert(
+      fc.property(conversation, fc.integer({ min: 1, max: 400 }), (messages, limit) => {
+        const m = measureInput({ messages, tokenizer: tok }, limit);
+        const full = tok.countChat(messages);
+        const floor = requiredTokens(messages);
+        if (full <= limit) expect(m).toEqual({ tokens: full, capped: false, floor });
+        else {
+          expect(m.tokens).toBe(limit + 1);
+          expect(m.capped).toBe(true);
+          expect(m.floor).toBe(floor <= limit ? floor : limit + 1);
+        }
+      }),
+      { numRuns: 300 },
+    );
+  });
+
+  it("stops after maxLookups messages it has no count for; the policy's own counts are free", () => {
+    fc.assert(
+      fc.property(conversation, fc.integer({ min: 0, max: 12 }), (messages, k) => {
+        const full = tok.countChat(messages);
+        const m = measureInput({ messages, tokenizer: tok }, 1_000_000, k);
+        expect(m.capped).toBe(messages.length > k);
+        if (m.capped) expect(m.tokens).toBeLessThan(full);
+        else expect(m.tokens).toBe(full);
+        const counts = messages.map((x) => tok.countMessage(x));
+        expect(measureInput({ messages, tokenizer: tok, counts }, 1_000_000, 0)).toEqual({
+          tokens: full,
+          capped: false,
+          floor: requiredTokens(messages),
+        });
+      }),
+      { numRuns: 200 },
+    );
+  });
+
+  it("counts tools in both the total and the floor", () => {
+    const tools = [{ type: "function", function: { name: "lookup", parameters: { type: "object" } } }];
+    const messages: ChatMessage[] = [
+      { role: "system", content: "Be brief." },
+      { role: "user", content: "hello there" },
+    ];
+    const m = measureInput({ messages, tools, tokenizer: tok }, 10_000);
+    expect(m.tokens).toBe(tok.countChat(messages, tools));
+    expect(m.floor).toBe(m.tokens);
   });
 });

@@ -18,6 +18,11 @@ export interface InputPolicyRequest {
   onExceed: OnExceed;
   tokenizer: ChatTokenizer;
   summarizer?: Summarizer | undefined;
+  /**
+   * When given, receives the exact count of every message the policy counted completely, by index,
+   * so that {@link measureInput} need not look them up again.
+   */
+  counts?: Array<number | undefined> | undefined;
 }
 
 /** The outcome of applying a feature's `on_exceed` policy. */
@@ -64,13 +69,29 @@ function unitTokensUpTo(
   unit: Unit,
   limit: number,
   tokenizer: ChatTokenizer,
+  counts?: Array<number | undefined>,
 ): number {
   let total = 0;
   for (const i of unit.indexes) {
-    total += tokenizer.countMessageUpTo(messages[i] as ChatMessage, limit - total);
+    total += messageTokensUpTo(messages, i, limit - total, tokenizer, counts);
     if (total > limit) return limit + 1;
   }
   return total;
+}
+
+/** One message's count up to `limit` (limit + 1 past it), remembered in `counts` when complete. */
+function messageTokensUpTo(
+  messages: readonly ChatMessage[],
+  i: number,
+  limit: number,
+  tokenizer: ChatTokenizer,
+  counts: Array<number | undefined> | undefined,
+): number {
+  const known = counts?.[i];
+  if (known !== undefined) return Math.min(known, limit + 1);
+  const n = tokenizer.countMessageUpTo(messages[i] as ChatMessage, limit);
+  if (counts && n <= limit) counts[i] = n;
+  return n;
 }
 
 /**
@@ -83,13 +104,13 @@ function walk(req: InputPolicyRequest): Walk | TokenBudgetError {
   let fixed = tokenizer.replyPrimingTokens + tokenizer.countTools(req.tools);
   if (fixed > maxInputTokens) return overError(maxInputTokens, "the tool definitions alone do not fit");
   for (const i of conv.pinned) {
-    fixed += tokenizer.countMessageUpTo(messages[i] as ChatMessage, maxInputTokens - fixed);
+    fixed += messageTokensUpTo(messages, i, maxInputTokens - fixed, tokenizer, req.counts);
     if (fixed > maxInputTokens) return overError(maxInputTokens, "the system messages alone do not fit");
   }
   let remaining = maxInputTokens - fixed;
   let keptFrom = conv.units.length;
   for (let u = conv.units.length - 1; u >= 0; u--) {
-    const t = unitTokensUpTo(messages, conv.units[u] as Unit, remaining, tokenizer);
+    const t = unitTokensUpTo(messages, conv.units[u] as Unit, remaining, tokenizer, req.counts);
     if (t > remaining) break;
     remaining -= t;
     keptFrom = u;
@@ -295,4 +316,61 @@ async function trySummary(req: InputPolicyRequest, w: Walk): Promise<InputPolicy
   if (tokens > w.remaining) return "the summary does not fit";
   const at = (conv.units[keptFrom] as Unit).indexes[0] as number;
   return fitted(req, w, { message, tokens, at, insert: true }, { summarized: true });
+}
+
+/** How far {@link measureInput} counts: this many times the feature's `max_input`… */
+export const INPUT_MEASURE_FACTOR = 4;
+/** …and at most this many messages the input policy did not count itself. */
+export const INPUT_MEASURE_LOOKUPS = 32;
+
+/** The size of a request's input before its `on_exceed` policy (for the usage log). */
+export interface InputMeasure {
+  /** Input tokens as the caller sent them; a lower bound when `capped`. */
+  tokens: number;
+  /** True when counting stopped at a bound: `tokens` is then what was counted (at most the limit + 1). */
+  capped: boolean;
+  /**
+   * Tokens no trimming can remove: tool definitions, reply priming, system messages and every
+   * message from the newest user message on (the limit + 1 when that part was not counted whole).
+   */
+  floor: number;
+}
+
+/**
+ * Counts a request's whole input, up to `limit` tokens and `maxLookups` messages not already in
+ * `counts`, and the part trimming must keep. Only used when the input was over the cap (trimmed or
+ * refused) and a usage log wants to know what came in. Why bounded: the input policy decides in time
+ * bounded by `max_input` whatever the request's size (a 1 MiB message is refused in microseconds); an
+ * exact count of the whole request would cost milliseconds per MiB, and even a count served from the
+ * per-message cache costs about 1 µs per message, which a runaway history has thousands of.
+ */
+export function measureInput(
+  req: Pick<InputPolicyRequest, "messages" | "tools" | "tokenizer" | "counts">,
+  limit: number,
+  maxLookups = Number.POSITIVE_INFINITY,
+): InputMeasure {
+  const { messages, tokenizer, counts } = req;
+  const conv = splitConversation(messages);
+  let lookups = maxLookups;
+  let total = tokenizer.replyPrimingTokens + tokenizer.countTools(req.tools);
+  let floor: number | undefined;
+  const stop = (): InputMeasure => ({
+    tokens: Math.min(total, limit + 1),
+    capped: true,
+    floor: floor ?? limit + 1,
+  });
+  /** Adds message i; false when a bound stopped the count. */
+  const add = (i: number): boolean => {
+    if (counts?.[i] === undefined && lookups-- <= 0) return false;
+    total += messageTokensUpTo(messages, i, limit - total, tokenizer, counts);
+    return total <= limit;
+  };
+  if (total > limit) return stop();
+  for (const i of conv.pinned) if (!add(i)) return stop();
+  // Newest first: the units trimming must keep (the newest user message on), then the older ones.
+  for (let u = conv.units.length - 1; u >= 0; u--) {
+    for (const i of (conv.units[u] as Unit).indexes) if (!add(i)) return stop();
+    if (u === conv.anchor) floor = total;
+  }
+  return { tokens: total, capped: false, floor: floor ?? total };
 }
