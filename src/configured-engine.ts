@@ -99,8 +99,10 @@ export function createConfiguredEngine(opts: {
           logger,
           thresholds: config.alerts.dailyBudgetThresholds,
         }),
+        logger,
       ),
       usageLog?.events,
+      logger,
     ),
     reservationTtlMs: (f) => upstreamTimeout(f) + RESERVATION_MARGIN_MS,
     afterSpend: (e) => costWatch.afterSpend(e),
@@ -117,25 +119,69 @@ export function createConfiguredEngine(opts: {
       const flushed = alerts.drain();
       await Promise.race([flushed, new Promise((r) => setTimeout(r, 2000).unref())]);
       await alerts.close();
-      await usageLog?.close();
+      if (usageLog) {
+        // Settlements already under way still get their line (bounded: a stalled store must not
+        // hold a stop); what arrives after the close is dropped, counted and said once.
+        await Promise.race([
+          engine.settlementsDone(),
+          new Promise((r) => setTimeout(r, 5000).unref()),
+        ]);
+        // Bounded too: a destination that stopped reading (a stuck log shipper on stdout) must
+        // not hold the stop; what it did not take is said, never lost silently.
+        const closed = await Promise.race([
+          usageLog.close().then(() => true),
+          new Promise<false>((r) => setTimeout(() => r(false), 5000).unref()),
+        ]);
+        if (!closed)
+          logger.error(
+            { destination: usageLog.destination },
+            "usage log: the destination took nothing for 5 s at shutdown; the lines not yet written are lost",
+          );
+      }
     },
   };
 }
 
-/** Both observers see every event (the first one first). */
-function combineEvents(a: EngineEvents | undefined, b: EngineEvents): EngineEvents;
-function combineEvents(a: EngineEvents, b: EngineEvents | undefined): EngineEvents;
-function combineEvents(a: EngineEvents | undefined, b: EngineEvents | undefined): EngineEvents | undefined {
+/**
+ * Both observers see every event (the first one first). Why each call is guarded: an observer that
+ * throws (a caller's own `events`, say) must not keep the next from seeing the event — the usage
+ * log would miss the line — nor fail the request whose event it was (the reservation is made).
+ */
+function combineEvents(a: EngineEvents | undefined, b: EngineEvents, logger: Logger): EngineEvents;
+function combineEvents(a: EngineEvents, b: EngineEvents | undefined, logger: Logger): EngineEvents;
+function combineEvents(
+  a: EngineEvents | undefined,
+  b: EngineEvents | undefined,
+  logger: Logger,
+): EngineEvents | undefined {
   if (!a) return b;
   if (!b) return a;
+  const failed = (e: unknown) =>
+    logger.error({ err: e instanceof Error ? e.message : String(e) }, "an engine event observer threw");
   return {
     decision(e) {
-      a.decision(e);
-      b.decision(e);
+      try {
+        a.decision(e);
+      } catch (err) {
+        failed(err);
+      }
+      try {
+        b.decision(e);
+      } catch (err) {
+        failed(err);
+      }
     },
     settled(e) {
-      a.settled(e);
-      b.settled(e);
+      try {
+        a.settled(e);
+      } catch (err) {
+        failed(err);
+      }
+      try {
+        b.settled(e);
+      } catch (err) {
+        failed(err);
+      }
     },
   };
 }

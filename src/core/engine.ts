@@ -228,6 +228,11 @@ export interface BudgetReport {
 /** The policy engine: admit → (caller calls provider) → settle. */
 export interface Engine {
   admit(req: AdmitRequest): Promise<Admission>;
+  /**
+   * Resolves once no settlement is under way (at once when none is): what closes the usage log
+   * waits for it, so a settlement in flight at close still gets its line.
+   */
+  settlementsDone(): Promise<void>;
   remaining(q: {
     user: string;
     tier?: string | undefined;
@@ -404,6 +409,14 @@ export function createEngine(deps: EngineDeps): Engine {
       return text;
     };
   }
+
+  /** Settlements under way, and who waits for there to be none (`settlementsDone`). */
+  let settling = 0;
+  const idleWaiters: Array<() => void> = [];
+  const settlementEnded = () => {
+    settling--;
+    if (settling === 0) for (const w of idleWaiters.splice(0)) w();
+  };
 
   async function admit(req: AdmitRequest): Promise<Admission> {
     const invalid = validateAdmitRequest(req);
@@ -654,10 +667,11 @@ export function createEngine(deps: EngineDeps): Engine {
           }
         }
         const est = options?.estimated;
+        settling++;
         settled = doSettle(
           u,
           est === true ? "estimated" : typeof est === "string" && est !== "" ? est : undefined,
-        );
+        ).finally(settlementEnded);
         return settled;
       },
     };
@@ -687,17 +701,11 @@ export function createEngine(deps: EngineDeps): Engine {
         spend,
         generatedId: true,
       });
-      if (spend && (status === "settled" || status === "expired")) {
-        await deps.afterSpend?.({ feature: feature.name, atMs, costNanoUsd: spend.costNanoUsd });
-      }
-      if (status === "expired") {
-        logger.warn(
-          { id: base.id, feature: feature.name },
-          "settled after the reservation expired; charged the actual usage",
-        );
-      }
       // A duplicate was charged by the settlement it duplicates: this one charged nothing.
       const charged = status === "duplicate" ? 0 : actual;
+      // The event goes out as soon as the store answered, before anything else is awaited: observers
+      // (the usage log) then see settlements and decisions in the order the store applied them, so
+      // a replay of the log decides as the store did.
       if (deps.events) {
         const event: SettleEvent = {
           id: base.id,
@@ -714,6 +722,15 @@ export function createEngine(deps: EngineDeps): Engine {
         if (u && estimated !== undefined) event.usageEstimated = estimated;
         if (cost !== undefined) event.costNanoUsd = cost;
         deps.events.settled(event);
+      }
+      if (spend && (status === "settled" || status === "expired")) {
+        await deps.afterSpend?.({ feature: feature.name, atMs, costNanoUsd: spend.costNanoUsd });
+      }
+      if (status === "expired") {
+        logger.warn(
+          { id: base.id, feature: feature.name },
+          "settled after the reservation expired; charged the actual usage",
+        );
       }
       const result: SettlementResult = { status, chargedTokens: charged };
       if (u) result.usage = u;
@@ -795,5 +812,12 @@ export function createEngine(deps: EngineDeps): Engine {
     return report;
   }
 
-  return { admit, remaining };
+  return {
+    admit,
+    remaining,
+    settlementsDone() {
+      if (settling === 0) return Promise.resolve();
+      return new Promise<void>((resolve) => idleWaiters.push(resolve));
+    },
+  };
 }

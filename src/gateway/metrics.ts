@@ -102,10 +102,17 @@ export function createGatewayMetrics(): GatewayMetrics {
 
 /**
  * The usage log's counters, read from the log at scrape time (nothing on the request path):
- * lines written, failed writes, and lines lost by reason (`write_failed`, `buffer_full`).
+ * lines written, failed writes, and lines lost by reason (`write_failed`, `buffer_full`, `after_close`, `error`).
  */
 export function registerUsageLogMetrics(registry: Registry, stats: () => UsageLogStats | undefined): void {
-  const seen: UsageLogStats = { writtenLines: 0, writeErrors: 0, failedLines: 0, droppedLines: 0 };
+  const seen: UsageLogStats = {
+    writtenLines: 0,
+    writeErrors: 0,
+    failedLines: 0,
+    droppedLines: 0,
+    closedLines: 0,
+    errorLines: 0,
+  };
   /** Adds what `field` grew by since the last scrape. */
   const delta = (s: UsageLogStats, field: keyof UsageLogStats): number => {
     const d = s[field] - seen[field];
@@ -132,7 +139,7 @@ export function registerUsageLogMetrics(registry: Registry, stats: () => UsageLo
   });
   new Counter({
     name: "tokenfuse_usage_log_dropped_lines_total",
-    help: "Usage log lines lost, by reason: write_failed (with a failed write) or buffer_full (the destination was slower than the traffic)",
+    help: "Usage log lines lost, by reason: write_failed (with a failed write), buffer_full (the destination was slower than the traffic), after_close (arrived after the log was closed) or error (could not be formatted)",
     labelNames: ["reason"] as const,
     registers: [registry],
     collect() {
@@ -140,6 +147,8 @@ export function registerUsageLogMetrics(registry: Registry, stats: () => UsageLo
       if (!s) return;
       this.inc({ reason: "write_failed" }, delta(s, "failedLines"));
       this.inc({ reason: "buffer_full" }, delta(s, "droppedLines"));
+      this.inc({ reason: "after_close" }, delta(s, "closedLines"));
+      this.inc({ reason: "error" }, delta(s, "errorLines"));
     },
   });
 }

@@ -1,3 +1,4 @@
+import { randomUUID } from "node:crypto";
 /**
  * The usage log's record shapes (one JSON object per line, JSONL) and their conversion from the
  * engine's events. A record holds ids, names, token counts and cost, never message content, tool
@@ -101,7 +102,7 @@ export function decisionRecord(e: DecisionEvent, config: ResolvedConfig): Decisi
     type: "decision",
     time: new Date(e.atMs).toISOString(),
     time_ms: e.atMs,
-    id: clip(e.reservationId ?? e.id),
+    id: clip(lineId(e)),
     feature: clip(e.feature),
     user: clip(e.user),
     tier: clip(e.tier),
@@ -187,12 +188,30 @@ export function isoTime(ms: number): string {
 }
 
 /**
+ * A decision line's `id`: the reservation's id; a refusal has none, and its event id is the
+ * caller's requestId when one was given (which may repeat), so a refusal then gets one of its own.
+ */
+function lineId(e: DecisionEvent): string {
+  if (e.reservationId !== undefined) return e.reservationId;
+  if (e.requestId === undefined || e.id !== e.requestId) return e.id;
+  let id = refusalIds.get(e);
+  if (id === undefined) {
+    id = randomUUID();
+    refusalIds.set(e, id);
+  }
+  return id;
+}
+
+/** The id given to each refusal event (the same in its record and its line). */
+const refusalIds = new WeakMap<DecisionEvent, string>();
+
+/**
  * The JSON line of a decision: the same document as `JSON.stringify(decisionRecord(e, config))`,
  * built as text. Why: it runs for every request inside `admit`; building the object and serialising
  * it cost about twice as much (a test checks that both agree).
  */
 export function decisionLine(e: DecisionEvent, config: ResolvedConfig): string {
-  let l = `{"v":${USAGE_LOG_VERSION},"type":"decision","time":"${isoTime(e.atMs)}","time_ms":${e.atMs},"id":${str(e.reservationId ?? e.id)},"feature":${str(e.feature)},"user":${str(e.user)},"tier":${str(e.tier)},"model":${e.model === "" ? "null" : str(e.model)},"decision":"${e.decision}","code":${e.code === undefined ? "null" : str(e.code)}`;
+  let l = `{"v":${USAGE_LOG_VERSION},"type":"decision","time":"${isoTime(e.atMs)}","time_ms":${e.atMs},"id":${str(lineId(e))},"feature":${str(e.feature)},"user":${str(e.user)},"tier":${str(e.tier)},"model":${e.model === "" ? "null" : str(e.model)},"decision":"${e.decision}","code":${e.code === undefined ? "null" : str(e.code)}`;
   if (e.requestId !== undefined) l += `,"request_id":${str(e.requestId)}`;
   if (e.decision !== "reject") l += `,"store":"${e.storeStatus ?? "ok"}"`;
   if (e.messageCount !== undefined) l += `,"messages":${e.messageCount}`;

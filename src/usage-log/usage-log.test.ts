@@ -469,9 +469,16 @@ describe("usage log writer", () => {
     await log.close();
     const lines = readLines(path);
     expect(lines.map((l) => l.charged_tokens)).toEqual(Array.from({ length: 5000 }, (_, i) => i));
-    expect(log.stats()).toEqual({ writtenLines: 5000, writeErrors: 0, failedLines: 0, droppedLines: 0 });
+    expect(log.stats()).toEqual({
+      writtenLines: 5000,
+      writeErrors: 0,
+      failedLines: 0,
+      droppedLines: 0,
+      closedLines: 0,
+      errorLines: 0,
+    });
     log.events.settled(event(9)); // after close: dropped and counted, never thrown
-    expect(log.stats().droppedLines).toBe(1);
+    expect(log.stats().closedLines).toBe(1);
   });
 
   it("writes on its own after the flush interval, without a flush call", async () => {

@@ -27,6 +27,10 @@ export interface UsageLogStats {
   failedLines: number;
   /** Lines dropped because the buffer was full (the destination was slower than the traffic). */
   droppedLines: number;
+  /** Lines that arrived after the log was closed (dropped; said once in the log). */
+  closedLines: number;
+  /** Lines that could not be formatted (an unexpected error; dropped, never failing a request). */
+  errorLines: number;
 }
 
 /** A usage log: feed it engine events, flush and close it on shutdown. */
@@ -118,7 +122,16 @@ export function openUsageLog(
   let fd = path === undefined ? 1 : openForAppend(path, written);
   const destination = path ?? "stdout";
 
-  const stats: UsageLogStats = { writtenLines: 0, writeErrors: 0, failedLines: 0, droppedLines: 0 };
+  const stats: UsageLogStats = {
+    writtenLines: 0,
+    writeErrors: 0,
+    failedLines: 0,
+    droppedLines: 0,
+    closedLines: 0,
+    errorLines: 0,
+  };
+  /** Bytes of the batch being written: still held in memory, so still counted against the bound. */
+  let inFlightBytes = 0;
   /** Full chunks waiting to be written, then the one being filled (`cur`, `curLen` bytes used). */
   let sealed: Buffer[] = [];
   let cur: Buffer | undefined;
@@ -142,7 +155,12 @@ export function openUsageLog(
 
   function push(line: string): void {
     if (closed) {
-      stats.droppedLines++;
+      stats.closedLines++;
+      if (stats.closedLines === 1)
+        logger.warn(
+          { destination },
+          "usage log: a line arrived after the log was closed and was dropped (a settlement that outlived the shutdown wait)",
+        );
       return;
     }
     // UTF-8 takes at most 3 bytes per UTF-16 unit: a line that may not fit starts a new chunk.
@@ -152,7 +170,7 @@ export function openUsageLog(
       cur = Buffer.allocUnsafeSlow(Math.max(chunkBytes, worst));
     }
     const n = cur.write(line, curLen);
-    if (pendingBytes + n > maxBufferBytes) {
+    if (pendingBytes + inFlightBytes + n > maxBufferBytes) {
       stats.droppedLines++; // not counted in: curLen stays, the bytes are overwritten
       if (!droppingLogged) {
         droppingLogged = true;
@@ -208,6 +226,7 @@ export function openUsageLog(
     const lines = pendingLines;
     torn = false;
     sealed = [];
+    inFlightBytes = pendingBytes;
     pendingBytes = 0;
     pendingLines = 0;
     writing = true;
@@ -216,6 +235,17 @@ export function openUsageLog(
 
   /** Writes `bufs` whole (continuing after partial writes); `started`: some bytes already went out. */
   function writeAll(bufs: Buffer[], lines: number, started: boolean): void {
+    if (path === undefined) {
+      // stdout: through process.stdout, never fs on fd 1. Why: fd 1 is often a blocking pipe; a
+      // write on libuv's thread pool then blocks a pool thread for as long as the reader stalls,
+      // and nothing (close, exit) can get past it. process.stdout is non-blocking for pipes, and
+      // it keeps our chunks whole and in order among the application's own writes to stdout.
+      process.stdout.write(bufs.length === 1 ? (bufs[0] as Buffer) : Buffer.concat(bufs), (err) => {
+        if (err) failed(err as NodeJS.ErrnoException, lines, false);
+        else succeeded(lines);
+      });
+      return;
+    }
     writev(fd, bufs, null, (err, n) => {
       if (err) {
         if (err.code !== undefined && RETRYABLE.has(err.code)) {
@@ -231,16 +261,20 @@ export function openUsageLog(
         writeAll(left, lines, started || n > 0);
         return;
       }
-      stats.writtenLines += lines;
-      if (failing) {
-        failing = false;
-        logger.info(
-          { destination, lostLines: lostSinceFailing },
-          "usage log: writes succeed again; lines were lost while they failed",
-        );
-      }
-      done();
+      succeeded(lines);
     });
+  }
+
+  function succeeded(lines: number): void {
+    stats.writtenLines += lines;
+    if (failing) {
+      failing = false;
+      logger.info(
+        { destination, lostLines: lostSinceFailing },
+        "usage log: writes succeed again; lines were lost while they failed",
+      );
+    }
+    done();
   }
 
   function failed(err: NodeJS.ErrnoException, lines: number, partly: boolean): void {
@@ -262,6 +296,7 @@ export function openUsageLog(
 
   function done(): void {
     writing = false;
+    inFlightBytes = 0;
     if (reopenWanted) doReopen();
     if (pendingLines === 0) {
       droppingLogged = false; // caught up: a later overflow is a new episode, logged again
@@ -307,14 +342,14 @@ export function openUsageLog(
       try {
         push(decisionLine(e, config));
       } catch {
-        stats.droppedLines++;
+        stats.errorLines++;
       }
     },
     settled(e) {
       try {
         push(settleLine(e));
       } catch {
-        stats.droppedLines++;
+        stats.errorLines++;
       }
     },
   };
