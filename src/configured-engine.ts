@@ -122,10 +122,7 @@ export function createConfiguredEngine(opts: {
       if (usageLog) {
         // Settlements already under way still get their line (bounded: a stalled store must not
         // hold a stop); what arrives after the close is dropped, counted and said once.
-        await Promise.race([
-          engine.settlementsDone(),
-          new Promise((r) => setTimeout(r, 5000).unref()),
-        ]);
+        await Promise.race([engine.settlementsDone(), new Promise((r) => setTimeout(r, 5000).unref())]);
         // Bounded too: a destination that stopped reading (a stuck log shipper on stdout) must
         // not hold the stop; what it did not take is said, never lost silently.
         const closed = await Promise.race([
