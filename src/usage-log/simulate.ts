@@ -18,7 +18,7 @@ import type { DecisionRecord, SettleRecord } from "./record.js";
 /** What the replay cannot know from a log, and what it assumes instead (printed and documented). */
 export const APPROXIMATIONS: readonly string[] = [
   "Token counts are taken from the log as they were counted then, whatever model the config now names.",
-  "Input over the new max_input: on_exceed reject refuses it; trim and summarize keep it when the part no trimming can drop (system messages and the newest user turn, logged as input_tokens_floor) fits, counted at max_input (an upper bound: trimming keeps whole turns), else refuse it; truncate is assumed to fit, at max_input. With max_input unchanged, the input the log shows after trimming is used as is.",
+  "Input over the new max_input: on_exceed reject refuses it; trim and summarize keep it when the part no trimming can drop (system messages and the newest user turn, logged as input_tokens_floor) fits, counted at max_input (an upper bound: trimming keeps whole turns), else refuse it; an input under the cap it was logged with has no input_tokens_floor, and is assumed to fit (trimmed, counted at max_input); truncate is assumed to fit, at max_input. With max_input unchanged, the input the log shows after trimming is used as is.",
   "An input counted only up to 4 × max_input (input_tokens_before_capped) is taken at that lower bound.",
   "Settlements re-charge the logged usage: output capped at the new output cap × n, and the new input count when it differs from what was sent then; costs use the config's prices.",
   "Summary calls are replayed as the log shows them (as requests of their summarize_with feature), whether or not the new config would summarize.",
@@ -170,7 +170,9 @@ function replayInput(rec: DecisionRecord, config: ResolvedConfig): { tokens: num
     return { tokens: rec.input_tokens, trimmed: true };
   if (f.onExceed === "truncate") return { tokens: cap, trimmed: true };
   const floor = rec.input_tokens_floor;
-  if (floor !== undefined && floor <= cap) return { tokens: cap, trimmed: true };
+  // No floor: the input was under the cap it was logged with, so nobody measured what trimming
+  // must keep. Unknown: assume it fits (trimmed to the cap), as it usually does.
+  if (floor === undefined || floor <= cap) return { tokens: cap, trimmed: true };
   return { tokens: cap + 1, trimmed: false }; // cannot fit: the engine refuses it (input_budget_exceeded)
 }
 
