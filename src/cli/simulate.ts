@@ -111,6 +111,8 @@ export async function runSimulate(
           simulated: report.simulated,
           logged: report.logged,
           not_replayed: report.not_replayed,
+          store_unavailable_refusals: report.store_unavailable_refusals,
+          degraded_admissions: report.degraded_admissions,
           unsettled: report.unsettled,
           charged_as_reserved: report.charged_as_reserved,
           orphan_settlements: report.orphan_settlements,
@@ -146,6 +148,19 @@ export async function runSimulate(
       )
         .map(([c, n]) => `${c} ${num(n)}`)
         .join(", ")}); they are in "as logged" only`,
+    );
+  if (report.store_unavailable_refusals > 0)
+    notes.push(
+      `not replayed: ${num(report.store_unavailable_refusals)} requests refused because the store was unavailable when logged (budget_store_unavailable); they are in "as logged" only`,
+    );
+  const dg = report.degraded_admissions;
+  if (dg.requests > 0)
+    notes.push(
+      `${num(dg.requests)} requests were admitted while the store was unavailable (${Object.entries(
+        dg.by_store,
+      )
+        .map(([c, n]) => `${c} ${num(n)}`)
+        .join(", ")}); replayed against the full limits`,
     );
   if (report.charged_as_reserved > 0)
     notes.push(

@@ -9,6 +9,7 @@ export type ParsedLine = { ok: true; record: DecisionRecord | SettleRecord } | {
 
 const DECISIONS = new Set(["allow", "trim", "reject"]);
 const SOURCES = new Set(["provider", "estimate", "none"]);
+const STORE_STATUSES = new Set(["ok", "store_unavailable", "local"]);
 
 /** Thrown inside the parser; caught and turned into `{ ok: false }`. */
 class BadLine extends Error {}
@@ -84,6 +85,12 @@ function decision(o: Record<string, unknown>): DecisionRecord {
     decision: decision as DecisionRecord["decision"],
     code: code as string | null,
   };
+  const store = field(o, "store");
+  if (store !== undefined) {
+    if (typeof store !== "string" || !STORE_STATUSES.has(store))
+      throw new BadLine('"store" must be "ok", "store_unavailable" or "local"');
+    r.store = store as DecisionRecord["store"];
+  }
   const before = optionalCount(o, "input_tokens_before");
   if (before !== undefined) {
     r.input_tokens_before = before;

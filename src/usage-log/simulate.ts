@@ -22,6 +22,9 @@ export const APPROXIMATIONS: readonly string[] = [
   "An input counted only up to 4 × max_input (input_tokens_before_capped) is taken at that lower bound.",
   "Settlements re-charge the logged usage: output capped at the new output cap × n, and the new input count when it differs from what was sent then; costs use the config's prices.",
   "Summary calls are replayed as the log shows them (as requests of their summarize_with feature), whether or not the new config would summarize.",
+  "Requests refused because the budget store was unavailable when logged (budget_store_unavailable) are not replayed (the replay's store is always up); they are listed apart.",
+  "Requests admitted while the store was unavailable (store store_unavailable or local, on_error allow/local) are replayed against the full limits of an always-up store; they are counted apart.",
+  "A log holds what one process decided: a log from one of several processes sharing a store under-counts shared budgets (merge the logs, sorted by time_ms, to replay them together).",
   "Requests refused before they were counted (unknown feature or tier, invalid request, feature switched off, unknown price) have no token counts and are not replayed; they are listed apart.",
   "A request the log shows refused but the config would admit was never called: it is charged as reserved (input + output cap × n), the most it could have cost.",
   "A request the log shows admitted but never settled (a crash, or still in flight when the log ends) keeps its reservation until it expires, as it did.",
@@ -64,6 +67,10 @@ export interface SimulationReport {
   not_replayed: { requests: number; by_code: Record<string, number> };
   /** Admitted in the replay, but the log has no settlement for them. */
   unsettled: number;
+  /** Refused in the log because the store was unavailable (budget_store_unavailable): not replayed. */
+  store_unavailable_refusals: number;
+  /** Admitted in the log while the store was unavailable (`store` other than ok), by that status. */
+  degraded_admissions: { requests: number; by_store: Record<string, number> };
   /** Refused in the log, admitted in the replay: charged as reserved (no usage to replay). */
   charged_as_reserved: number;
   /** Settlement lines whose decision is not in the log (the log starts mid-flight). */
@@ -188,6 +195,8 @@ interface Pending {
 export interface Simulation {
   /** Replays one record (a decision is admitted or refused; a settlement is settled). */
   replay(record: DecisionRecord | SettleRecord): Promise<void>;
+  /** Requests the replay holds state for (admitted and not settled yet): what its memory grows with. */
+  held(): number;
   /** Ends the replay and returns what it found. */
   finish(): Promise<SimulationReport>;
 }
@@ -226,6 +235,8 @@ export async function createSimulation(
   const simulated: Tallies = { total: emptyTally(), features: emptyRecord() };
   const logged: Tallies = { total: emptyTally(), features: emptyRecord() };
   const notReplayed = { requests: 0, by_code: emptyRecord<number>() };
+  let storeUnavailableRefusals = 0;
+  const degraded = { requests: 0, by_store: emptyRecord<number>() };
   /** Admitted in the replay and not settled yet (by the log's id), or refused in it. */
   const open = new Map<string, Pending | "refused">();
   let from: number | undefined;
@@ -250,6 +261,16 @@ export async function createSimulation(
       const c = rec.code ?? "unknown";
       notReplayed.by_code[c] = (notReplayed.by_code[c] ?? 0) + 1;
       return;
+    }
+    if (rec.decision === "reject" && rec.code === "budget_store_unavailable") {
+      // Refused because the store was down: the replay's store never is, and admitting it here
+      // would charge a request that was never called. Not replayed; counted apart.
+      storeUnavailableRefusals++;
+      return;
+    }
+    if (rec.decision !== "reject" && rec.store !== undefined && rec.store !== "ok") {
+      degraded.requests++;
+      degraded.by_store[rec.store] = (degraded.by_store[rec.store] ?? 0) + 1;
     }
     const input = replayInput(rec, config);
     const message: CountedMessage = { role: "user", content: "", tf_tokens: input.tokens };
@@ -293,7 +314,9 @@ export async function createSimulation(
       if (!isTokenBudgetError(e)) throw e;
       countDecision(simulated, rec.feature, "reject", e.code);
       options.onDecision?.(rec, { decision: "reject", code: e.code });
-      open.set(rec.id, "refused");
+      // Only a request the log shows admitted can have a settlement line to skip: remembering the
+      // others would hold one entry per logged refusal for the whole replay.
+      if (rec.decision !== "reject") open.set(rec.id, "refused");
     }
   }
 
@@ -341,6 +364,7 @@ export async function createSimulation(
       if (record.type === "decision") await decide(record);
       else await settle(record);
     },
+    held: () => open.size,
     async finish() {
       let unsettled = 0;
       for (const p of open.values()) if (p !== "refused") unsettled++;
@@ -355,6 +379,8 @@ export async function createSimulation(
         logged,
         not_replayed: notReplayed,
         unsettled,
+        store_unavailable_refusals: storeUnavailableRefusals,
+        degraded_admissions: degraded,
         charged_as_reserved: chargedAsReserved,
         orphan_settlements: orphans,
       };
