@@ -1,5 +1,5 @@
 import { closeSync, createReadStream, fstatSync, openSync } from "node:fs";
-import { createInterface } from "node:readline";
+import { MAX_LINE_BYTES, splitLines } from "../usage-log/lines.js";
 import { parseUsageLine } from "../usage-log/parse.js";
 import { APPROXIMATIONS, createSimulation, type Tallies, type Tally } from "../usage-log/simulate.js";
 import { resolveCliConfig } from "./config-arg.js";
@@ -35,7 +35,7 @@ function openLog(path: string): number {
 export async function runSimulate(
   args: string[],
   io: CliIo,
-  options: { progressEvery?: number } = {},
+  options: { progressEvery?: number; maxLineBytes?: number } = {},
 ): Promise<number> {
   const { values } = parseCliArgs(
     args,
@@ -57,33 +57,51 @@ export async function runSimulate(
   const lines = { total: 0, blank: 0, malformed: 0 };
   const malformed: Array<{ line: number; error: string }> = [];
   let fatal: CliError | undefined;
-  const input = createReadStream("", { fd, encoding: "utf8" });
+  const maxLineBytes = options.maxLineBytes ?? MAX_LINE_BYTES;
+  const input = createReadStream("", { fd });
+  /** Skips (counts and reports) a line that cannot be replayed; false when --strict stops here. */
+  const skip = (lineNo: number, error: string): boolean => {
+    if (values.strict) {
+      fatal = new CliError(`${path}:${lineNo}: ${error} (--strict stops at the first malformed line)`);
+      return false;
+    }
+    lines.malformed++;
+    if (malformed.length < 100) malformed.push({ line: lineNo, error });
+    if (lines.malformed <= MALFORMED_SHOWN)
+      io.err(`tokenfuse simulate: skipped line ${lineNo} of ${path}: ${error}\n`);
+    return true;
+  };
   try {
-    const reader = createInterface({ input, crlfDelay: Number.POSITIVE_INFINITY });
-    for await (const text of reader) {
+    for await (const line of splitLines(input, maxLineBytes)) {
       const lineNo = ++lines.total;
+      if (!("text" in line)) {
+        if (skip(lineNo, `line longer than ${num(maxLineBytes)} bytes (${num(line.tooLongBytes)}): not read`))
+          continue;
+        break;
+      }
+      const text = line.text;
       if (text.trim() === "") {
         lines.blank++;
         continue;
       }
       const parsed = parseUsageLine(text);
       if (!parsed.ok) {
-        if (values.strict) {
-          fatal = new CliError(
-            `${path}:${lineNo}: ${parsed.error} (--strict stops at the first malformed line)`,
-          );
-          break;
-        }
-        lines.malformed++;
-        if (malformed.length < 100) malformed.push({ line: lineNo, error: parsed.error });
-        if (lines.malformed <= MALFORMED_SHOWN)
-          io.err(`tokenfuse simulate: skipped line ${lineNo} of ${path}: ${parsed.error}\n`);
-        continue;
+        if (skip(lineNo, parsed.error)) continue;
+        break;
       }
-      await sim.replay(parsed.record);
+      try {
+        await sim.replay(parsed.record);
+      } catch (e) {
+        // A value the parser let through that the engine refuses: this line only, not the replay.
+        if (skip(lineNo, `cannot be replayed: ${(e as Error)?.message ?? String(e)}`)) continue;
+        break;
+      }
       if (lineNo % progressEvery === 0)
         io.err(`tokenfuse simulate: ${num(lineNo)} lines replayed (log time ${parsed.record.time})\n`);
     }
+  } catch (e) {
+    // Reading the log failed (an I/O error): one line, exit 2, never a stack trace.
+    fatal = new CliError(`cannot read ${path}: ${(e as Error)?.message ?? String(e)}`);
   } finally {
     input.destroy();
   }

@@ -31,6 +31,22 @@ function count(o: Record<string, unknown>, name: string): number {
   return v;
 }
 
+/** The largest `time_ms` a Date can hold (±100 000 000 days from the epoch). */
+const MAX_TIME_MS = 8.64e15;
+
+function timeMs(o: Record<string, unknown>): number {
+  const v = count(o, "time_ms");
+  if (v > MAX_TIME_MS) throw new BadLine('"time_ms" is past the last date JavaScript can hold (8.64e15)');
+  return v;
+}
+
+/** Sums that the replay adds must stay exact (the engine refuses usage past 2^53 − 1). */
+function checkSum(what: string, ...values: number[]): void {
+  let sum = 0;
+  for (const v of values) sum += v;
+  if (!Number.isSafeInteger(sum)) throw new BadLine(`${what} exceeds 2^53 − 1`);
+}
+
 function optionalCount(o: Record<string, unknown>, name: string): number | undefined {
   return field(o, name) === undefined ? undefined : count(o, name);
 }
@@ -76,7 +92,7 @@ function decision(o: Record<string, unknown>): DecisionRecord {
     v: USAGE_LOG_VERSION,
     type: "decision",
     time: str(o, "time"),
-    time_ms: count(o, "time_ms"),
+    time_ms: timeMs(o),
     id: str(o, "id"),
     feature: str(o, "feature"),
     user: str(o, "user"),
@@ -110,6 +126,8 @@ function decision(o: Record<string, unknown>): DecisionRecord {
   if (requested !== undefined) r.max_output_requested = requested;
   const reserved = optionalCount(o, "reserved_tokens");
   if (reserved !== undefined) r.reserved_tokens = reserved;
+  if (r.max_output !== undefined && r.n !== undefined)
+    checkSum('"input_tokens_before" + "max_output" × "n"', r.input_tokens_before ?? 0, r.max_output * r.n);
   if (decision !== "reject" && r.input_tokens === undefined)
     throw new BadLine('an admitted decision must have "input_tokens"');
   return r;
@@ -125,7 +143,7 @@ function settle(o: Record<string, unknown>): SettleRecord {
     v: USAGE_LOG_VERSION,
     type: "settle",
     time: str(o, "time"),
-    time_ms: count(o, "time_ms"),
+    time_ms: timeMs(o),
     id: str(o, "id"),
     feature: str(o, "feature"),
     user: str(o, "user"),
@@ -140,6 +158,7 @@ function settle(o: Record<string, unknown>): SettleRecord {
     charged_tokens: count(o, "charged_tokens"),
     cost_nano_usd: cost as number | null,
   };
+  checkSum('"input_tokens" + "output_tokens"', r.input_tokens, r.output_tokens);
   const reason = field(o, "estimate_reason");
   if (typeof reason === "string") r.estimate_reason = reason;
   return r;
