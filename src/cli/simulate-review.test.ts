@@ -199,3 +199,31 @@ describe("splitLines", () => {
     expect(got).toEqual([{ text: "é€" }]);
   });
 });
+
+describe("finding 9: lines out of order", () => {
+  it("lines more than 2 s behind the replay's clock are counted and warned about once, with the first line", async () => {
+    // Two instances' logs concatenated: day 2, then day 1 (replayed at day 2's time).
+    const lines = [dec(DAY2, "b"), settle(DAY2 + 1000, "b"), dec(DAY1, "a"), settle(DAY1 + 1000, "a")];
+    const r = await run(lines);
+    expect(r.code).toBe(0);
+    expect(r.err).toBe(
+      `tokenfuse simulate: 2 lines of ${r.log} are more than 2 s older than a line before them (first: line 3, 1.0 d back); they were replayed at the later time. Sort the log by time_ms (logs of several processes merged?)\n`,
+    );
+    expect(JSON.parse(r.out).late_lines).toEqual({ count: 2, first_line: 3 });
+    expect(JSON.parse(r.out).approximations.join("\n")).toMatch(/never moves back/);
+    // A few ms (concurrent requests) is not out of order.
+    const ok = await run([dec(DAY2 + 500, "b"), dec(DAY2, "c"), settle(DAY2 + 600, "b")]);
+    expect(ok.err).toBe("");
+    expect(JSON.parse(ok.out).late_lines).toEqual({ count: 0, first_line: null });
+  });
+
+  it("the text report lists the out-of-order approximation and the count", async () => {
+    const log = file("ooo.jsonl", `${[dec(DAY2, "b"), dec(DAY1, "a")].join("\n")}\n`);
+    const t = io();
+    expect(await main(["simulate", "--log", log, "--config", config], t.cliIo)).toBe(0);
+    expect(t.out()).toContain(
+      "1 lines more than 2 s out of order (first: line 2): replayed at the latest time seen",
+    );
+    expect(t.out()).toMatch(/- Lines are replayed in file order on a clock that never moves back/);
+  });
+});

@@ -1,7 +1,13 @@
 import { closeSync, createReadStream, fstatSync, openSync } from "node:fs";
 import { MAX_LINE_BYTES, splitLines } from "../usage-log/lines.js";
 import { parseUsageLine } from "../usage-log/parse.js";
-import { APPROXIMATIONS, createSimulation, type Tallies, type Tally } from "../usage-log/simulate.js";
+import {
+  APPROXIMATIONS,
+  createSimulation,
+  LATE_TOLERANCE_MS,
+  type Tallies,
+  type Tally,
+} from "../usage-log/simulate.js";
 import { resolveCliConfig } from "./config-arg.js";
 import { CliError, type CliIo, parseCliArgs } from "./io.js";
 import { num, renderTable, usd } from "./table.js";
@@ -53,7 +59,17 @@ export async function runSimulate(
   const { config, source } = resolveCliConfig(values.config as string | undefined, io);
   const progressEvery = options.progressEvery ?? 100_000;
   const fd = openLog(path);
-  const sim = await createSimulation(config);
+  let lineNo = 0;
+  const late = { count: 0, first_line: null as number | null, first_behind_ms: 0 };
+  const sim = await createSimulation(config, {
+    onLate: (_rec, behindMs) => {
+      late.count++;
+      if (late.first_line === null) {
+        late.first_line = lineNo;
+        late.first_behind_ms = behindMs;
+      }
+    },
+  });
   const lines = { total: 0, blank: 0, malformed: 0 };
   const malformed: Array<{ line: number; error: string }> = [];
   let fatal: CliError | undefined;
@@ -73,7 +89,7 @@ export async function runSimulate(
   };
   try {
     for await (const line of splitLines(input, maxLineBytes)) {
-      const lineNo = ++lines.total;
+      lineNo = ++lines.total;
       if (!("text" in line)) {
         if (skip(lineNo, `line longer than ${num(maxLineBytes)} bytes (${num(line.tooLongBytes)}): not read`))
           continue;
@@ -107,6 +123,10 @@ export async function runSimulate(
   }
   const report = await sim.finish();
   if (fatal) throw fatal;
+  if (late.count > 0)
+    io.err(
+      `tokenfuse simulate: ${num(late.count)} lines of ${path} are more than ${LATE_TOLERANCE_MS / 1000} s older than a line before them (first: line ${late.first_line}, ${duration(late.first_behind_ms)} back); they were replayed at the later time. Sort the log by time_ms (logs of several processes merged?)\n`,
+    );
   if (lines.malformed > MALFORMED_SHOWN)
     io.err(`tokenfuse simulate: ${num(lines.malformed - MALFORMED_SHOWN)} more malformed lines skipped\n`);
 
@@ -134,6 +154,7 @@ export async function runSimulate(
           unsettled: report.unsettled,
           charged_as_reserved: report.charged_as_reserved,
           orphan_settlements: report.orphan_settlements,
+          late_lines: { count: late.count, first_line: late.first_line },
           approximations: APPROXIMATIONS,
         },
         null,
@@ -190,6 +211,10 @@ export async function runSimulate(
     );
   if (report.orphan_settlements > 0)
     notes.push(`${num(report.orphan_settlements)} settlements have no decision in the log (ignored)`);
+  if (late.count > 0)
+    notes.push(
+      `${num(late.count)} lines more than ${LATE_TOLERANCE_MS / 1000} s out of order (first: line ${late.first_line}): replayed at the latest time seen`,
+    );
   if (lines.malformed > 0)
     notes.push(
       `${num(lines.malformed)} malformed lines skipped (first: line ${malformed
@@ -240,4 +265,12 @@ function codeTable(simulated: Tallies, logged: Tallies): string[][] {
       rows.push([f, code, num(s[code] ?? 0), num(l[code] ?? 0)]);
   }
   return rows;
+}
+
+/** A short human duration: "3.2 s", "4 min", "1.0 h", "2.0 d". */
+function duration(ms: number): string {
+  if (ms < 60_000) return `${(ms / 1000).toFixed(1)} s`;
+  if (ms < 3_600_000) return `${Math.round(ms / 60_000)} min`;
+  if (ms < 86_400_000) return `${(ms / 3_600_000).toFixed(1)} h`;
+  return `${(ms / 86_400_000).toFixed(1)} d`;
 }

@@ -28,8 +28,12 @@ export const APPROXIMATIONS: readonly string[] = [
   "Requests refused before they were counted (unknown feature or tier, invalid request, feature switched off, unknown price) have no token counts and are not replayed; they are listed apart.",
   "A request the log shows refused but the config would admit was never called: it is charged as reserved (input + output cap × n), the most it could have cost.",
   "A request the log shows admitted but never settled (a crash, or still in flight when the log ends) keeps its reservation until it expires, as it did.",
+  "Lines are replayed in file order on a clock that never moves back: a line older than one before it is replayed at the latest time seen (lines more than 2 s back are counted and warned about: sort the log by time_ms).",
   "Switches flipped by hand are not in the log: features start as the config's enabled says; hourly cost breakers trip as the replay's costs cross them.",
 ];
+
+/** How far back a line may be from the latest one replayed before it is counted as out of order. */
+export const LATE_TOLERANCE_MS = 2000;
 
 /** Counts for one feature, or for all. */
 export interface Tally {
@@ -73,6 +77,8 @@ export interface SimulationReport {
   degraded_admissions: { requests: number; by_store: Record<string, number> };
   /** Refused in the log, admitted in the replay: charged as reserved (no usage to replay). */
   charged_as_reserved: number;
+  /** Lines more than {@link LATE_TOLERANCE_MS} older than the replay's clock (replayed at the clock). */
+  late_lines: number;
   /** Settlement lines whose decision is not in the log (the log starts mid-flight). */
   orphan_settlements: number;
 }
@@ -213,6 +219,8 @@ export async function createSimulation(
       rec: DecisionRecord,
       outcome: { decision: "allow" | "trim" | "reject"; code?: string },
     ) => void;
+    /** Called for each line more than {@link LATE_TOLERANCE_MS} older than the replay's clock. */
+    onLate?: (rec: DecisionRecord | SettleRecord, behindMs: number) => void;
   } = {},
 ): Promise<Simulation> {
   let nowMs = 0;
@@ -246,7 +254,14 @@ export async function createSimulation(
   let orphans = 0;
   let chargedAsReserved = 0;
 
-  function advance(ms: number): void {
+  let late = 0;
+
+  function advance(rec: DecisionRecord | SettleRecord): void {
+    const ms = rec.time_ms;
+    if (from !== undefined && nowMs - ms > LATE_TOLERANCE_MS) {
+      late++;
+      options.onLate?.(rec, nowMs - ms);
+    }
     // Monotonic: lines written by concurrent requests can be a few ms out of order.
     if (ms > nowMs) nowMs = ms;
     if (from === undefined || ms < from) from = ms;
@@ -360,7 +375,7 @@ export async function createSimulation(
 
   return {
     async replay(record) {
-      advance(record.time_ms);
+      advance(record);
       if (record.type === "decision") await decide(record);
       else await settle(record);
     },
@@ -383,6 +398,7 @@ export async function createSimulation(
         degraded_admissions: degraded,
         charged_as_reserved: chargedAsReserved,
         orphan_settlements: orphans,
+        late_lines: late,
       };
     },
   };
