@@ -1,7 +1,13 @@
 import { closeSync, createReadStream, fstatSync, openSync } from "node:fs";
-import { createInterface } from "node:readline";
+import { MAX_LINE_BYTES, splitLines } from "../usage-log/lines.js";
 import { parseUsageLine } from "../usage-log/parse.js";
-import { APPROXIMATIONS, createSimulation, type Tallies, type Tally } from "../usage-log/simulate.js";
+import {
+  APPROXIMATIONS,
+  createSimulation,
+  LATE_TOLERANCE_MS,
+  type Tallies,
+  type Tally,
+} from "../usage-log/simulate.js";
 import { resolveCliConfig } from "./config-arg.js";
 import { CliError, type CliIo, parseCliArgs } from "./io.js";
 import { num, renderTable, usd } from "./table.js";
@@ -35,7 +41,7 @@ function openLog(path: string): number {
 export async function runSimulate(
   args: string[],
   io: CliIo,
-  options: { progressEvery?: number } = {},
+  options: { progressEvery?: number; maxLineBytes?: number } = {},
 ): Promise<number> {
   const { values } = parseCliArgs(
     args,
@@ -53,42 +59,74 @@ export async function runSimulate(
   const { config, source } = resolveCliConfig(values.config as string | undefined, io);
   const progressEvery = options.progressEvery ?? 100_000;
   const fd = openLog(path);
-  const sim = await createSimulation(config);
+  let lineNo = 0;
+  const late = { count: 0, first_line: null as number | null, first_behind_ms: 0 };
+  const sim = await createSimulation(config, {
+    onLate: (_rec, behindMs) => {
+      late.count++;
+      if (late.first_line === null) {
+        late.first_line = lineNo;
+        late.first_behind_ms = behindMs;
+      }
+    },
+  });
   const lines = { total: 0, blank: 0, malformed: 0 };
   const malformed: Array<{ line: number; error: string }> = [];
   let fatal: CliError | undefined;
-  const input = createReadStream("", { fd, encoding: "utf8" });
+  const maxLineBytes = options.maxLineBytes ?? MAX_LINE_BYTES;
+  const input = createReadStream("", { fd });
+  /** Skips (counts and reports) a line that cannot be replayed; false when --strict stops here. */
+  const skip = (lineNo: number, error: string): boolean => {
+    if (values.strict) {
+      fatal = new CliError(`${path}:${lineNo}: ${error} (--strict stops at the first malformed line)`);
+      return false;
+    }
+    lines.malformed++;
+    if (malformed.length < 100) malformed.push({ line: lineNo, error });
+    if (lines.malformed <= MALFORMED_SHOWN)
+      io.err(`tokenfuse simulate: skipped line ${lineNo} of ${path}: ${error}\n`);
+    return true;
+  };
   try {
-    const reader = createInterface({ input, crlfDelay: Number.POSITIVE_INFINITY });
-    for await (const text of reader) {
-      const lineNo = ++lines.total;
+    for await (const line of splitLines(input, maxLineBytes)) {
+      lineNo = ++lines.total;
+      if (!("text" in line)) {
+        if (skip(lineNo, `line longer than ${num(maxLineBytes)} bytes (${num(line.tooLongBytes)}): not read`))
+          continue;
+        break;
+      }
+      const text = line.text;
       if (text.trim() === "") {
         lines.blank++;
         continue;
       }
       const parsed = parseUsageLine(text);
       if (!parsed.ok) {
-        if (values.strict) {
-          fatal = new CliError(
-            `${path}:${lineNo}: ${parsed.error} (--strict stops at the first malformed line)`,
-          );
-          break;
-        }
-        lines.malformed++;
-        if (malformed.length < 100) malformed.push({ line: lineNo, error: parsed.error });
-        if (lines.malformed <= MALFORMED_SHOWN)
-          io.err(`tokenfuse simulate: skipped line ${lineNo} of ${path}: ${parsed.error}\n`);
-        continue;
+        if (skip(lineNo, parsed.error)) continue;
+        break;
       }
-      await sim.replay(parsed.record);
+      try {
+        await sim.replay(parsed.record);
+      } catch (e) {
+        // A value the parser let through that the engine refuses: this line only, not the replay.
+        if (skip(lineNo, `cannot be replayed: ${(e as Error)?.message ?? String(e)}`)) continue;
+        break;
+      }
       if (lineNo % progressEvery === 0)
         io.err(`tokenfuse simulate: ${num(lineNo)} lines replayed (log time ${parsed.record.time})\n`);
     }
+  } catch (e) {
+    // Reading the log failed (an I/O error): one line, exit 2, never a stack trace.
+    fatal = new CliError(`cannot read ${path}: ${(e as Error)?.message ?? String(e)}`);
   } finally {
     input.destroy();
   }
   const report = await sim.finish();
   if (fatal) throw fatal;
+  if (late.count > 0)
+    io.err(
+      `tokenfuse simulate: ${num(late.count)} lines of ${path} are more than ${LATE_TOLERANCE_MS / 1000} s older than a line before them (first: line ${late.first_line}, ${duration(late.first_behind_ms)} back); they were replayed at the later time. Sort the log by time_ms (logs of several processes merged?)\n`,
+    );
   if (lines.malformed > MALFORMED_SHOWN)
     io.err(`tokenfuse simulate: ${num(lines.malformed - MALFORMED_SHOWN)} more malformed lines skipped\n`);
 
@@ -111,9 +149,12 @@ export async function runSimulate(
           simulated: report.simulated,
           logged: report.logged,
           not_replayed: report.not_replayed,
+          store_unavailable_refusals: report.store_unavailable_refusals,
+          degraded_admissions: report.degraded_admissions,
           unsettled: report.unsettled,
           charged_as_reserved: report.charged_as_reserved,
           orphan_settlements: report.orphan_settlements,
+          late_lines: { count: late.count, first_line: late.first_line },
           approximations: APPROXIMATIONS,
         },
         null,
@@ -147,6 +188,19 @@ export async function runSimulate(
         .map(([c, n]) => `${c} ${num(n)}`)
         .join(", ")}); they are in "as logged" only`,
     );
+  if (report.store_unavailable_refusals > 0)
+    notes.push(
+      `not replayed: ${num(report.store_unavailable_refusals)} requests refused because the store was unavailable when logged (budget_store_unavailable); they are in "as logged" only`,
+    );
+  const dg = report.degraded_admissions;
+  if (dg.requests > 0)
+    notes.push(
+      `${num(dg.requests)} requests were admitted while the store was unavailable (${Object.entries(
+        dg.by_store,
+      )
+        .map(([c, n]) => `${c} ${num(n)}`)
+        .join(", ")}); replayed against the full limits`,
+    );
   if (report.charged_as_reserved > 0)
     notes.push(
       `${num(report.charged_as_reserved)} requests refused in the log would be admitted: charged as reserved (input + output cap × n)`,
@@ -157,6 +211,10 @@ export async function runSimulate(
     );
   if (report.orphan_settlements > 0)
     notes.push(`${num(report.orphan_settlements)} settlements have no decision in the log (ignored)`);
+  if (late.count > 0)
+    notes.push(
+      `${num(late.count)} lines more than ${LATE_TOLERANCE_MS / 1000} s out of order (first: line ${late.first_line}): replayed at the latest time seen`,
+    );
   if (lines.malformed > 0)
     notes.push(
       `${num(lines.malformed)} malformed lines skipped (first: line ${malformed
@@ -207,4 +265,12 @@ function codeTable(simulated: Tallies, logged: Tallies): string[][] {
       rows.push([f, code, num(s[code] ?? 0), num(l[code] ?? 0)]);
   }
   return rows;
+}
+
+/** A short human duration: "3.2 s", "4 min", "1.0 h", "2.0 d". */
+function duration(ms: number): string {
+  if (ms < 60_000) return `${(ms / 1000).toFixed(1)} s`;
+  if (ms < 3_600_000) return `${Math.round(ms / 60_000)} min`;
+  if (ms < 86_400_000) return `${(ms / 3_600_000).toFixed(1)} h`;
+  return `${(ms / 86_400_000).toFixed(1)} d`;
 }

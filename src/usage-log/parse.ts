@@ -9,6 +9,7 @@ export type ParsedLine = { ok: true; record: DecisionRecord | SettleRecord } | {
 
 const DECISIONS = new Set(["allow", "trim", "reject"]);
 const SOURCES = new Set(["provider", "estimate", "none"]);
+const STORE_STATUSES = new Set(["ok", "store_unavailable", "local"]);
 
 /** Thrown inside the parser; caught and turned into `{ ok: false }`. */
 class BadLine extends Error {}
@@ -28,6 +29,22 @@ function count(o: Record<string, unknown>, name: string): number {
   if (typeof v !== "number" || !Number.isSafeInteger(v) || v < 0)
     throw new BadLine(`"${name}" must be a whole number ≥ 0`);
   return v;
+}
+
+/** The largest `time_ms` a Date can hold (±100 000 000 days from the epoch). */
+const MAX_TIME_MS = 8.64e15;
+
+function timeMs(o: Record<string, unknown>): number {
+  const v = count(o, "time_ms");
+  if (v > MAX_TIME_MS) throw new BadLine('"time_ms" is past the last date JavaScript can hold (8.64e15)');
+  return v;
+}
+
+/** Sums that the replay adds must stay exact (the engine refuses usage past 2^53 − 1). */
+function checkSum(what: string, ...values: number[]): void {
+  let sum = 0;
+  for (const v of values) sum += v;
+  if (!Number.isSafeInteger(sum)) throw new BadLine(`${what} exceeds 2^53 − 1`);
 }
 
 function optionalCount(o: Record<string, unknown>, name: string): number | undefined {
@@ -75,7 +92,7 @@ function decision(o: Record<string, unknown>): DecisionRecord {
     v: USAGE_LOG_VERSION,
     type: "decision",
     time: str(o, "time"),
-    time_ms: count(o, "time_ms"),
+    time_ms: timeMs(o),
     id: str(o, "id"),
     feature: str(o, "feature"),
     user: str(o, "user"),
@@ -84,6 +101,12 @@ function decision(o: Record<string, unknown>): DecisionRecord {
     decision: decision as DecisionRecord["decision"],
     code: code as string | null,
   };
+  const store = field(o, "store");
+  if (store !== undefined) {
+    if (typeof store !== "string" || !STORE_STATUSES.has(store))
+      throw new BadLine('"store" must be "ok", "store_unavailable" or "local"');
+    r.store = store as DecisionRecord["store"];
+  }
   const before = optionalCount(o, "input_tokens_before");
   if (before !== undefined) {
     r.input_tokens_before = before;
@@ -103,6 +126,8 @@ function decision(o: Record<string, unknown>): DecisionRecord {
   if (requested !== undefined) r.max_output_requested = requested;
   const reserved = optionalCount(o, "reserved_tokens");
   if (reserved !== undefined) r.reserved_tokens = reserved;
+  if (r.max_output !== undefined && r.n !== undefined)
+    checkSum('"input_tokens_before" + "max_output" × "n"', r.input_tokens_before ?? 0, r.max_output * r.n);
   if (decision !== "reject" && r.input_tokens === undefined)
     throw new BadLine('an admitted decision must have "input_tokens"');
   return r;
@@ -118,7 +143,7 @@ function settle(o: Record<string, unknown>): SettleRecord {
     v: USAGE_LOG_VERSION,
     type: "settle",
     time: str(o, "time"),
-    time_ms: count(o, "time_ms"),
+    time_ms: timeMs(o),
     id: str(o, "id"),
     feature: str(o, "feature"),
     user: str(o, "user"),
@@ -133,6 +158,7 @@ function settle(o: Record<string, unknown>): SettleRecord {
     charged_tokens: count(o, "charged_tokens"),
     cost_nano_usd: cost as number | null,
   };
+  checkSum('"input_tokens" + "output_tokens"', r.input_tokens, r.output_tokens);
   const reason = field(o, "estimate_reason");
   if (typeof reason === "string") r.estimate_reason = reason;
   return r;

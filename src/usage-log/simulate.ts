@@ -18,15 +18,22 @@ import type { DecisionRecord, SettleRecord } from "./record.js";
 /** What the replay cannot know from a log, and what it assumes instead (printed and documented). */
 export const APPROXIMATIONS: readonly string[] = [
   "Token counts are taken from the log as they were counted then, whatever model the config now names.",
-  "Input over the new max_input: on_exceed reject refuses it; trim and summarize keep it when the part no trimming can drop (system messages and the newest user turn, logged as input_tokens_floor) fits, counted at max_input (an upper bound: trimming keeps whole turns), else refuse it; truncate is assumed to fit, at max_input. With max_input unchanged, the input the log shows after trimming is used as is.",
+  "Input over the new max_input: on_exceed reject refuses it; trim and summarize keep it when the part no trimming can drop (system messages and the newest user turn, logged as input_tokens_floor) fits, counted at max_input (an upper bound: trimming keeps whole turns), else refuse it; an input under the cap it was logged with has no input_tokens_floor, and is assumed to fit (trimmed, counted at max_input); truncate is assumed to fit, at max_input. With max_input unchanged, the input the log shows after trimming is used as is.",
   "An input counted only up to 4 × max_input (input_tokens_before_capped) is taken at that lower bound.",
   "Settlements re-charge the logged usage: output capped at the new output cap × n, and the new input count when it differs from what was sent then; costs use the config's prices.",
   "Summary calls are replayed as the log shows them (as requests of their summarize_with feature), whether or not the new config would summarize.",
+  "Requests refused because the budget store was unavailable when logged (budget_store_unavailable) are not replayed (the replay's store is always up); they are listed apart.",
+  "Requests admitted while the store was unavailable (store store_unavailable or local, on_error allow/local) are replayed against the full limits of an always-up store; they are counted apart.",
+  "A log holds what one process decided: a log from one of several processes sharing a store under-counts shared budgets (merge the logs, sorted by time_ms, to replay them together).",
   "Requests refused before they were counted (unknown feature or tier, invalid request, feature switched off, unknown price) have no token counts and are not replayed; they are listed apart.",
   "A request the log shows refused but the config would admit was never called: it is charged as reserved (input + output cap × n), the most it could have cost.",
   "A request the log shows admitted but never settled (a crash, or still in flight when the log ends) keeps its reservation until it expires, as it did.",
+  "Lines are replayed in file order on a clock that never moves back: a line older than one before it is replayed at the latest time seen (lines more than 2 s back are counted and warned about: sort the log by time_ms).",
   "Switches flipped by hand are not in the log: features start as the config's enabled says; hourly cost breakers trip as the replay's costs cross them.",
 ];
+
+/** How far back a line may be from the latest one replayed before it is counted as out of order. */
+export const LATE_TOLERANCE_MS = 2000;
 
 /** Counts for one feature, or for all. */
 export interface Tally {
@@ -64,8 +71,14 @@ export interface SimulationReport {
   not_replayed: { requests: number; by_code: Record<string, number> };
   /** Admitted in the replay, but the log has no settlement for them. */
   unsettled: number;
+  /** Refused in the log because the store was unavailable (budget_store_unavailable): not replayed. */
+  store_unavailable_refusals: number;
+  /** Admitted in the log while the store was unavailable (`store` other than ok), by that status. */
+  degraded_admissions: { requests: number; by_store: Record<string, number> };
   /** Refused in the log, admitted in the replay: charged as reserved (no usage to replay). */
   charged_as_reserved: number;
+  /** Lines more than {@link LATE_TOLERANCE_MS} older than the replay's clock (replayed at the clock). */
+  late_lines: number;
   /** Settlement lines whose decision is not in the log (the log starts mid-flight). */
   orphan_settlements: number;
 }
@@ -170,7 +183,9 @@ function replayInput(rec: DecisionRecord, config: ResolvedConfig): { tokens: num
     return { tokens: rec.input_tokens, trimmed: true };
   if (f.onExceed === "truncate") return { tokens: cap, trimmed: true };
   const floor = rec.input_tokens_floor;
-  if (floor !== undefined && floor <= cap) return { tokens: cap, trimmed: true };
+  // No floor: the input was under the cap it was logged with, so nobody measured what trimming
+  // must keep. Unknown: assume it fits (trimmed to the cap), as it usually does.
+  if (floor === undefined || floor <= cap) return { tokens: cap, trimmed: true };
   return { tokens: cap + 1, trimmed: false }; // cannot fit: the engine refuses it (input_budget_exceeded)
 }
 
@@ -186,6 +201,8 @@ interface Pending {
 export interface Simulation {
   /** Replays one record (a decision is admitted or refused; a settlement is settled). */
   replay(record: DecisionRecord | SettleRecord): Promise<void>;
+  /** Requests the replay holds state for (admitted and not settled yet): what its memory grows with. */
+  held(): number;
   /** Ends the replay and returns what it found. */
   finish(): Promise<SimulationReport>;
 }
@@ -202,6 +219,8 @@ export async function createSimulation(
       rec: DecisionRecord,
       outcome: { decision: "allow" | "trim" | "reject"; code?: string },
     ) => void;
+    /** Called for each line more than {@link LATE_TOLERANCE_MS} older than the replay's clock. */
+    onLate?: (rec: DecisionRecord | SettleRecord, behindMs: number) => void;
   } = {},
 ): Promise<Simulation> {
   let nowMs = 0;
@@ -224,6 +243,8 @@ export async function createSimulation(
   const simulated: Tallies = { total: emptyTally(), features: emptyRecord() };
   const logged: Tallies = { total: emptyTally(), features: emptyRecord() };
   const notReplayed = { requests: 0, by_code: emptyRecord<number>() };
+  let storeUnavailableRefusals = 0;
+  const degraded = { requests: 0, by_store: emptyRecord<number>() };
   /** Admitted in the replay and not settled yet (by the log's id), or refused in it. */
   const open = new Map<string, Pending | "refused">();
   let from: number | undefined;
@@ -233,7 +254,14 @@ export async function createSimulation(
   let orphans = 0;
   let chargedAsReserved = 0;
 
-  function advance(ms: number): void {
+  let late = 0;
+
+  function advance(rec: DecisionRecord | SettleRecord): void {
+    const ms = rec.time_ms;
+    if (from !== undefined && nowMs - ms > LATE_TOLERANCE_MS) {
+      late++;
+      options.onLate?.(rec, nowMs - ms);
+    }
     // Monotonic: lines written by concurrent requests can be a few ms out of order.
     if (ms > nowMs) nowMs = ms;
     if (from === undefined || ms < from) from = ms;
@@ -248,6 +276,16 @@ export async function createSimulation(
       const c = rec.code ?? "unknown";
       notReplayed.by_code[c] = (notReplayed.by_code[c] ?? 0) + 1;
       return;
+    }
+    if (rec.decision === "reject" && rec.code === "budget_store_unavailable") {
+      // Refused because the store was down: the replay's store never is, and admitting it here
+      // would charge a request that was never called. Not replayed; counted apart.
+      storeUnavailableRefusals++;
+      return;
+    }
+    if (rec.decision !== "reject" && rec.store !== undefined && rec.store !== "ok") {
+      degraded.requests++;
+      degraded.by_store[rec.store] = (degraded.by_store[rec.store] ?? 0) + 1;
     }
     const input = replayInput(rec, config);
     const message: CountedMessage = { role: "user", content: "", tf_tokens: input.tokens };
@@ -291,7 +329,9 @@ export async function createSimulation(
       if (!isTokenBudgetError(e)) throw e;
       countDecision(simulated, rec.feature, "reject", e.code);
       options.onDecision?.(rec, { decision: "reject", code: e.code });
-      open.set(rec.id, "refused");
+      // Only a request the log shows admitted can have a settlement line to skip: remembering the
+      // others would hold one entry per logged refusal for the whole replay.
+      if (rec.decision !== "reject") open.set(rec.id, "refused");
     }
   }
 
@@ -335,10 +375,11 @@ export async function createSimulation(
 
   return {
     async replay(record) {
-      advance(record.time_ms);
+      advance(record);
       if (record.type === "decision") await decide(record);
       else await settle(record);
     },
+    held: () => open.size,
     async finish() {
       let unsettled = 0;
       for (const p of open.values()) if (p !== "refused") unsettled++;
@@ -353,8 +394,11 @@ export async function createSimulation(
         logged,
         not_replayed: notReplayed,
         unsettled,
+        store_unavailable_refusals: storeUnavailableRefusals,
+        degraded_admissions: degraded,
         charged_as_reserved: chargedAsReserved,
         orphan_settlements: orphans,
+        late_lines: late,
       };
     },
   };
