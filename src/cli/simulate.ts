@@ -213,7 +213,7 @@ export async function runSimulate(
     notes.push(`${num(report.orphan_settlements)} settlements have no decision in the log (ignored)`);
   if (late.count > 0)
     notes.push(
-      `${num(late.count)} lines more than ${LATE_TOLERANCE_MS / 1000} s out of order (first: line ${late.first_line}): replayed at the latest time seen`,
+      `${num(late.count)} ${late.count === 1 ? "line" : "lines"} more than ${LATE_TOLERANCE_MS / 1000} s out of order (first: line ${late.first_line}): replayed at the latest time seen`,
     );
   if (lines.malformed > 0)
     notes.push(

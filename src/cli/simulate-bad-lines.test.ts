@@ -222,7 +222,7 @@ describe("finding 9: lines out of order", () => {
     const t = io();
     expect(await main(["simulate", "--log", log, "--config", config], t.cliIo)).toBe(0);
     expect(t.out()).toContain(
-      "1 lines more than 2 s out of order (first: line 2): replayed at the latest time seen",
+      "1 line more than 2 s out of order (first: line 2): replayed at the latest time seen",
     );
     expect(t.out()).toMatch(/- Lines are replayed in file order on a clock that never moves back/);
   });
