@@ -27,6 +27,5 @@ it("every line's id is unique even when requestId repeats", async () => {
     .trimEnd()
     .split("\n")
     .map((l) => JSON.parse(l).id);
-  console.log(ids);
   expect(new Set(ids).size).toBe(ids.length);
 });

@@ -84,13 +84,6 @@ it("replaying the log against the config that wrote it reproduces every decision
   await tf.close();
 
   const lines = readFileSync(path, "utf8").trimEnd().split("\n");
-  console.log(
-    lines
-      .map(
-        (l) => JSON.parse(l).type + " " + JSON.parse(l).id.slice(0, 8) + " " + (JSON.parse(l).decision ?? ""),
-      )
-      .join("\n"),
-  );
   const outcomes: string[] = [];
   const sim = await createSimulation(loadConfig(config, {}), {
     onDecision: (rec, o) => outcomes.push(`${rec.decision} -> ${o.decision} ${o.code ?? ""}`),
@@ -100,7 +93,6 @@ it("replaying the log against the config that wrote it reproduces every decision
     if (!p.ok) throw new Error(p.error);
     await sim.replay(p.record);
   }
-  const report = await sim.finish();
-  console.log(outcomes, report.simulated.total, report.logged.total);
+  await sim.finish();
   expect(outcomes).toEqual(["allow -> allow ", "allow -> allow "]);
 });
