@@ -108,6 +108,18 @@ describe("admin API on a shared Redis: two gateway instances", () => {
     expect(await timeUntil(async () => (await chat(baseA, key)).limit === "10000")).toBeLessThan(1000);
   });
 
+  it("a malformed entry in the store is listed with its problem (never used) and can be revoked", async () => {
+    const hash = `sha256:${"e".repeat(64)}`;
+    const raw = stores[0] as RedisStore;
+    await raw.redis.hset(`${prefix}api-keys`, hash, "{not json");
+    const listed = await admin(baseA, "GET", "/admin/keys");
+    expect(listed.status).toBe(200);
+    const entry = (listed.body.keys as Array<Record<string, unknown>>).find((k) => k.hash === hash);
+    expect(entry?.problem).toMatch(/malformed entry/);
+    expect((await admin(baseA, "DELETE", `/admin/keys/${hash}`)).status).toBe(200);
+    expect(await raw.redis.hexists(`${prefix}api-keys`, hash)).toBe(0);
+  });
+
   it("no key is ever stored in clear, and every key under the prefix has a TTL", async () => {
     const keys: string[] = [];
     for (let i = 0; i < 3; i++) {

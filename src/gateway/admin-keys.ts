@@ -63,6 +63,12 @@ export async function handleAdminKeys(
         .filter((k) => !config.keys.some((c) => c.hash === k.hash))
         .sort((a, b) => a.createdAtMs - b.createdAtMs || a.hash.localeCompare(b.hash))
         .map((k) => storedView(k, deps)),
+      // Entries that cannot be read at all are listed too, so they can be found and revoked.
+      ...(stored.unreadable ?? []).map((hash) => ({
+        hash,
+        source: "store",
+        problem: "malformed entry in the store (not used); revoke it with DELETE /admin/keys/{hash}",
+      })),
     ];
     sendJson(res, 200, { keys });
     return "admin_keys_list";
