@@ -18,6 +18,20 @@ const RESERVATION_MARGIN_MS = 60_000;
 /** Upstream timeout assumed when a feature's upstream is unknown (ms). */
 const DEFAULT_CALL_TIMEOUT_MS = 600_000;
 
+/**
+ * The config for a run that must touch nothing shared (`tokenfuse demo`, `tokenfuse simulate`): the
+ * memory store whatever the config's `store` says, alerts only to this process's log, and no usage
+ * log (its decisions are not real traffic). Pair it with a memory store of its own.
+ */
+export function isolatedConfig(config: ResolvedConfig): ResolvedConfig {
+  return {
+    ...config,
+    store: { kind: "memory" },
+    alerts: { ...config.alerts, sinks: [{ type: "log" }] },
+    usageLog: undefined,
+  };
+}
+
 /** What the library and the gateway both run on. */
 export interface ConfiguredEngine {
   engine: Engine;

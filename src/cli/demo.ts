@@ -1,4 +1,4 @@
-import { createConfiguredEngine } from "../configured-engine.js";
+import { createConfiguredEngine, isolatedConfig } from "../configured-engine.js";
 import type { Engine } from "../core/engine.js";
 import { isTokenBudgetError } from "../core/errors.js";
 import { silentLogger } from "../core/logger.js";
@@ -66,13 +66,7 @@ export async function runDemo(args: string[], io: CliIo): Promise<number> {
   // no usage log.
   const store = createMemoryStore();
   const tf = createConfiguredEngine({
-    config: {
-      ...config,
-      store: { kind: "memory" },
-      alerts: { ...config.alerts, sinks: [{ type: "log" }] },
-      // Nor does it write the config's usage log: its decisions are not real traffic.
-      usageLog: undefined,
-    },
+    config: isolatedConfig(config),
     store,
     logger: silentLogger,
   });

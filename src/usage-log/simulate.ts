@@ -6,7 +6,7 @@
  * approximated as stated in {@link APPROXIMATIONS}.
  */
 import type { ResolvedConfig } from "../config/types.js";
-import { createConfiguredEngine } from "../configured-engine.js";
+import { createConfiguredEngine, isolatedConfig } from "../configured-engine.js";
 import type { Admission } from "../core/engine.js";
 import { isTokenBudgetError } from "../core/errors.js";
 import { silentLogger } from "../core/logger.js";
@@ -226,12 +226,7 @@ export async function createSimulation(
   let nowMs = 0;
   const store = createMemoryStore();
   const configured = createConfiguredEngine({
-    config: {
-      ...config,
-      store: { kind: "memory" },
-      alerts: { ...config.alerts, sinks: [{ type: "log" }] },
-      usageLog: undefined,
-    },
+    config: isolatedConfig(config),
     store,
     logger: silentLogger,
     clock: { nowMs: () => nowMs },
