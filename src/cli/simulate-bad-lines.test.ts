@@ -10,6 +10,7 @@ import { Readable } from "node:stream";
 import { describe, expect, it, vi } from "vitest";
 import { splitLines } from "../usage-log/lines.js";
 import type { DecisionRecord, SettleRecord } from "../usage-log/record.js";
+import { loggedDecision, loggedSettlement } from "../usage-log/test-log-lines.js";
 import type { CliIo } from "./io.js";
 import { main } from "./main.js";
 import { runSimulate } from "./simulate.js";
@@ -58,51 +59,9 @@ const config = file(
 const DAY2 = 1795600000000;
 const DAY1 = DAY2 - 86_400_000;
 
-const dec = (timeMs: number, id: string) =>
-  JSON.stringify({
-    v: 1,
-    type: "decision",
-    time: new Date(Math.min(timeMs, 8.64e15)).toISOString(),
-    time_ms: timeMs,
-    id,
-    feature: "chat",
-    user: "alice",
-    tier: "free",
-    model: "gpt-4o",
-    decision: "allow",
-    code: null,
-    store: "ok",
-    messages: 1,
-    input_tokens_before: 10,
-    input_tokens: 10,
-    max_input: 1000,
-    trimmed_messages: 0,
-    truncated_messages: 0,
-    summarized: false,
-    max_output: 600,
-    n: 1,
-    reserved_tokens: 610,
-  });
+const dec = (timeMs: number, id: string) => JSON.stringify(loggedDecision(id, timeMs));
 const settle = (timeMs: number, id: string, input = 10) =>
-  JSON.stringify({
-    v: 1,
-    type: "settle",
-    time: new Date(timeMs).toISOString(),
-    time_ms: timeMs,
-    id,
-    feature: "chat",
-    user: "alice",
-    tier: "free",
-    model: "gpt-4o",
-    status: "settled",
-    usage_source: "provider",
-    input_tokens: input,
-    output_tokens: 590,
-    cached_input_tokens: 0,
-    reasoning_tokens: 0,
-    charged_tokens: 600,
-    cost_nano_usd: 5925000,
-  });
+  JSON.stringify(loggedSettlement(id, timeMs, input));
 
 async function run(lines: string[], extra: string[] = [], options = {}) {
   const log = file(`${Math.random().toString(36).slice(2)}.jsonl`, `${lines.join("\n")}\n`);

@@ -16,6 +16,7 @@ import { createTokenfuse } from "../tokenfuse.js";
 import { parseUsageLine } from "./parse.js";
 import type { DecisionRecord } from "./record.js";
 import { createSimulation } from "./simulate.js";
+import { loggedDecision } from "./test-log-lines.js";
 
 const dir = mkdtempSync(join(tmpdir(), "tf-simulate-review-"));
 const logPath = () => join(dir, `${Math.random().toString(36).slice(2)}.jsonl`);
@@ -125,7 +126,7 @@ describe("finding 6: store outages", () => {
   it("admissions logged with store other than ok are counted apart", async () => {
     const path = logPath();
     const t = Date.parse("2026-11-24T12:00:00.000Z");
-    const line = (id: string, store: string) => `${JSON.stringify({ ...decisionBase(id, t), store })}\n`;
+    const line = (id: string, store: string) => `${JSON.stringify({ ...loggedDecision(id, t), store })}\n`;
     writeFileSync(
       path,
       line("a", "ok") + line("b", "local") + line("c", "store_unavailable") + line("d", "local"),
@@ -136,7 +137,7 @@ describe("finding 6: store outages", () => {
   });
 
   it("the parser rejects an unknown store status", () => {
-    const p = parseUsageLine(JSON.stringify({ ...decisionBase("a", 1), store: "maybe" }));
+    const p = parseUsageLine(JSON.stringify({ ...loggedDecision("a", 1), store: "maybe" }));
     expect(p).toEqual({ ok: false, error: '"store" must be "ok", "store_unavailable" or "local"' });
   });
 });
@@ -156,12 +157,12 @@ describe("finding 8: memory on a log of refusals", () => {
     const t0 = Date.parse("2026-11-24T10:00:00Z");
     for (let i = 0; i < 500; i++)
       await sim.replay({
-        ...(decisionBase(`r${i}`, t0 + i) as unknown as DecisionRecord),
+        ...(loggedDecision(`r${i}`, t0 + i) as unknown as DecisionRecord),
         decision: "reject",
         code: "user_budget_exceeded",
       });
     // A request the log shows admitted but the replay refuses is remembered until its settlement.
-    await sim.replay(decisionBase("x", t0 + 600) as unknown as DecisionRecord);
+    await sim.replay(loggedDecision("x", t0 + 600) as unknown as DecisionRecord);
     expect(sim.held()).toBe(1);
     const r = await sim.finish();
     expect(r.simulated.total.rejected).toBe(501);
@@ -169,29 +170,3 @@ describe("finding 8: memory on a log of refusals", () => {
 });
 
 /** A decision line's fields as the engine writes them: 10 tokens in, 600 out reserved. */
-function decisionBase(id: string, timeMs: number) {
-  return {
-    v: 1,
-    type: "decision",
-    time: new Date(timeMs).toISOString(),
-    time_ms: timeMs,
-    id,
-    feature: "chat",
-    user: "alice",
-    tier: "free",
-    model: "gpt-4o",
-    decision: "allow",
-    code: null,
-    store: "ok",
-    messages: 1,
-    input_tokens_before: 10,
-    input_tokens: 10,
-    max_input: 1000,
-    trimmed_messages: 0,
-    truncated_messages: 0,
-    summarized: false,
-    max_output: 600,
-    n: 1,
-    reserved_tokens: 610,
-  };
-}
