@@ -671,71 +671,76 @@ export function createEngine(deps: EngineDeps): Engine {
         settled = doSettle(
           u,
           est === true ? "estimated" : typeof est === "string" && est !== "" ? est : undefined,
-        ).finally(settlementEnded);
+        );
         return settled;
       },
     };
     async function doSettle(u: Usage | undefined, estimated: string | undefined): Promise<SettlementResult> {
-      const actual = u ? chargedTokens(u) : 0;
-      // Saturated rather than refused: past 2^53 nano-USD ($9 million) the amount is beyond every
-      // alert anyway, and a refused cost would leave the reservation unsettled.
-      const cost = u && price ? Math.min(costNanoUsd(u, price), Number.MAX_SAFE_INTEGER) : undefined;
-      const atMs = clock.nowMs();
-      // Spend is added in the same atomic step as the settlement, so the hourly counters equal the
-      // sum of per-request costs exactly (and a duplicate settlement adds nothing).
-      const spend =
-        u && actual > 0
-          ? {
-              costNanoUsd: cost ?? 0,
-              inputTokens: u.inputTokens,
-              outputTokens: u.outputTokens,
-              counters: scopeCache.spendCounters(feature, model, req.user, tier, atMs),
-            }
-          : undefined;
-      const status = await store.settle({
-        id: storeId,
-        actualTokens: actual,
-        reservedTokens,
-        scopes,
-        nowMs: atMs,
-        spend,
-        generatedId: true,
-      });
-      // A duplicate was charged by the settlement it duplicates: this one charged nothing.
-      const charged = status === "duplicate" ? 0 : actual;
-      // The event goes out as soon as the store answered, before anything else is awaited: observers
-      // (the usage log) then see settlements and decisions in the order the store applied them, so
-      // a replay of the log decides as the store did.
-      if (deps.events) {
-        const event: SettleEvent = {
-          id: base.id,
-          reservationId: storeId,
-          atMs,
-          feature: feature.name,
-          user: req.user,
-          tier: tier.name,
-          model,
-          status,
-          chargedTokens: charged,
-        };
-        if (u) event.usage = u;
-        if (u && estimated !== undefined) event.usageEstimated = estimated;
-        if (cost !== undefined) event.costNanoUsd = cost;
-        deps.events.settled(event);
+      try {
+        const actual = u ? chargedTokens(u) : 0;
+        // Saturated rather than refused: past 2^53 nano-USD ($9 million) the amount is beyond every
+        // alert anyway, and a refused cost would leave the reservation unsettled.
+        const cost = u && price ? Math.min(costNanoUsd(u, price), Number.MAX_SAFE_INTEGER) : undefined;
+        const atMs = clock.nowMs();
+        // Spend is added in the same atomic step as the settlement, so the hourly counters equal the
+        // sum of per-request costs exactly (and a duplicate settlement adds nothing).
+        const spend =
+          u && actual > 0
+            ? {
+                costNanoUsd: cost ?? 0,
+                inputTokens: u.inputTokens,
+                outputTokens: u.outputTokens,
+                counters: scopeCache.spendCounters(feature, model, req.user, tier, atMs),
+              }
+            : undefined;
+        const status = await store.settle({
+          id: storeId,
+          actualTokens: actual,
+          reservedTokens,
+          scopes,
+          nowMs: atMs,
+          spend,
+          generatedId: true,
+        });
+        // A duplicate was charged by the settlement it duplicates: this one charged nothing.
+        const charged = status === "duplicate" ? 0 : actual;
+        // The event goes out as soon as the store answered, before anything else is awaited: observers
+        // (the usage log) then see settlements and decisions in the order the store applied them, so
+        // a replay of the log decides as the store did.
+        if (deps.events) {
+          const event: SettleEvent = {
+            id: base.id,
+            reservationId: storeId,
+            atMs,
+            feature: feature.name,
+            user: req.user,
+            tier: tier.name,
+            model,
+            status,
+            chargedTokens: charged,
+          };
+          if (u) event.usage = u;
+          if (u && estimated !== undefined) event.usageEstimated = estimated;
+          if (cost !== undefined) event.costNanoUsd = cost;
+          deps.events.settled(event);
+        }
+        if (spend && (status === "settled" || status === "expired")) {
+          await deps.afterSpend?.({ feature: feature.name, atMs, costNanoUsd: spend.costNanoUsd });
+        }
+        if (status === "expired") {
+          logger.warn(
+            { id: base.id, feature: feature.name },
+            "settled after the reservation expired; charged the actual usage",
+          );
+        }
+        const result: SettlementResult = { status, chargedTokens: charged };
+        if (u) result.usage = u;
+        if (cost !== undefined) result.costNanoUsd = cost;
+        return result;
+      } finally {
+        // Counted until the store answered and the event went out (or it failed): see settlementsDone.
+        settlementEnded();
       }
-      if (spend && (status === "settled" || status === "expired")) {
-        await deps.afterSpend?.({ feature: feature.name, atMs, costNanoUsd: spend.costNanoUsd });
-      }
-      if (status === "expired") {
-        logger.warn(
-          { id: base.id, feature: feature.name },
-          "settled after the reservation expired; charged the actual usage",
-        );
-      }
-      const result: SettlementResult = { status, chargedTokens: charged };
-      if (u) result.usage = u;
-      if (cost !== undefined) result.costNanoUsd = cost;
-      return result;
     }
     return admission;
   }
