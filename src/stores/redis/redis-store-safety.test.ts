@@ -1,5 +1,5 @@
 import { randomUUID } from "node:crypto";
-import { afterAll, beforeAll, describe, expect, inject, it } from "vitest";
+import { afterAll, beforeAll, describe, expect, inject, it, vi } from "vitest";
 import { type OwnRedis, startRedisServer } from "../../../test/helpers/redis-server.js";
 import type { Logger } from "../../core/logger.js";
 import type { ScopeCharge } from "../types.js";
@@ -183,6 +183,76 @@ describe("redis store: a server that restarted", () => {
     } finally {
       await store.close();
       await own.stop();
+    }
+  });
+});
+
+describe("redis store: a clock far from the server's", () => {
+  it("refuses every command while the clock is more than 60 s off, says why, and resumes when it agrees", async () => {
+    const p = prefix();
+    const lines: Array<[string, string]> = [];
+    const logger = {
+      info: (_o: unknown, m: string) => lines.push(["info", m]),
+      debug() {},
+      warn: (_o: unknown, m: string) => lines.push(["warn", m]),
+      error: (_o: unknown, m: string) => lines.push(["error", m]),
+      child: () => logger,
+    } as unknown as Logger;
+    const realNow = Date.now.bind(Date);
+    let offsetMs = 3 * 60_000; // this process's clock 3 minutes ahead of Redis's
+    const spy = vi.spyOn(Date, "now").mockImplementation(() => realNow() + offsetMs);
+    const store = createRedisStore({ url: inject("redisUrl"), keyPrefix: p, logger, clockCheckMs: 50 });
+    try {
+      const now = realNow();
+      const scopes: ScopeCharge[] = [
+        {
+          key: "u",
+          kind: "user",
+          window: "day",
+          limit: 1e9,
+          resetAtMs: now + DAY,
+          expireAtMs: now + 2 * DAY,
+        },
+      ];
+      const lone = store.reserve({ id: "lone", tokens: 1, scopes, nowMs: now, ttlMs: 60_000 });
+      await expect(lone).rejects.toThrow(/clock is 18\d s ahead of the Redis server's/);
+      const many = await Promise.allSettled(
+        ["a", "b"].map((id) => store.reserve({ id, tokens: 1, scopes, nowMs: now, ttlMs: 60_000 })),
+      );
+      for (const r of many)
+        expect(String((r as PromiseRejectedResult).reason)).toMatch(/StoreUnavailableError.*clock/);
+      await expect(store.read(["u"], now)).rejects.toThrow(/clock/);
+      expect(await store.ping()).toBe(false);
+      expect(store.clockSkewMs).toBeGreaterThan(170_000);
+      expect(lines.filter(([l, m]) => l === "error" && /clock/.test(m))).toHaveLength(1);
+      // Nothing was written.
+      expect(await store.redis.exists(`${p}exp`, `${p}rec`, `${p}c:u`)).toBe(0);
+
+      // NTP fixes the clock: the periodic check sees it and the store works again.
+      offsetMs = 0;
+      const until = realNow() + 5_000;
+      while (!(await store.ping()) && realNow() < until) await new Promise((r) => setTimeout(r, 20));
+      expect(await store.ping()).toBe(true);
+      expect(lines.some(([l, m]) => l === "info" && /agrees with the Redis server's again/.test(m))).toBe(
+        true,
+      );
+      const ok = await store.reserve({ id: "after", tokens: 1, scopes, nowMs: now, ttlMs: 60_000 });
+      expect(ok.ok).toBe(true);
+
+      // A smaller skew (10 s) is only warned about, once, and the store keeps working.
+      offsetMs = 10_000;
+      const until2 = realNow() + 5_000;
+      while (!lines.some(([l]) => l === "warn") && realNow() < until2)
+        await new Promise((r) => setTimeout(r, 20));
+      await new Promise((r) => setTimeout(r, 200)); // several more checks
+      expect(lines.filter(([l, m]) => l === "warn" && /clock differs/.test(m))).toHaveLength(1);
+      expect((await store.reserve({ id: "skewed", tokens: 1, scopes, nowMs: now, ttlMs: 60_000 })).ok).toBe(
+        true,
+      );
+    } finally {
+      spy.mockRestore();
+      await store.close();
+      await store.redis.del(`${p}exp`, `${p}rec`, `${p}c:u`).catch(() => {});
     }
   });
 });

@@ -71,6 +71,17 @@ const SWITCH_TTL_MS = 400 * 86_400_000;
 const SWITCH_TTL_REFRESH_MS = 3_600_000;
 /** A clock skew against the Redis server above this (ms) is logged as a warning. */
 const CLOCK_SKEW_WARN_MS = 2_000;
+/**
+ * A clock skew against the Redis server above this (ms) makes the store refuse every command until
+ * the clocks agree again. Why: reservation expiry instants and budget windows come from this
+ * process's clock, and a clock ahead by more than a reservation's TTL (upstream timeout + 60 s, so
+ * always more than this) would release other processes' live reservations in its sweep: budgets
+ * overspent without a trace. A process that far off cannot count exactly; refusing sends its
+ * requests through `on_error` (and its alert), which is explicit.
+ */
+const CLOCK_SKEW_REFUSE_MS = 60_000;
+/** How often a connected store compares its clock with the server's again (ms). */
+const CLOCK_CHECK_MS = 30_000;
 
 /** Options of {@link createRedisStore}. */
 export interface RedisStoreOptions {
@@ -80,6 +91,8 @@ export interface RedisStoreOptions {
   keyPrefix?: string;
   /** Per-command timeout (ms); a timed-out command is treated as a store failure. */
   commandTimeoutMs?: number;
+  /** How often the clock is compared with the server's while connected (ms; default 30 s). For tests. */
+  clockCheckMs?: number;
   /** How long to wait for the first connection (ms). */
   connectTimeoutMs?: number;
   logger?: Logger;
@@ -192,15 +205,23 @@ export class RedisStore implements Store {
   private readonly recKey: string;
   private connecting: Promise<void> | undefined;
   private readonly logger: Logger | undefined;
-  /** Set when the server cannot run tokenfuse's scripts: the reason, and every command fails with it. */
+  /** Set when the server cannot run tokenfuse's scripts: the reason. */
   private unsupported: string | undefined;
+  /** Set while this process's clock is more than CLOCK_SKEW_REFUSE_MS off the server's: the reason. */
+  private clockProblem: string | undefined;
+  /** Whether the current skew (above CLOCK_SKEW_WARN_MS) was logged already. */
+  private skewLogged = false;
+  /** Set when the store must not be used (either reason above): every command fails with it. */
+  private unusable: string | undefined;
+  private clockTimer: NodeJS.Timeout | undefined;
+  private readonly clockCheckMs: number;
   /** The last server check (after each connection). */
   private serverChecked: Promise<void> = Promise.resolve();
   /** The server's run_id at the last connection (a new one means it restarted or was replaced). */
   private serverRunId: string | undefined;
   /** When getSwitches last refreshed the switches' TTL (Date.now(); 0: never). */
   private switchesRefreshedAt = 0;
-  /** This process's clock minus the Redis server's (ms), as of the last connection; 0 before. */
+  /** This process's clock minus the Redis server's (ms), as of the last check; 0 before. */
   clockSkewMs = 0;
   private readonly queue: PendingReserve[] = [];
   private batchesInFlight = 0;
@@ -223,12 +244,17 @@ export class RedisStore implements Store {
       retryStrategy: (times) => Math.min(50 * 2 ** Math.min(times, 6), 2000),
     });
     this.logger = options.logger;
+    this.clockCheckMs = options.clockCheckMs ?? CLOCK_CHECK_MS;
     this.redis.on("error", (e: Error) => {
       options.logger?.warn({ err: e.message }, "redis connection error");
     });
     // Every (re)connection checks the server again: it may have been replaced by another one.
     this.redis.on("ready", () => {
       this.serverChecked = this.checkServer();
+      if (this.clockTimer === undefined) {
+        this.clockTimer = setInterval(() => this.recheckClock(), this.clockCheckMs);
+        this.clockTimer.unref();
+      }
     });
   }
 
@@ -236,10 +262,12 @@ export class RedisStore implements Store {
    * Checks the server this connection reached: its version (the scripts need Redis >= 6.2, for
    * ZMSCORE; an older server ran lone reservations and readiness fine but failed every batch), and
    * its clock against ours (expiry instants are computed here and applied by Redis: a large skew is
-   * logged). An unsupported server makes every command fail with a clear error, readiness included.
+   * logged, a very large one refused: `checkClock`). An unsupported server makes every command
+   * fail with a clear error, readiness included.
    */
   private async checkServer(): Promise<void> {
     try {
+      const sentAt = Date.now();
       // The ZMSCORE probe reads one member of the expiry zset: harmless, and it also catches a
       // server where the command was renamed or disabled, whatever its version says.
       const [info, time, probe] = await Promise.all([
@@ -276,19 +304,60 @@ export class RedisStore implements Store {
         this.unsupported = `the Redis server refuses ZMSCORE, which tokenfuse needs (renamed or disabled?): ${probe}`;
       else this.unsupported = undefined;
       if (this.unsupported) this.logger?.error({}, this.unsupported);
-      const serverMs = Number(time[0]) * 1000 + Math.floor(Number(time[1]) / 1000);
-      const skewMs = Date.now() - serverMs;
-      this.clockSkewMs = skewMs;
-      if (Math.abs(skewMs) > CLOCK_SKEW_WARN_MS) {
-        this.logger?.warn(
-          { skewMs },
-          "this process's clock differs from the Redis server's: budget windows and reservation expiry assume synchronised clocks (run NTP)",
-        );
-      }
+      this.unusable = this.unsupported ?? this.clockProblem;
+      this.skewLogged = false; // said again at each connection
+      this.checkClock(time, (sentAt + Date.now()) / 2);
     } catch (e) {
       // Not fatal: the connection's own errors surface on the next command.
       this.logger?.warn({ err: e instanceof Error ? e.message : String(e) }, "redis server check failed");
     }
+  }
+
+  /**
+   * Compares this process's clock (`localMs`, taken halfway through the TIME round trip) with the
+   * server's TIME reply: a skew above CLOCK_SKEW_WARN_MS is logged once (until it is gone), one above
+   * CLOCK_SKEW_REFUSE_MS makes the store unusable until a later check finds the clocks in step.
+   */
+  private checkClock(time: ReadonlyArray<string | number>, localMs: number): void {
+    const serverMs = Number(time[0]) * 1000 + Math.floor(Number(time[1]) / 1000);
+    if (!Number.isFinite(serverMs)) return;
+    const skewMs = Math.round(localMs - serverMs);
+    this.clockSkewMs = skewMs;
+    const off = Math.abs(skewMs);
+    const was = this.clockProblem;
+    if (off > CLOCK_SKEW_REFUSE_MS) {
+      this.clockProblem = `this process's clock is ${Math.round(off / 1000)} s ${skewMs > 0 ? "ahead of" : "behind"} the Redis server's (more than ${CLOCK_SKEW_REFUSE_MS / 1000} s): budget windows and reservation expiry would be wrong, so the store refuses every command until the clocks agree (run NTP)`;
+      if (was === undefined || !this.skewLogged) this.logger?.error({ skewMs }, this.clockProblem);
+      this.skewLogged = true;
+    } else {
+      this.clockProblem = undefined;
+      if (was !== undefined)
+        this.logger?.info(
+          { skewMs },
+          "this process's clock agrees with the Redis server's again: the store is usable",
+        );
+      if (off > CLOCK_SKEW_WARN_MS) {
+        if (!this.skewLogged)
+          this.logger?.warn(
+            { skewMs },
+            "this process's clock differs from the Redis server's: budget windows and reservation expiry assume synchronised clocks (run NTP)",
+          );
+        this.skewLogged = true;
+      } else {
+        this.skewLogged = false;
+      }
+    }
+    this.unusable = this.unsupported ?? this.clockProblem;
+  }
+
+  /** The periodic clock check while connected (a clock can jump after the connection's check). */
+  private recheckClock(): void {
+    if (this.redis.status !== "ready") return;
+    const sentAt = Date.now();
+    this.redis.time().then(
+      (time) => this.checkClock(time, (sentAt + Date.now()) / 2),
+      () => {}, // a failed check changes nothing; the connection's own errors surface on commands
+    );
   }
 
   /** True when connected and ready for commands. */
@@ -298,9 +367,9 @@ export class RedisStore implements Store {
 
   private async conn(): Promise<Redis> {
     const st = this.redis.status;
-    if (st === "ready" && this.unsupported === undefined) return this.redis;
+    if (st === "ready" && this.unusable === undefined) return this.redis;
     if (st === "ready")
-      throw new StoreUnavailableError(`redis store unusable: ${this.unsupported}`, { notSent: true });
+      throw new StoreUnavailableError(`redis store unusable: ${this.unusable}`, { notSent: true });
     if (st === "wait" || this.connecting) {
       // The first connection: callers wait for it (bounded by connectTimeout). Later outages fail fast.
       this.connecting ??= this.redis.connect().finally(() => {
@@ -312,8 +381,8 @@ export class RedisStore implements Store {
       } catch (e) {
         throw toUnavailable(e, true);
       }
-      if (this.unsupported !== undefined)
-        throw new StoreUnavailableError(`redis store unusable: ${this.unsupported}`, { notSent: true });
+      if (this.unusable !== undefined)
+        throw new StoreUnavailableError(`redis store unusable: ${this.unusable}`, { notSent: true });
       return this.redis;
     }
     throw new StoreUnavailableError(`redis store unavailable: connection is ${st}`, { notSent: true });
@@ -363,7 +432,7 @@ export class RedisStore implements Store {
     // Why not always `await this.conn()`: when connected, skipping the await saves microtask turns
     // on every batch (it shows at 1 in flight). When connected, the script call below is written to
     // the socket before this returns, so the next batch (sent right after) follows it on the wire.
-    if (this.redis.status === "ready" && this.unsupported === undefined) this.dispatch(this.redis, batch);
+    if (this.redis.status === "ready" && this.unusable === undefined) this.dispatch(this.redis, batch);
     else
       this.conn().then(
         (redis) => this.dispatch(redis, batch),
@@ -721,6 +790,7 @@ export class RedisStore implements Store {
   }
 
   async close(): Promise<void> {
+    if (this.clockTimer) clearInterval(this.clockTimer);
     if (this.redis.status === "end") return;
     try {
       await this.redis.quit();
