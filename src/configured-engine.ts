@@ -4,6 +4,7 @@ import { type AlertDispatcher, createAlertDispatcher } from "./alerts/dispatcher
 import { createLogSink, createWebhookSink } from "./alerts/sinks.js";
 import type { FeatureConfig, ResolvedConfig } from "./config/types.js";
 import { createEngine, type Engine, type EngineEvents, type SummaryProvider } from "./core/engine.js";
+import { createGlobalCostCap } from "./core/global-cost-cap.js";
 import type { Logger } from "./core/logger.js";
 import { type Clock, systemClock } from "./core/types.js";
 import { createPriceTable } from "./cost/price-table.js";
@@ -86,12 +87,24 @@ export function createConfiguredEngine(opts: {
       s.type === "log" ? createLogSink(logger) : createWebhookSink({ url: s.url, secret: s.secret }),
     ),
   });
+  const globalCostCap =
+    config.global.hourlyCostNanoUsd === undefined
+      ? undefined
+      : createGlobalCostCap({
+          capNanoUsd: config.global.hourlyCostNanoUsd,
+          store,
+          logger,
+          // Shared store: other processes' spend is read as often as the switches are.
+          refreshMs: store.kind === "memory" ? 0 : 500,
+          nowMs: () => clock.nowMs(),
+        });
   const costWatch = createCostWatch({
     config,
     store,
     dispatcher: alerts,
     logger,
     switches,
+    globalCostCap,
     nowMs: () => clock.nowMs(),
   });
   const engine = createEngine({
@@ -120,16 +133,18 @@ export function createConfiguredEngine(opts: {
     ),
     reservationTtlMs: (f) => upstreamTimeout(f) + RESERVATION_MARGIN_MS,
     afterSpend: (e) => costWatch.afterSpend(e),
+    globalCostCap,
   });
   return {
     engine,
     switches,
     alerts,
-    ready: switches.refresh(),
+    ready: Promise.all([switches.refresh(), globalCostCap?.refresh()]).then(() => undefined),
     usageLog,
     async close() {
       switches.close();
       costWatch.close();
+      globalCostCap?.close();
       const flushed = alerts.drain();
       await Promise.race([flushed, new Promise((r) => setTimeout(r, 2000).unref())]);
       await alerts.close();

@@ -49,7 +49,7 @@ describe("hourly cost breaker", () => {
     await tf.close(); // drains the alert queue
     expect(
       warnings.some((w) =>
-        /feature code_review spent \$0\.02 .*threshold \$0\.02.*switched off until 11:00Z/.test(w),
+        /feature code_review spent \$0\.0240 .*threshold \$0\.02.*switched off until 11:00Z/.test(w),
       ),
     ).toBe(true);
 

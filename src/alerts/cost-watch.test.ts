@@ -91,7 +91,7 @@ async function engineOn(store: Store, logger: Logger) {
 }
 
 const breakerAlerts = (warnings: string[]) =>
-  warnings.filter((w) => /feature code_review spent \$0\.0\d .*threshold \$0\.02/.test(w));
+  warnings.filter((w) => /feature code_review spent \$0\.0\d+ .*threshold \$0\.02/.test(w));
 
 describe("hourly cost breaker under store failures", () => {
   afterEach(() => {

@@ -1,7 +1,9 @@
 import type { ResolvedConfig } from "../config/types.js";
+import type { GlobalCostCap } from "../core/global-cost-cap.js";
 import type { Logger } from "../core/logger.js";
 import { spendKeys } from "../core/scopes.js";
 import { hourWindow } from "../core/windows.js";
+import { formatUsd } from "../cost/format-usd.js";
 import type { Store } from "../stores/types.js";
 import type { SwitchBoard } from "../switches/switch-board.js";
 import { createClaimTokens } from "./claim-token.js";
@@ -21,7 +23,6 @@ export interface CostWatch {
   close(): void;
 }
 
-const usd = (nano: number) => `$${(nano / 1e9).toFixed(2)}`;
 const hhmm = (ms: number) => new Date(ms).toISOString().slice(11, 16);
 
 /** Backoff of the background retry of a breaker the store did not take (ms). */
@@ -42,6 +43,8 @@ export function createCostWatch(opts: {
   logger: Logger;
   /** When given, a feature crossing its own `hourly_cost_usd` is switched off until the next hour. */
   switches?: SwitchBoard;
+  /** `global.hourly_cost_usd`, when set: told each total read, and its reaching alerted once per hour. */
+  globalCostCap?: GlobalCostCap | undefined;
   /** The engine's clock (default: the system clock); the background retry reads it. */
   nowMs?: () => number;
 }): CostWatch {
@@ -118,35 +121,43 @@ export function createCostWatch(opts: {
       if (e.costNanoUsd <= 0) return;
       const featureCap = config.features[e.feature]?.hourlyCostNanoUsd;
       const globalCap = config.alerts.hourlyCostNanoUsd;
-      if (featureCap === undefined && globalCap === undefined) return;
+      const costCap = opts.globalCostCap ? config.global.hourlyCostNanoUsd : undefined;
+      if (featureCap === undefined && globalCap === undefined && costCap === undefined) return;
       const hour = hourWindow(e.atMs);
       if (hour.id !== askedHour) {
         asked.clear();
         askedHour = hour.id;
       }
-      const checks: Array<{ scope: string; key: string; cap: number }> = [];
+      // `kind`: an alert threshold (and a feature's breaker), or the global cost cap being reached.
+      const checks: Array<{ scope: string; key: string; cap: number; kind: "threshold" | "cap" }> = [];
       if (featureCap !== undefined)
         checks.push({
           scope: `feature:${e.feature}`,
           key: spendKeys.featureHour(e.feature, hour.id),
           cap: featureCap,
+          kind: "threshold",
         });
+      const globalKey = spendKeys.globalHour(hour.id);
       if (globalCap !== undefined)
-        checks.push({ scope: "global", key: spendKeys.globalHour(hour.id), cap: globalCap });
+        checks.push({ scope: "global", key: globalKey, cap: globalCap, kind: "threshold" });
+      if (costCap !== undefined) checks.push({ scope: "global", key: globalKey, cap: costCap, kind: "cap" });
+      const keys = [...new Set(checks.map((c) => c.key))];
       let totals: Awaited<ReturnType<Store["readSpend"]>>;
       try {
-        totals = await store.readSpend(checks.map((c) => c.key));
+        totals = await store.readSpend(keys);
       } catch (err) {
         // Alerting must never fail a request; the failure is logged (and the store's metrics count it).
         // Nothing was claimed, so the next event checks again.
         logger.error({ err: (err as Error).message }, "hourly cost check failed");
         return;
       }
-      for (const [i, c] of checks.entries()) {
-        const spent = totals[i]?.costNanoUsd ?? 0;
+      const spentOf = (key: string) => totals[keys.indexOf(key)]?.costNanoUsd ?? 0;
+      if (costCap !== undefined) opts.globalCostCap?.observe(e.atMs, spentOf(globalKey));
+      for (const c of checks) {
+        const spent = spentOf(c.key);
         if (spent < c.cap) continue;
         // Every process past the line asks once per scope and hour; the store lets one of them win.
-        const claim = `alert:hourly_cost:${c.scope}:${hour.id}`;
+        const claim = `alert:${c.kind === "cap" ? "global_cost_cap" : "hourly_cost"}:${c.scope}:${hour.id}`;
         if (asked.has(claim)) continue;
         asked.add(claim);
         let won: boolean;
@@ -166,6 +177,16 @@ export function createCostWatch(opts: {
           continue;
         }
         if (!won) continue;
+        if (c.kind === "cap") {
+          dispatcher.dispatch({
+            kind: "global_cost_cap",
+            scope: "global",
+            atMs: e.atMs,
+            message: `all features spent ${formatUsd(spent)} in the hour from ${hour.id}:00Z: the global hourly cost cap of ${formatUsd(c.cap)} is reached, every request is refused until ${hhmm(hour.endMs)}Z`,
+            details: { spentNanoUsd: spent, capNanoUsd: c.cap, hour: hour.id },
+          });
+          continue;
+        }
         // A feature's own hourly cap is a circuit breaker (SPEC §7): off until the next hour.
         const breaker = c.scope !== "global" && opts.switches !== undefined;
         let switchedOff = false;
@@ -181,7 +202,7 @@ export function createCostWatch(opts: {
           kind: "hourly_cost",
           scope: c.scope,
           atMs: e.atMs,
-          message: `${c.scope === "global" ? "all features" : c.scope.replace("feature:", "feature ")} spent ${usd(spent)} in the hour from ${hour.id}:00Z (threshold ${usd(c.cap)})${breaker ? (switchedOff ? `; switched off until ${hhmm(hour.endMs)}Z` : `; switching it off until ${hhmm(hour.endMs)}Z failed, retrying`) : ""}`,
+          message: `${c.scope === "global" ? "all features" : c.scope.replace("feature:", "feature ")} spent ${formatUsd(spent)} in the hour from ${hour.id}:00Z (threshold ${formatUsd(c.cap)})${breaker ? (switchedOff ? `; switched off until ${hhmm(hour.endMs)}Z` : `; switching it off until ${hhmm(hour.endMs)}Z failed, retrying`) : ""}`,
           details: { spentNanoUsd: spent, thresholdNanoUsd: c.cap, hour: hour.id },
         });
       }

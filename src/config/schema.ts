@@ -223,7 +223,11 @@ const globalSchema = strict("a global limits mapping", {
   tokens_per_minute: tokens()
     .default(DEFAULT_GLOBAL_TOKENS_PER_MINUTE)
     .describe("Tokens per minute across every user and feature."),
-  hourly_cost_usd: usdAmount().optional().describe("Optional cost cap per hour across everything."),
+  hourly_cost_usd: usdAmount()
+    .optional()
+    .describe(
+      "Optional cost cap per UTC hour across every feature and process: once the hour's settled spend reaches it, every request is refused with `global_rate_limited` (429, `Retry-After` until the hour ends) and one `global_cost_cap` alert is sent. Requests already admitted finish and are charged, and other processes learn of the total within 0.5 s, so an hour can end above the cap by what was in flight.",
+    ),
 })
   .prefault({})
   .describe("Limits across every user and feature.");

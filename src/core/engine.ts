@@ -1,6 +1,7 @@
 import { randomUUID } from "node:crypto";
 import type { FeatureConfig, ResolvedConfig, TierConfig } from "../config/types.js";
 import { costNanoUsd } from "../cost/cost.js";
+import { formatUsd } from "../cost/format-usd.js";
 import type { PriceTable } from "../cost/price-table.js";
 import {
   applyInputPolicy,
@@ -15,6 +16,7 @@ import { isStoreUnavailable, type ScopeCharge, type SettleStatus, type Store } f
 import type { SwitchBoard } from "../switches/switch-board.js";
 import type { ChatTokenizer } from "../tokenizers/types.js";
 import { TokenBudgetError } from "./errors.js";
+import type { GlobalCostCap } from "./global-cost-cap.js";
 import type { Logger } from "./logger.js";
 import { type AdmitRequest, outputCap, validateAdmitRequest } from "./request.js";
 import { createScopeCache, NO_LIMIT, refusalCode, scopesFor } from "./scopes.js";
@@ -114,6 +116,8 @@ export interface EngineDeps {
    * are absent for such requests: the input policy itself never counts past the cap.
    */
   measureInputs?: boolean | undefined;
+  /** `global.hourly_cost_usd`, when the config sets it: refuses every request once the hour's spend reached it. */
+  globalCostCap?: GlobalCostCap | undefined;
   /** Called after a settlement added spend to the store (cost thresholds, alerts); must not throw. */
   afterSpend?: ((e: { feature: string; atMs: number; costNanoUsd: number }) => Promise<void>) | undefined;
 }
@@ -451,6 +455,18 @@ export function createEngine(deps: EngineDeps): Engine {
           code: "feature_disabled",
           message: `feature "${feature.name}" is switched off`,
           scope: "feature",
+        }),
+        base,
+      );
+    }
+    const capHit = deps.globalCostCap?.reached(clock.nowMs());
+    if (capHit) {
+      reject(
+        new TokenBudgetError({
+          code: "global_rate_limited",
+          message: `the global hourly cost cap of ${formatUsd(capHit.capNanoUsd)} is reached (${formatUsd(capHit.spentNanoUsd)} spent this hour): every request is refused until ${new Date(capHit.resetAtMs).toISOString().slice(11, 16)}Z`,
+          scope: "global",
+          retryAfterMs: Math.max(0, capHit.resetAtMs - clock.nowMs()),
         }),
         base,
       );
