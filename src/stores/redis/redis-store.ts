@@ -182,12 +182,23 @@ function ttlString(expireAtMs: number, nowMs: number): string {
 
 /** ioredis's refusal of a command while disconnected (offline queue off): it was never written. */
 const NOT_WRITTEN = /^Stream isn't writeable/;
+/**
+ * Error replies by which Redis refuses a command before it changes anything: a replica (READONLY,
+ * e.g. the URL reached a primary that was demoted in a failover), no memory for a first write (OOM;
+ * a script that already wrote runs to its end), a failed snapshot (MISCONF), a server still loading
+ * or busy with another script (LOADING, BUSY), no primary (MASTERDOWN), an ACL refusal (NOPERM).
+ * Our scripts meet each at their first write, or before running, so a refused call applied nothing.
+ * Why it matters: a call that may have run is retried only within the hour its marker lasts, then
+ * given up (guarded-store.ts); one Redis refused is retried until it is applied, whatever the wait.
+ */
+const REFUSED_BEFORE_RUNNING = /^(?:READONLY|OOM|MISCONF|LOADING|BUSY|MASTERDOWN|NOPERM)\b/;
 
 function toUnavailable(e: unknown, notSent = false): StoreUnavailableError {
   if (e instanceof StoreUnavailableError) return e;
   const msg = e instanceof Error ? e.message : String(e);
+  const refused = e instanceof Error && e.name === "ReplyError" && REFUSED_BEFORE_RUNNING.test(msg);
   const err = new StoreUnavailableError(`redis store unavailable: ${msg}`, {
-    notSent: notSent || NOT_WRITTEN.test(msg),
+    notSent: notSent || refused || NOT_WRITTEN.test(msg),
   });
   (err as { cause?: unknown }).cause = e;
   return err;
