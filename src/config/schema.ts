@@ -96,7 +96,7 @@ const storeObjectSchema = strict("a Redis store mapping", {
   local_limit_fraction: fraction()
     .default(DEFAULT_LOCAL_LIMIT_FRACTION)
     .describe(
-      "With `on_error: local`: while Redis is unreachable, each process admits at most this fraction of every budget on its own (e.g. 0.1 with 10 processes keeps the total within the budget).",
+      "With `on_error: local`: while Redis is unreachable, each process admits at most this fraction of every budget on its own (e.g. 0.1 with 10 processes keeps the total within the budget). A request whose reservation (input + `max_output`) does not fit in that share is refused with its scope's code and `Retry-After: 1`: with 0.1 of a 10 000-token daily budget, a feature with `max_output: 1000` fits none, so size the fraction for your smallest budget.",
     ),
 });
 

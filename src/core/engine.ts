@@ -141,7 +141,11 @@ export interface DecisionEvent {
   model: string;
   decision: Decision;
   code?: string;
-  /** Set when admitted while the shared store was unreachable. */
+  /**
+   * Set when the shared store was unreachable: admitted in `allow` mode (`store_unavailable`) or
+   * within this process's share (`local`); on a refusal, refused for it (`budget_store_unavailable`
+   * in `deny` mode, or this process's share used up in `local` mode).
+   */
   storeStatus?: "store_unavailable" | "local";
   /** Input tokens sent (after the input policy); also on refusals once counted. */
   inputTokens?: number;
@@ -339,7 +343,7 @@ export function createEngine(deps: EngineDeps): Engine {
   function reject(
     e: TokenBudgetError,
     base: Omit<DecisionEvent, "decision" | "code" | "atMs">,
-    extra: Pick<DecisionEvent, "exhausted"> = {},
+    extra: Pick<DecisionEvent, "exhausted" | "storeStatus"> = {},
     sizes?: Sizes,
   ): never {
     if (deps.events) {
@@ -356,6 +360,7 @@ export function createEngine(deps: EngineDeps): Engine {
       };
       if (base.requestId !== undefined) event.requestId = base.requestId;
       if (extra.exhausted) event.exhausted = extra.exhausted;
+      if (extra.storeStatus) event.storeStatus = extra.storeStatus;
       if (sizes) addSizes(event, sizes);
       deps.events.decision(event);
     }
@@ -555,7 +560,7 @@ export function createEngine(deps: EngineDeps): Engine {
           retryAfterMs: 1000,
         }),
         base,
-        {},
+        { storeStatus: "store_unavailable" },
         sizes,
       );
     }
@@ -571,20 +576,26 @@ export function createEngine(deps: EngineDeps): Engine {
           scope: s.kind,
           limit,
           requested: reservedTokens,
-          retryAfterMs: Math.max(0, s.resetAtMs - nowMs),
+          // This process's share refused while the store is down: the budget itself may have room,
+          // and the store may be back in a moment, so not "until the window resets" (hours).
+          retryAfterMs: r.limit !== undefined ? 1000 : Math.max(0, s.resetAtMs - nowMs),
         }),
         base,
-        s.window === "day" && (s.kind === "user" || s.kind === "feature")
-          ? {
-              exhausted: {
-                scope: s.kind,
-                key: s.key,
-                limit: s.limit,
-                committed: r.committed,
-                resetAtMs: s.resetAtMs,
-              },
-            }
-          : {},
+        // A refusal by this process's share while the store is down (r.limit) is not the budget's
+        // exhaustion: reporting it so would spend the day's "exhausted" alert on a false one.
+        r.limit !== undefined
+          ? { storeStatus: "local" }
+          : s.window === "day" && (s.kind === "user" || s.kind === "feature")
+            ? {
+                exhausted: {
+                  scope: s.kind,
+                  key: s.key,
+                  limit: s.limit,
+                  committed: r.committed,
+                  resetAtMs: s.resetAtMs,
+                },
+              }
+            : {},
         sizes,
       );
     }

@@ -37,10 +37,10 @@ function cellCounter(
  */
 export function createGatewayMetrics(): GatewayMetrics {
   const registry = new Registry();
-  collectDefaultMetrics({ register: registry, prefix: "tokenfuse_process_" });
+  collectDefaultMetrics({ register: registry, prefix: "tokenfuse_" });
   const decisions = cellCounter(registry, {
     name: "tokenfuse_decisions_total",
-    help: "Admission decisions by feature, decision (allow|trim|reject) and error code",
+    help: "Admission decisions by feature, decision (allow|trim|reject), error code and store state (ok, or store_unavailable|local while the shared store is unreachable)",
     labelNames: ["feature", "decision", "code", "store"],
   });
   const tokens = cellCounter(registry, {
