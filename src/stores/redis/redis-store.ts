@@ -236,6 +236,9 @@ export class RedisStore implements Store {
   clockSkewMs = 0;
   private readonly queue: PendingReserve[] = [];
   private batchesInFlight = 0;
+  /** Batches waiting for the connection, and the promise the next one waits behind (sendBatch). */
+  private waitingBatches = 0;
+  private waitingLine: Promise<void> = Promise.resolve();
   private flushScheduled = false;
 
   constructor(options: RedisStoreOptions) {
@@ -443,12 +446,24 @@ export class RedisStore implements Store {
     // Why not always `await this.conn()`: when connected, skipping the await saves microtask turns
     // on every batch (it shows at 1 in flight). When connected, the script call below is written to
     // the socket before this returns, so the next batch (sent right after) follows it on the wire.
-    if (this.redis.status === "ready" && this.unusable === undefined) this.dispatch(this.redis, batch);
-    else
-      this.conn().then(
-        (redis) => this.dispatch(redis, batch),
-        (e: unknown) => this.batchFailed(batch, e),
-      );
+    if (this.redis.status === "ready" && this.unusable === undefined && this.waitingBatches === 0)
+      this.dispatch(this.redis, batch);
+    else {
+      // Waiting for the connection (or its server check): in line behind every batch already
+      // waiting, and no later batch takes the fast path before this one is written. Why: the
+      // reservations must be applied in the order they were made (a later one admitted and an
+      // earlier one refused for the same budget was seen on the first connection).
+      this.waitingBatches++;
+      this.waitingLine = this.waitingLine
+        .then(() => this.conn())
+        .then(
+          (redis) => this.dispatch(redis, batch),
+          (e: unknown) => this.batchFailed(batch, e),
+        )
+        .finally(() => {
+          this.waitingBatches--;
+        });
+    }
     if (this.queue.length > 0) this.sendBatch();
   }
 

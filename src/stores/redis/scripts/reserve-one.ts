@@ -16,7 +16,9 @@ import { SWEEP_LUA } from "./sweep.js";
  *   strings of decimal integers (or the id and record) except the limits (numbers); why: reserve.ts.
  * Returns `1,duplicate(0|1),t1,…,tn` when reserved (or already reserved/settled: nothing charged
  * again), `0,i,t` when refused (i = 0-based index of the first full counter, t = that counter's
- * used + reserved), as one comma-separated string (why: reserve.ts). Every key written gets its TTL
+ * used + reserved, read back as the counter's own string after the roll-back: exact even when
+ * t - tokens, computed on Lua doubles, would be rounded near 2^53), as one comma-separated string
+ * (why: reserve.ts). Every key written gets its TTL
  * in this script, so no key ever lives without one.
  */
 export const RESERVE_ONE_LUA = `${SWEEP_LUA}
@@ -37,12 +39,20 @@ for i = 1, n do
   local key = KEYS[i + 3]
   local t = redis.call('HINCRBY', key, 't', tk)
   if t > a[5 + 2 * i] then
-    if t == tokens then redis.call('DEL', key) elseif tokens ~= 0 then redis.call('HINCRBY', key, 't', '-' .. tk) end
+    local cur = '0'
+    if t == tokens then
+      redis.call('DEL', key)
+    elseif tokens ~= 0 then
+      redis.call('HINCRBY', key, 't', '-' .. tk)
+      cur = redis.call('HGET', key, 't')
+    else
+      cur = fmt('%d', t)
+    end
     if tokens ~= 0 then
       for j = 1, i - 1 do redis.call('HINCRBY', KEYS[j + 3], 't', '-' .. tk) end
     end
     redis.call('ZREM', exp, id)
-    return fmt('0,%d,%d', i - 1, t - tokens)
+    return fmt('0,%d,', i - 1) .. cur
   end
   if t == tokens then redis.call('PEXPIRE', key, a[6 + 2 * i]) end
   out[i + 2] = fmt('%d', t)
