@@ -145,15 +145,16 @@ export function createConfiguredEngine(opts: {
       switches.close();
       costWatch.close();
       globalCostCap?.close();
+      // Settlements already under way reach the store (and their alerts and usage-log lines are
+      // made) before anything closes; bounded: a stalled store must not hold a stop.
+      await Promise.race([engine.settlementsDone(), new Promise((r) => setTimeout(r, 5000).unref())]);
       const flushed = alerts.drain();
       await Promise.race([flushed, new Promise((r) => setTimeout(r, 2000).unref())]);
       await alerts.close();
       if (usageLog) {
-        // Settlements already under way still get their line (bounded: a stalled store must not
-        // hold a stop); what arrives after the close is dropped, counted and said once.
-        await Promise.race([engine.settlementsDone(), new Promise((r) => setTimeout(r, 5000).unref())]);
-        // Bounded too: a destination that stopped reading (a stuck log shipper on stdout) must
-        // not hold the stop; what it did not take is said, never lost silently.
+        // What arrives after the close is dropped, counted and said once. Bounded too: a
+        // destination that stopped reading (a stuck log shipper on stdout) must not hold the stop;
+        // what it did not take is said, never lost silently.
         const closed = await Promise.race([
           usageLog.close().then(() => true),
           new Promise<false>((r) => setTimeout(() => r(false), 5000).unref()),

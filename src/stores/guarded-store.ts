@@ -58,6 +58,8 @@ interface Pending {
  * rather than charged twice).
  */
 const MAX_UNSURE_RETRY_MS = 55 * 60_000;
+/** How long close() waits for settlements already on their way to the store (ms). */
+const CLOSE_WAIT_MS = 5000;
 
 /**
  * Wraps the shared store with the configured failure behaviour (SPEC §4 `on_error`):
@@ -102,6 +104,12 @@ export class GuardedStore implements Store {
   droppedAbandons = 0;
   /** Settlements given up because their first attempt may have been applied too long ago (logged). */
   unconfirmedSettlements = 0;
+  /** Settlements that failed after `close()`: nothing is left to retry them (each is logged). */
+  settlementsLostAtClose = 0;
+  private closed = false;
+  /** Calls to the primary's settle under way (`close()` waits for them, bounded). */
+  private settlesInFlight = 0;
+  private settleWaiters: Array<() => void> = [];
   /** Observer of failed store calls (metrics); may be set after construction. */
   onDegraded: GuardedStoreOptions["onDegraded"];
 
@@ -188,13 +196,26 @@ export class GuardedStore implements Store {
       // it may be a stale entry for a reused id whose request never touched the local store.
       if (expiresAtMs > req.nowMs) await this.local.settle(req);
     }
+    this.settlesInFlight++;
     try {
       return await this.opts.primary.settle(req);
     } catch (e) {
       if (!isStoreUnavailable(e)) throw e;
       this.onDegraded?.({ op: "settle", mode: "deferred" });
+      if (this.closed) {
+        // Nothing will retry it any more: said, never queued where it would sit unseen.
+        this.settlementsLostAtClose++;
+        this.opts.logger.error(
+          { id: req.id, tokens: req.actualTokens, lost: this.settlementsLostAtClose },
+          "settlement failed after the store was closed: it is not applied",
+        );
+        throw e;
+      }
       this.enqueue(req, (e as { notSent?: boolean }).notSent === true ? undefined : Date.now());
       return "deferred";
+    } finally {
+      this.settlesInFlight--;
+      if (this.settlesInFlight === 0) for (const w of this.settleWaiters.splice(0)) w();
     }
   }
 
@@ -266,6 +287,15 @@ export class GuardedStore implements Store {
 
   async close(): Promise<void> {
     clearInterval(this.timer);
+    // Settlements on their way to the store when the close began: a failure of theirs is queued, so
+    // wait for them (bounded: a stalled store must not hold a stop) before the last drain.
+    if (this.settlesInFlight > 0) {
+      await Promise.race([
+        new Promise<void>((r) => this.settleWaiters.push(r)),
+        new Promise<void>((r) => setTimeout(r, CLOSE_WAIT_MS).unref()),
+      ]);
+    }
+    this.closed = true;
     // Wait for a drain under way (closing the primary under it would lose the rest of the queue),
     // then one last attempt of its own for whatever it left or what was queued meanwhile.
     await this.flushing?.catch(() => {});
@@ -298,7 +328,8 @@ export class GuardedStore implements Store {
     while (queue.length > 0) {
       const p = queue[0] as Pending;
       const maxUnsure = this.opts.maxUnsureRetryMs ?? MAX_UNSURE_RETRY_MS;
-      if (p.unsureSinceMs !== undefined && Date.now() - p.unsureSinceMs > maxUnsure) {
+      // Not an abandon: it charges nothing and writes no marker, so a retry is always safe.
+      if (!p.req.abandon && p.unsureSinceMs !== undefined && Date.now() - p.unsureSinceMs > maxUnsure) {
         queue.shift();
         this.unconfirmedSettlements++;
         this.opts.logger.error(
