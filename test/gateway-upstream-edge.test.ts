@@ -343,4 +343,35 @@ describe("gateway: odd upstream answers", () => {
     }
     expect(called).toBe(0);
   });
+
+  it("the provider refusing the gateway's own key is a 502 upstream_error that quotes nothing of the provider's text; other 4xx pass through", async () => {
+    const providerText = JSON.stringify({
+      error: {
+        message: "Incorrect API key provided: sk-SECR****OVID",
+        type: "invalid_request_error",
+        code: "invalid_api_key",
+      },
+    });
+    for (const status of [401, 403]) {
+      const g = await gatewayWith(async () => whole(status, providerText));
+      const res = await g.post({});
+      expect(res.status).toBe(502);
+      const text = await res.text();
+      expect(text).not.toMatch(/sk-|Incorrect API key/);
+      const err = (JSON.parse(text) as { error: { code: string; message: string } }).error;
+      expect(err.code).toBe("upstream_error");
+      expect(err.message).toBe(`upstream "fake" refused the gateway's credentials (${status})`);
+      expect(await g.day()).toMatchObject({ used: 0, reserved: 0 }); // nothing generated, nothing held
+      await gw?.close();
+      gw = undefined;
+    }
+    // A 400 is about the request: the client sees the provider's own answer.
+    const bad = JSON.stringify({
+      error: { message: "Unrecognized request argument", type: "invalid_request_error" },
+    });
+    const g = await gatewayWith(async () => whole(400, bad));
+    const res = await g.post({});
+    expect(res.status).toBe(400);
+    expect(await res.text()).toBe(bad);
+  });
 });

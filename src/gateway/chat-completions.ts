@@ -227,7 +227,22 @@ async function forward(
       logger.warn({ upstream: upstream.name, status: upstreamRes.status }, "upstream error");
       throw gatewayError("upstream_error", `upstream "${upstream.name}" answered ${upstreamRes.status}`, 502);
     }
-    // A 4xx is about the request itself: pass the provider's answer through.
+    if (upstreamRes.status === 401 || upstreamRes.status === 403 || upstreamRes.status === 407) {
+      // The provider refused the gateway's own credentials (its api_key from the config): nothing
+      // the client can fix, and the provider's text may quote part of that key ("Incorrect API key
+      // provided: sk-…"). A 502 that names the upstream, and a log line without the provider's text.
+      logger.error(
+        { upstream: upstream.name, status: upstreamRes.status },
+        "the upstream refused the gateway's credentials: check the upstream's api_key in the config",
+      );
+      throw gatewayError(
+        "upstream_error",
+        `upstream "${upstream.name}" refused the gateway's credentials (${upstreamRes.status})`,
+        502,
+      );
+    }
+    // Any other 4xx is about the request itself (a bad parameter, an unknown model, the provider's
+    // own rate limit): pass the provider's answer through.
     res.writeHead(upstreamRes.status, {
       "content-type": upstreamRes.headers["content-type"] ?? "application/json",
       ...ours,
