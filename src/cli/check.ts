@@ -5,7 +5,9 @@ import type { ResolvedConfig } from "../config/types.js";
 import { TokenBudgetError } from "../core/errors.js";
 import { billedDefinitions, validateAdmitRequest } from "../core/request.js";
 import type { ChatMessage, ToolDefinition } from "../core/types.js";
+import { checkGatewayUpstreams } from "../gateway/upstream/create-clients.js";
 import { tokenizerForModel } from "../tokenizers/index.js";
+import { checkUsageLogPath } from "../usage-log/writer.js";
 import { resolveCliConfig } from "./config-arg.js";
 import { CliError, type CliIo, parseCliArgs, readInput } from "./io.js";
 import { num, renderTable, usd } from "./table.js";
@@ -99,6 +101,10 @@ export async function runCheck(args: string[], io: CliIo): Promise<number> {
   );
   void positionals;
   const { config, source } = resolveCliConfig(values.config as string | undefined, io);
+  // What `serve` (or a library with a usage log) would refuse at start fails here too: a deploy
+  // gate must not pass a config the gateway then refuses.
+  checkGatewayUpstreams(config);
+  checkUsageLogPath(config.usageLog);
   io.out(`config OK: ${source}\n\n${budgetTable(config)}\n`);
   const dir = values.fixtures as string | undefined;
   if (!dir) return 0;

@@ -147,6 +147,29 @@ describe("tokenfuse check", () => {
     expect(t.err()).toMatch(/features\.chat\.max_input/);
   });
 
+  it("refuses (exit 2) what serve would refuse at start: an upstream type the gateway cannot proxy, a usage log it cannot open", async () => {
+    const base = "features:\n  chat: { model: gpt-4o, max_input: 100, max_output: 10, on_exceed: trim }\n";
+    const anthropic = file(
+      "anthropic.yaml",
+      `upstreams:\n  claude: { type: anthropic, base_url: "https://api.anthropic.com", api_key: k }\n${base}`,
+    );
+    const t1 = io();
+    expect(await main(["check", "--config", anthropic], t1.cliIo)).toBe(2);
+    expect(t1.err()).toMatch(/upstreams\.claude\.type: type anthropic is not supported by the gateway yet/);
+    const noDir = file("nodir.yaml", `usage_log: { path: ${join(dir, "missing-dir", "u.jsonl")} }\n${base}`);
+    const t2 = io();
+    expect(await main(["check", "--config", noDir], t2.cliIo)).toBe(2);
+    expect(t2.err()).toMatch(
+      /usage_log\.path: cannot open the usage log for appending: its directory does not exist/,
+    );
+    // A path that can be opened passes, and check creates nothing.
+    const logPath = join(dir, "usage.jsonl");
+    const ok = file("oklog.yaml", `usage_log: { path: ${logPath} }\n${base}`);
+    const t3 = io();
+    expect(await main(["check", "--config", ok], t3.cliIo)).toBe(0);
+    expect(existsSync(logPath)).toBe(false);
+  });
+
   it("fixtures: exit 0 when every sample fits its feature, 1 when one does not", async () => {
     const fx = join(dir, "fixtures");
     mkdirSync(fx);

@@ -9,8 +9,8 @@
  * its batch, is counted, and is logged once until writes succeed again; a disk slower than the
  * traffic fills a bounded buffer, past which lines are dropped and counted (memory stays bounded).
  */
-import { closeSync, openSync, writev } from "node:fs";
-import { isAbsolute, resolve as resolvePath } from "node:path";
+import { accessSync, closeSync, constants, openSync, statSync, writev } from "node:fs";
+import { dirname, isAbsolute, resolve as resolvePath } from "node:path";
 import { ConfigError } from "../config/config-error.js";
 import type { ResolvedConfig, UsageLogConfig } from "../config/types.js";
 import type { EngineEvents } from "../core/engine.js";
@@ -75,6 +75,59 @@ export function unwritten(bufs: readonly Buffer[], n: number): Buffer[] {
   return left;
 }
 
+/** Why a usage log path cannot be appended to, from the error code of an open or access call. */
+function openProblem(code: string): string {
+  return code === "ENOENT"
+    ? "its directory does not exist"
+    : code === "EISDIR"
+      ? "it is a directory"
+      : code === "EACCES" || code === "EPERM" || code === "EROFS"
+        ? "permission denied"
+        : code === "ENOTDIR"
+          ? "a part of the path is not a directory"
+          : "it cannot be opened";
+}
+
+function cannotOpen(code: string, written: string): ConfigError {
+  // The path itself is not echoed (config errors never contain string values from the file).
+  return new ConfigError([
+    {
+      path: "usage_log.path",
+      message: `cannot open the usage log for appending: ${openProblem(code)} (${code})${isAbsolute(written) ? "" : `; a relative path is resolved against the working directory, ${process.cwd()}`}`,
+    },
+  ]);
+}
+
+/**
+ * What `openUsageLog` would refuse, checked without creating or changing anything (`tokenfuse
+ * check`): throws the same ConfigError when the file could not be opened for appending.
+ */
+export function checkUsageLogPath(target: UsageLogConfig | undefined): void {
+  if (target?.kind !== "file") return;
+  const path = resolvePath(target.path);
+  let code: string | undefined;
+  try {
+    if (statSync(path).isDirectory()) code = "EISDIR";
+    else accessSync(path, constants.W_OK);
+  } catch (e) {
+    code = (e as NodeJS.ErrnoException).code ?? "error";
+    if (code === "ENOENT") {
+      // No file yet: it is created in its directory, which must exist and be writable.
+      try {
+        const dir = dirname(path);
+        if (!statSync(dir).isDirectory()) code = "ENOTDIR";
+        else {
+          accessSync(dir, constants.W_OK);
+          code = undefined;
+        }
+      } catch (e2) {
+        code = (e2 as NodeJS.ErrnoException).code ?? "error";
+      }
+    }
+  }
+  if (code !== undefined) throw cannotOpen(code, target.path);
+}
+
 /**
  * Opens a file for appending, or throws a ConfigError naming `usage_log.path` and the reason.
  * `written` is the path as the config wrote it (to explain how a relative one was resolved).
@@ -83,24 +136,7 @@ function openForAppend(path: string, written: string): number {
   try {
     return openSync(path, "a", 0o640);
   } catch (e) {
-    const code = (e as NodeJS.ErrnoException).code ?? "error";
-    const why =
-      code === "ENOENT"
-        ? "its directory does not exist"
-        : code === "EISDIR"
-          ? "it is a directory"
-          : code === "EACCES" || code === "EPERM"
-            ? "permission denied"
-            : code === "ENOTDIR"
-              ? "a part of the path is not a directory"
-              : "it cannot be opened";
-    // The path itself is not echoed (config errors never contain string values from the file).
-    throw new ConfigError([
-      {
-        path: "usage_log.path",
-        message: `cannot open the usage log for appending: ${why} (${code})${isAbsolute(written) ? "" : `; a relative path is resolved against the working directory, ${process.cwd()}`}`,
-      },
-    ]);
+    throw cannotOpen((e as NodeJS.ErrnoException).code ?? "error", written);
   }
 }
 

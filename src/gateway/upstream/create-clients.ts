@@ -1,3 +1,4 @@
+import { ConfigError } from "../../config/config-error.js";
 import type { ResolvedConfig, UpstreamConfig } from "../../config/types.js";
 import { createMockUpstream } from "../mock/mock-upstream.js";
 import { createOpenAIClient } from "./openai-client.js";
@@ -31,8 +32,27 @@ function createMockClient(u: Extract<UpstreamConfig, { type: "mock" }>): Upstrea
   };
 }
 
+/** Upstream types the gateway can proxy to. */
+const GATEWAY_UPSTREAM_TYPES: ReadonlySet<string> = new Set(["openai", "mock"]);
+
+/**
+ * What the gateway would refuse at start in the upstreams (`tokenfuse check` says it too): a type it
+ * cannot proxy to yet. Throws a ConfigError naming the upstream.
+ */
+export function checkGatewayUpstreams(config: ResolvedConfig): void {
+  const bad = config.upstreams.filter((u) => !GATEWAY_UPSTREAM_TYPES.has(u.type));
+  if (bad.length > 0)
+    throw new ConfigError(
+      bad.map((u) => ({
+        path: `upstreams.${u.name}.type`,
+        message: `type ${u.type} is not supported by the gateway yet (it proxies openai-compatible and mock upstreams)`,
+      })),
+    );
+}
+
 /** One client per configured upstream, by name. */
 export function createUpstreamClients(config: ResolvedConfig): Map<string, UpstreamClient> {
+  checkGatewayUpstreams(config);
   const out = new Map<string, UpstreamClient>();
   for (const u of config.upstreams) {
     if (u.type === "mock") out.set(u.name, createMockClient(u));
@@ -41,7 +61,7 @@ export function createUpstreamClients(config: ResolvedConfig): Map<string, Upstr
         u.name,
         createOpenAIClient({ name: u.name, baseUrl: u.baseUrl, apiKey: u.apiKey, timeoutMs: u.timeoutMs }),
       );
-    else throw new Error(`upstream "${u.name}": type ${u.type} is not supported by the gateway yet`);
+    else throw new Error(`upstream "${u.name}": type ${u.type} is not supported by the gateway yet`); // unreachable: checked above
   }
   return out;
 }
