@@ -42,6 +42,12 @@ describe("tokenfuse flags", () => {
       code: "feature_disabled",
     });
     expect(await main(["flags", "enable", "chat", "--config", path], io().cliIo)).toBe(0);
+    const none = io();
+    expect(await main(["flags", "enable", "--config", path], none.cliIo)).toBe(2);
+    expect(none.err()).toMatch(/flags enable needs a FEATURE \(features: .*chat/);
+    const unknown = io();
+    expect(await main(["flags", "disable", "chta", "--config", path], unknown.cliIo)).toBe(2);
+    expect(unknown.err()).toMatch(/unknown feature "chta"/);
     await tf.close();
   });
 

@@ -67,4 +67,46 @@ describe("spend counters and tokenfuse usage", () => {
     expect(text).toMatch(/user ana\s+12\s/);
     expect(text).toContain(`total cost in the last 2 h: ${usd(totalCost)}`);
   });
+
+  it("a user's days are read in the zone of the tier their budget is counted in (their key's, or a run-time override), not the default tier's", async () => {
+    const prefix = testKeyPrefix("ut");
+    const config = {
+      store: { url: inject("redisUrl"), key_prefix: prefix },
+      features: { chat: { model: "gpt-4o", max_input: 4000, max_output: 500, on_exceed: "trim" } },
+      tiers: {
+        free: { daily_tokens: 1_000_000 },
+        kiri: { daily_tokens: 1_000_000, time_zone: "Pacific/Kiritimati" },
+      },
+      default_tier: "free",
+      keys: [{ hash: `sha256:${"a".repeat(64)}`, user: "zed", tier: "kiri" }],
+    };
+    const store = createRedisStore({ url: inject("redisUrl"), keyPrefix: prefix });
+    const tf = createTokenfuse({ config, store, logger: silentLogger });
+    for (const user of ["zed", "olga"]) {
+      const a = await tf.admit({
+        feature: "chat",
+        user,
+        tier: "kiri",
+        messages: [{ role: "user", content: "hi" }],
+      });
+      await a.settle({ prompt_tokens: a.inputTokens, completion_tokens: 5 });
+    }
+    await tf.close();
+    const path = join(mkdtempSync(join(tmpdir(), "tf-usage-")), "tokenfuse.json");
+    writeFileSync(path, JSON.stringify(config));
+    const usage = async (...args: string[]) => {
+      const out: string[] = [];
+      const io: CliIo = { out: (s) => out.push(s), err: (s) => out.push(s), stdin: async () => "", env: {} };
+      expect(await main(["usage", "--hours", "2", ...args, "--config", path], io)).toBe(0);
+      return out.join("");
+    };
+    // zed's key is on tier kiri: found without --tier.
+    expect(await usage("--user", "zed")).toMatch(/\(Pacific\/Kiritimati\)\s+user zed\s+1\s/);
+    // olga has no key: the default tier (UTC) unless a run-time override names her tier.
+    expect(await usage("--user", "olga")).not.toMatch(/user olga/);
+    const admin = createRedisStore({ url: inject("redisUrl"), keyPrefix: prefix });
+    await admin.setUserTier("olga", "kiri");
+    await admin.close();
+    expect(await usage("--user", "olga")).toMatch(/\(Pacific\/Kiritimati\)\s+user olga\s+1\s/);
+  });
 });

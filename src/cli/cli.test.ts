@@ -1,5 +1,5 @@
 import { execFile } from "node:child_process";
-import { existsSync, mkdirSync, mkdtempSync, writeFileSync } from "node:fs";
+import { existsSync, mkdirSync, mkdtempSync, readFileSync, writeFileSync } from "node:fs";
 import { tmpdir } from "node:os";
 import { join } from "node:path";
 import { promisify } from "node:util";
@@ -104,6 +104,22 @@ describe("tokenfuse count", () => {
     expect(Number(asText.out())).toBe(encoders.o200k_base.encode(JSON.stringify(messages)).length);
   });
 
+  it("a chat request is counted for its own model unless --model says otherwise", async () => {
+    const messages = [{ role: "user", content: "你好，世界！今天天气很好。" }];
+    const cl100k = getChatTokenizer("cl100k_base").countChat(messages);
+    const o200k = getChatTokenizer("o200k_base").countChat(messages);
+    expect(cl100k).not.toBe(o200k); // the case tells the two apart
+    const own = io(JSON.stringify({ model: "gpt-3.5-turbo", messages }));
+    expect(await main(["count", "-"], own.cliIo)).toBe(0);
+    expect(Number(own.out())).toBe(cl100k);
+    const forced = io(JSON.stringify({ model: "gpt-3.5-turbo", messages }));
+    expect(await main(["count", "--model", "gpt-4o", "-"], forced.cliIo)).toBe(0);
+    expect(Number(forced.out())).toBe(o200k);
+    const none = io(JSON.stringify({ messages }));
+    expect(await main(["count", "--json", "-"], none.cliIo)).toBe(0);
+    expect(JSON.parse(none.out())).toMatchObject({ model: "gpt-4o", tokens: o200k });
+  });
+
   it("--json prints details", async () => {
     const t = io("hello world");
     expect(await main(["count", "--json", "--model", "claude-sonnet-4", "-"], t.cliIo)).toBe(0);
@@ -122,6 +138,18 @@ describe("tokenfuse count", () => {
     const u = io();
     expect(await main(["frobnicate"], u.cliIo)).toBe(2);
     expect(u.err()).toMatch(/unknown command "frobnicate"/);
+    const k = io();
+    expect(await main(["keys"], k.cliIo)).toBe(2);
+    expect(k.err()).toMatch(/^tokenfuse keys: keys needs a command \(try: tokenfuse keys create/);
+  });
+
+  it("version prints the package's version", async () => {
+    const pkg = JSON.parse(readFileSync("package.json", "utf8")) as { version: string };
+    for (const arg of ["version", "--version"]) {
+      const t = io();
+      expect(await main([arg], t.cliIo)).toBe(0);
+      expect(t.out()).toBe(`tokenfuse ${pkg.version}\n`);
+    }
   });
 });
 

@@ -16,6 +16,8 @@ export type CountInput =
       tools?: ToolDefinition[];
       /** Why the body's billed definitions are unusable (e.g. a malformed `functions`). */
       invalid?: string;
+      /** The request body's own `model`, when it names one. */
+      model?: string;
     }
   | { kind: "text"; text: string };
 
@@ -54,24 +56,33 @@ export function classifyCountInput(raw: string, forceText: boolean): CountInput 
       // The gateway's one definition of what is billed, so that count prints its input count.
       const tools = billedDefinitions(o);
       const messages = o.messages as ChatMessage[];
-      if (tools instanceof TokenBudgetError) return { kind: "chat", messages, invalid: tools.message };
-      return { kind: "chat", messages, ...(tools ? { tools } : {}) };
+      const model = typeof o.model === "string" && o.model !== "" ? { model: o.model } : {};
+      if (tools instanceof TokenBudgetError)
+        return { kind: "chat", messages, invalid: tools.message, ...model };
+      return { kind: "chat", messages, ...(tools ? { tools } : {}), ...model };
     }
   }
   return { kind: "text", text: raw };
 }
 
+/** The model `count` counts for when neither `--model` nor the request names one. */
+const DEFAULT_COUNT_MODEL = "gpt-4o";
+
 /** `tokenfuse count [--model M] [--text] [--json] [FILE|-]` */
 export async function runCount(args: string[], io: CliIo): Promise<number> {
   const { values, positionals } = parseCliArgs(
     args,
-    { model: { type: "string", default: "gpt-4o" }, text: { type: "boolean" }, json: { type: "boolean" } },
+    { model: { type: "string" }, text: { type: "boolean" }, json: { type: "boolean" } },
     true,
   );
   if (positionals.length > 1) throw new CliError("count takes at most one FILE (or - for standard input)");
-  const model = values.model as string;
   const raw = await readInput(positionals[0], io);
   const input = classifyCountInput(raw, values.text === true);
+  // --model, else the request's own `model` (what the provider will count with), else gpt-4o.
+  const model =
+    (values.model as string | undefined) ??
+    (input.kind === "chat" ? input.model : undefined) ??
+    DEFAULT_COUNT_MODEL;
   const tokenizer = tokenizerForModel(model);
   let tokens: number;
   let exact = tokenizer.exact;

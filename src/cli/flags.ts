@@ -39,9 +39,13 @@ export async function runFlags(args: string[], io: CliIo): Promise<number> {
       io.out(`${renderTable(rows)}\n`);
       return 0;
     }
-    if (!feature || !config.features[feature]) {
+    if (!feature)
       throw new CliError(
-        `unknown feature "${feature ?? ""}" (features: ${Object.keys(config.features).join(", ")})`,
+        `flags ${action} needs a FEATURE (features: ${Object.keys(config.features).join(", ")})`,
+      );
+    if (!Object.hasOwn(config.features, feature)) {
+      throw new CliError(
+        `unknown feature "${feature}" (features: ${Object.keys(config.features).join(", ")})`,
       );
     }
     await switches.set(feature, action === "enable");

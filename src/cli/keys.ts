@@ -18,7 +18,7 @@ export async function runKeys(args: string[], io: CliIo): Promise<number> {
   if (sub === "revoke") return revokeKey(rest, io);
   if (sub !== "create")
     throw new CliError(
-      `unknown keys command "${sub ?? ""}" (try: tokenfuse keys create --user U --tier T, or tokenfuse keys revoke HASH)`,
+      `${sub === undefined ? "keys needs a command" : `unknown keys command "${sub}"`} (try: tokenfuse keys create --user U --tier T, or tokenfuse keys revoke HASH)`,
     );
   const { values } = parseCliArgs(
     rest,

@@ -1,3 +1,4 @@
+import { resolveUserTier } from "../access/user-tier.js";
 import { silentLogger } from "../core/logger.js";
 import { queryUsage, UsageQueryError } from "../cost/usage-query.js";
 import { createStoreFromConfig } from "../stores/from-config.js";
@@ -31,14 +32,25 @@ export async function runUsage(args: string[], io: CliIo): Promise<number> {
   const feature = values.feature as string | undefined;
   const store = createStoreFromConfig(config.store, silentLogger);
   try {
+    const user = values.user as string | undefined;
+    let tier = values.tier as string | undefined;
+    if (user !== undefined && tier === undefined) {
+      // The user's days are read in the zone of the tier their budget is counted in, as the gateway
+      // decides it (a run-time override, else their keys' tier, else the default tier).
+      const [overrides, stored] = await Promise.all([store.readUserTiers(), store.readApiKeys()]);
+      const r = resolveUserTier(config, user, overrides.entries?.[user], [
+        ...config.keys,
+        ...(stored.entries ?? []),
+      ]);
+      tier = r.tier ?? config.defaultTier;
+      if (r.tier === null)
+        io.err(
+          `user ${user} has API keys of different tiers: their days are shown in the default tier's zone (pass --tier T for another)\n`,
+        );
+    }
     let result: Awaited<ReturnType<typeof queryUsage>>;
     try {
-      result = await queryUsage(
-        config,
-        store,
-        { hours, feature, user: values.user as string | undefined, tier: values.tier as string | undefined },
-        Date.now(),
-      );
+      result = await queryUsage(config, store, { hours, feature, user, tier }, Date.now());
     } catch (e) {
       if (e instanceof UsageQueryError) throw new CliError(e.message.replace(/^hours/, "--hours"));
       throw e;

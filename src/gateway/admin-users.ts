@@ -1,5 +1,6 @@
 import type { IncomingMessage, ServerResponse } from "node:http";
 import { isBudgetUserId, USER_ID_RULE } from "../access/user-ids.js";
+import { resolveUserTier } from "../access/user-tier.js";
 import type { KeyConfig } from "../config/types.js";
 import { type AdminDeps, decodePathSegment, storeCall } from "./admin-common.js";
 import { gatewayError, sendJson } from "./http-errors.js";
@@ -35,17 +36,16 @@ function describeUser(user: string, deps: AdminDeps): UserView {
       .map((k) => ({ hash: k.hash, source: "store" as const, tier: k.tier ?? null })),
   ];
   const override = deps.tiers.get(user) ?? null;
-  if (override) return { user, tier: override, source: "override", override, keys };
-  const keyTiers = new Set(keys.map((k) => k.tier ?? config.defaultTier));
-  if (keys.length === 0 || keys.every((k) => k.tier === null))
-    return { user, tier: config.defaultTier, source: "default_tier", override, keys };
-  return {
-    user,
-    tier: keyTiers.size === 1 ? ([...keyTiers][0] as string) : null,
-    source: "key",
-    override,
-    keys,
-  };
+  const { tier, source } = resolveUserTier(config, user, override ?? undefined, [
+    ...config.keys,
+    ...deps.keys.list(),
+  ]);
+  return { user, tier, source, override, keys };
+}
+
+/** The tier a user's days are counted in (the default tier when its keys disagree). */
+export function userTierFor(user: string, deps: AdminDeps): string {
+  return describeUser(user, deps).tier ?? deps.config.defaultTier;
 }
 
 function userFromPath(raw: string): string {

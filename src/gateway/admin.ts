@@ -5,7 +5,7 @@ import { queryUsage, UsageQueryError } from "../cost/usage-query.js";
 import { isStoreUnavailable } from "../stores/types.js";
 import { type AdminDeps, decodePathSegment } from "./admin-common.js";
 import { handleAdminKeys } from "./admin-keys.js";
-import { handleAdminUsers } from "./admin-users.js";
+import { handleAdminUsers, userTierFor } from "./admin-users.js";
 import { gatewayError, sendJson } from "./http-errors.js";
 import { parseJsonObject, readBody } from "./read-body.js";
 
@@ -58,7 +58,8 @@ export async function handleAdmin(
           hours,
           feature: q.get("feature") ?? undefined,
           user: q.get("user") ?? undefined,
-          tier: q.get("tier") ?? undefined,
+          // A user's days are read in the zone of the tier the budget is counted in, unless asked.
+          tier: q.get("tier") ?? (q.get("user") ? userTierFor(q.get("user") as string, deps) : undefined),
         },
         deps.nowMs(),
       );
