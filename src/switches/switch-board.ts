@@ -38,22 +38,39 @@ export function createSwitchBoard(opts: SwitchBoardOptions): SwitchBoard {
   const tripped = new Map<string, number>();
   let timer: NodeJS.Timeout | undefined;
 
+  /** Set while refreshes fail: said once when it starts and once when it ends, not at every poll. */
+  let failing = false;
+  let polling = false;
   const refresh = async () => {
     try {
       overrides = await store.getSwitches(now());
       // The store is the truth once read: a breaker it no longer holds (lapsed, or switched on by hand
       // elsewhere) is not kept alive here.
       tripped.clear();
+      if (failing) {
+        failing = false;
+        logger.info({}, "feature switches read from the store again");
+      }
     } catch (e) {
       // Keep the last known snapshot: a store outage must not flip features on or off.
-      logger.warn(
-        { err: e instanceof Error ? e.message : String(e) },
-        "could not refresh feature switches; keeping the last known state",
-      );
+      if (!failing) {
+        failing = true;
+        logger.warn(
+          { err: e instanceof Error ? e.message : String(e) },
+          "could not refresh feature switches; keeping the last known state until the store answers again",
+        );
+      }
     }
   };
   if (opts.refreshMs > 0) {
-    timer = setInterval(() => void refresh(), opts.refreshMs);
+    timer = setInterval(() => {
+      // A slow store (command timeout > interval) must not pile up polls.
+      if (polling) return;
+      polling = true;
+      void refresh().finally(() => {
+        polling = false;
+      });
+    }, opts.refreshMs);
     timer.unref();
   }
   return {
