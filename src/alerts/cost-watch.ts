@@ -192,6 +192,11 @@ export function createCostWatch(opts: {
         let switchedOff = false;
         if (breaker) {
           switchedOff = await tryTrip(e.feature, hour.endMs);
+          if (switchedOff)
+            logger.warn(
+              { feature: e.feature, spentNanoUsd: spent, until: new Date(hour.endMs).toISOString() },
+              "hourly cost breaker: feature switched off until the next hour",
+            );
           if (!switchedOff) {
             pendingTrips.set(e.feature, hour.endMs);
             scheduleRetry();

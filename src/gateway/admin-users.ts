@@ -81,7 +81,7 @@ export async function handleAdminUsers(
     if (extra !== undefined || !("tier" in body))
       throw gatewayError(
         "invalid_request",
-        'body must be {"tier": "<tier name>"}, or {"tier": null} to remove the override',
+        `${extra !== undefined ? `unknown field "${extra}"; ` : ""}body must be {"tier": "<tier name>"}, or {"tier": null} to remove the override`,
         400,
         extra ?? "tier",
       );

@@ -80,10 +80,29 @@ describe("admin API", () => {
         cost_nano_usd: 7_500_000,
       });
     expect(body.total_cost_nano_usd).toBe(7_500_000);
-    for (const bad of ["?hours=0", "?hours=abc", "?feature=nope", "?tier=nope"]) {
+    for (const bad of ["?hours=0", "?hours=abc", "?feature=nope", "?tier=nope", "?hour=3"]) {
       const r = await get(bad);
       expect(r.status).toBe(400);
       expect(((await r.json()) as { error: { code: string } }).error.code).toBe("invalid_request");
     }
+    const typo = (await (await get("?hour=3")).json()) as { error: { message: string; param: string } };
+    expect(typo.error).toMatchObject({
+      param: "hour",
+      message: expect.stringMatching(/unknown query parameter "hour"/),
+    });
+  });
+
+  it("PUT /admin/features/{f} refuses a body with an unknown field, naming it, and changes nothing", async () => {
+    const before = await features();
+    const res = await fetch(`${base}/admin/features/chat`, {
+      method: "PUT",
+      headers: { authorization: `Bearer ${TOKEN}`, "content-type": "application/json" },
+      body: JSON.stringify({ enabled: false, foo: 1 }),
+    });
+    expect(res.status).toBe(400);
+    const body = (await res.json()) as { error: { code: string; message: string; param: string } };
+    expect(body.error).toMatchObject({ code: "invalid_request", param: "foo" });
+    expect(body.error.message).toMatch(/unknown field "foo"/);
+    expect(await features()).toEqual(before);
   });
 });

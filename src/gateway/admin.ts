@@ -7,6 +7,10 @@ import { type AdminDeps, decodePathSegment } from "./admin-common.js";
 import { handleAdminKeys } from "./admin-keys.js";
 import { handleAdminUsers, userTierFor } from "./admin-users.js";
 import { gatewayError, sendJson } from "./http-errors.js";
+
+/** The query parameters of `GET /admin/usage`. */
+const USAGE_PARAMS = ["hours", "feature", "user", "tier"];
+
 import { parseJsonObject, readBody } from "./read-body.js";
 
 export type { AdminDeps } from "./admin-common.js";
@@ -47,6 +51,14 @@ export async function handleAdmin(
   if (req.method === "GET" && path === "/admin/usage") {
     // `?hours=24&feature=chat&user=alice&tier=pro`: what `tokenfuse usage` prints, as JSON.
     const q = new URL(req.url ?? "/", "http://admin.invalid").searchParams;
+    for (const k of q.keys())
+      if (!USAGE_PARAMS.includes(k))
+        throw gatewayError(
+          "invalid_request",
+          `unknown query parameter "${k}"; allowed: ${USAGE_PARAMS.join(", ")}`,
+          400,
+          k,
+        );
     const rawHours = q.get("hours") ?? "24";
     const hours = /^\d{1,4}$/.test(rawHours) ? Number(rawHours) : Number.NaN;
     let result: Awaited<ReturnType<typeof queryUsage>>;
@@ -89,8 +101,16 @@ export async function handleAdmin(
     if (!Object.hasOwn(deps.config.features, name))
       throw gatewayError("unknown_feature", `unknown feature "${name}"`);
     const body = parseJsonObject(await readBody(req, 4096));
+    const extra = Object.keys(body).find((k) => k !== "enabled");
+    if (extra !== undefined)
+      throw gatewayError(
+        "invalid_request",
+        `unknown field "${extra}"; body must be {"enabled": true|false}`,
+        400,
+        extra,
+      );
     if (typeof body.enabled !== "boolean")
-      throw gatewayError("invalid_request", 'body must be {"enabled": true|false}');
+      throw gatewayError("invalid_request", 'body must be {"enabled": true|false}', 400, "enabled");
     try {
       await deps.switches.set(name, body.enabled);
     } catch (e) {
@@ -102,6 +122,7 @@ export async function handleAdmin(
         );
       throw e;
     }
+    deps.logger.info({ feature: name, enabled: body.enabled }, "admin: feature switch set");
     sendJson(res, 200, { feature: name, enabled: body.enabled });
     return "admin_feature_switch";
   }
