@@ -263,6 +263,69 @@ describe("gateway with the official openai client", () => {
     }
   });
 
+  it("refuses what the provider would refuse before reserving: an unknown role, a message without content, a non-string model, a repeated feature header", async () => {
+    const before = await (
+      await fetch(`${base}/v1/budget`, { headers: { authorization: `Bearer ${CANARY.alice}` } })
+    ).text();
+    const cases: Array<[Record<string, unknown>, Record<string, string> | undefined, RegExp]> = [
+      [
+        { model: "gpt-4o", messages: [{ role: "wizard", content: "Hello" }] },
+        undefined,
+        /role "wizard" is not a chat role/,
+      ],
+      [{ model: "gpt-4o", messages: [{ role: "user" }] }, undefined, /messages\[0\] \(user\) has no content/],
+      [{ model: 5, messages: [{ role: "user", content: "x" }] }, undefined, /model must be a string/],
+      [
+        { model: "gpt-4o", messages: [{ role: "user", content: "x" }] },
+        { "x-tokenfuse-feature": "chat" },
+        /x-tokenfuse-feature header holds several values/,
+      ],
+    ];
+    for (const [body, extraHeader, message] of cases) {
+      const headers = new Headers({
+        authorization: `Bearer ${CANARY.alice}`,
+        "content-type": "application/json",
+      });
+      if (extraHeader) {
+        headers.append("x-tokenfuse-feature", "chat");
+        headers.append("x-tokenfuse-feature", "strict");
+      }
+      const res = await fetch(`${base}/v1/chat/completions`, {
+        method: "POST",
+        headers,
+        body: JSON.stringify(body),
+      });
+      expect(res.status).toBe(400);
+      const err = (await json(res)).error as { code: string; message: string };
+      expect(err.code).toBe("invalid_request");
+      expect(err.message).toMatch(message);
+    }
+    // Refused before any reservation: the budget is as it was.
+    const after = await (
+      await fetch(`${base}/v1/budget`, { headers: { authorization: `Bearer ${CANARY.alice}` } })
+    ).text();
+    expect(after).toBe(before);
+    // An assistant message may have null content beside its tool calls: still accepted.
+    const ok = await fetch(`${base}/v1/chat/completions`, {
+      method: "POST",
+      headers: { authorization: `Bearer ${CANARY.alice}`, "content-type": "application/json" },
+      body: JSON.stringify({
+        model: "gpt-4o",
+        messages: [
+          { role: "user", content: "weather?" },
+          {
+            role: "assistant",
+            content: null,
+            tool_calls: [{ id: "t1", type: "function", function: { name: "w", arguments: "{}" } }],
+          },
+          { role: "tool", tool_call_id: "t1", content: "sunny" },
+        ],
+      }),
+    });
+    expect(ok.status).toBe(200);
+    await ok.text();
+  });
+
   it("a trusted key may name end users, namespaced under the key; others may not", async () => {
     const b = (await json(
       await fetch(`${base}/v1/budget`, {

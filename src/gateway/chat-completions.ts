@@ -34,6 +34,35 @@ const FORBIDDEN_FIELDS = [
   "user_api_key",
 ];
 
+/** The roles of OpenAI chat messages; any other is refused before it costs a reservation and a round trip. */
+const OPENAI_ROLES: ReadonlySet<string> = new Set([
+  "system",
+  "developer",
+  "user",
+  "assistant",
+  "tool",
+  "function",
+]);
+/** Roles whose messages must carry content (an assistant's may be null beside its tool calls). */
+const CONTENT_REQUIRED: ReadonlySet<string> = new Set(["system", "developer", "user", "tool"]);
+
+/**
+ * What the provider would refuse in the messages that the engine's own checks (shared with the
+ * library, which accepts any provider's roles) let through: an unknown role, a missing content.
+ */
+function messageProblem(messages: unknown): string | undefined {
+  if (!Array.isArray(messages)) return undefined; // the engine names it
+  for (let i = 0; i < messages.length; i++) {
+    const m = messages[i] as { role?: unknown; content?: unknown } | null;
+    if (typeof m !== "object" || m === null || typeof m.role !== "string") return undefined;
+    if (!OPENAI_ROLES.has(m.role))
+      return `messages[${i}].role "${m.role.slice(0, 40)}" is not a chat role (system, developer, user, assistant, tool)`;
+    if (CONTENT_REQUIRED.has(m.role) && (m.content === undefined || m.content === null))
+      return `messages[${i}] (${m.role}) has no content`;
+  }
+  return undefined;
+}
+
 /** Reasoning models take `max_completion_tokens` only. */
 const COMPLETION_CAP_ONLY = /^(o\d|gpt-5)/;
 
@@ -136,6 +165,17 @@ export async function handleChatCompletions(
           `the field "${f}" is not accepted: upstreams and their keys come from the gateway's config`,
         );
     }
+    // Feature names never hold a comma: one means the header was sent twice (Node joins the
+    // values with ", ") or lists several features.
+    if (header(req, "x-tokenfuse-feature")?.includes(","))
+      throw gatewayError(
+        "invalid_request",
+        "the x-tokenfuse-feature header holds several values (sent more than once?): send one feature",
+      );
+    if (body.model !== undefined && body.model !== null && typeof body.model !== "string")
+      throw gatewayError("invalid_request", "model must be a string", 400, "model");
+    const problem = messageProblem(body.messages);
+    if (problem !== undefined) throw gatewayError("invalid_request", problem, 400, "messages");
     const feature =
       header(req, "x-tokenfuse-feature") ?? principal.defaultFeature ?? soleFeature(deps.config);
     if (!feature) throw gatewayError("unknown_feature", "name a feature with the x-tokenfuse-feature header");
