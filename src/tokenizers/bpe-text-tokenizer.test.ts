@@ -194,6 +194,14 @@ describe.each(ENCODINGS)("%s matches tiktoken", (encoding) => {
     );
   });
 
+  it("splits by tiktoken's Unicode version, not the runtime's (letters new in Unicode 17.0 are not letters)", () => {
+    // Found by the property below (seed 248534639): U+323B0 (CJK Extension J, Unicode 17.0), an
+    // unassigned code point, then a Hangul syllable. Node 20.20's \p{L} knows U+323B0; tiktoken's
+    // regex (Unicode 16.0) does not, and the text split into different pieces.
+    for (const text of ["\u{323B0}\u{A2CA0}\u{D000}", "x\u{323B0}y", "\u{323B0}\u{323B0} \u{31350}\u{105C0}"])
+      expectExact(encoding, text);
+  });
+
   it("gives the same result on the heap path and the rescanning path", () => {
     const heapOnly = createBpeTextTokenizer(encoding, { heapThreshold: 1 });
     const scanOnly = createBpeTextTokenizer(encoding, { heapThreshold: 1_000_000 });

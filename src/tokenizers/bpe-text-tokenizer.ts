@@ -10,7 +10,7 @@
 
 import { type BytePairMerger, createBytePairMerger } from "./byte-pair-merge.js";
 import { bytesLowerBound, provenOverflowPrefix, textLowerBound } from "./lower-bound.js";
-import { type BpeEncodingName, createPieceRegExp } from "./pretokenizer.js";
+import { type BpeEncodingName, createPieceRegExp, needsPinnedClasses } from "./pretokenizer.js";
 import { loadRankTable } from "./rank-loader.js";
 import type { RankTable } from "./rank-table.js";
 import type { TextTokenizer } from "./types.js";
@@ -59,7 +59,13 @@ interface KnownPiece {
 interface State {
   table: RankTable;
   merger: BytePairMerger;
+  /** The piece regex for `pieceText` (one of the two below). */
   piece: RegExp;
+  fast: RegExp;
+  /** Created on first need: a text holding a code point the runtime classes otherwise than tiktoken. */
+  pinned: RegExp | undefined;
+  /** The text `piece` was chosen for (compared by identity first, so a walk over one text checks once). */
+  pieceText: string | undefined;
   bytes: Uint8Array;
   histogram: Uint32Array;
 }
@@ -75,10 +81,14 @@ export function createBpeTextTokenizer(
   function init(): State {
     if (state) return state;
     const table = options.table ?? loadRankTable(encoding);
+    const fast = createPieceRegExp(encoding);
     state = {
       table,
       merger: createBytePairMerger(table, options.heapThreshold),
-      piece: createPieceRegExp(encoding),
+      piece: fast,
+      fast,
+      pinned: undefined,
+      pieceText: undefined,
       bytes: new Uint8Array(1024),
       histogram: new Uint32Array(256),
     };
@@ -94,10 +104,16 @@ export function createBpeTextTokenizer(
 
   function releaseScratch(s: State): void {
     if (s.bytes.length > KEEP_SCRATCH_BYTES) s.bytes = new Uint8Array(1024);
+    s.pieceText = undefined; // not kept alive between calls
   }
 
   /** End of the piece starting at `at`. */
   function pieceEnd(s: State, text: string, at: number): number {
+    if (text !== s.pieceText) {
+      // Why per text: pretokenizer.ts `needsPinnedClasses` (the runtime's Unicode may differ).
+      s.pieceText = text;
+      s.piece = needsPinnedClasses(text) ? (s.pinned ??= createPieceRegExp(encoding, true)) : s.fast;
+    }
     s.piece.lastIndex = at;
     if (!s.piece.test(text) || s.piece.lastIndex <= at) {
       // Unreachable for any string (see createPieceRegExp); failing loudly beats looping forever.
