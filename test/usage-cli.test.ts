@@ -64,6 +64,8 @@ describe("spend counters and tokenfuse usage", () => {
     expect(await main(["usage", "--hours", "2", "--user", "ana", "--config", path], io)).toBe(0);
     const text = out.join("");
     expect(text).toMatch(/feature chat\s+8\s/);
+    expect(text).toMatch(/model gpt-4o\s+8\s/);
+    expect(text).toMatch(/model gpt-4\.1-nano\s+4\s/);
     expect(text).toMatch(/user ana\s+12\s/);
     expect(text).toContain(`total cost in the last 2 h: ${usd(totalCost)}`);
   });

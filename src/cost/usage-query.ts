@@ -16,7 +16,7 @@ export interface UsageQuery {
 export interface UsageRow {
   /** `2026-11-24T10:00Z` for an hour, `2026-11-24 (Europe/Paris)` for a user's day. */
   window: string;
-  /** `feature <name>`, `global` or `user <id>`. */
+  /** `feature <name>`, `model <name>`, `global` or `user <id>`. */
   scope: string;
   requests: number;
   inputTokens: number;
@@ -52,11 +52,17 @@ export async function queryUsage(
   const tier = Object.hasOwn(config.tiers, tierName) ? config.tiers[tierName] : undefined;
   if (!tier) throw new UsageQueryError(`unknown tier "${tierName}"`);
   const features = feature ? [feature] : Object.keys(config.features);
+  // Every model a configured feature may use (its model and allowed_models): the per-model rows.
+  const models = feature
+    ? []
+    : [...new Set(Object.values(config.features).flatMap((f) => [f.model, ...f.allowedModels]))];
   const wanted: Array<{ window: string; scope: string; key: string }> = [];
   for (let h = q.hours - 1; h >= 0; h--) {
     const id = hourWindow(nowMs - h * 3_600_000).id;
     for (const f of features)
       wanted.push({ window: `${id}:00Z`, scope: `feature ${f}`, key: spendKeys.featureHour(f, id) });
+    for (const m of models)
+      wanted.push({ window: `${id}:00Z`, scope: `model ${m}`, key: spendKeys.modelHour(m, id) });
     if (!feature) wanted.push({ window: `${id}:00Z`, scope: "global", key: spendKeys.globalHour(id) });
   }
   if (q.user !== undefined) {
