@@ -108,7 +108,8 @@ async function replay(
     } catch (e) {
       if (!isTokenBudgetError(e)) throw e;
       rows.push([String(turn), String(history.length), "-", "-", `reject: ${e.code}`, "0", "-"]);
-      outcome = `turn ${turn} refused with ${e.code}: ${e.message}; retry in ${duration(e.retryAfterMs ?? 0)}`;
+      // A refusal that waiting cannot fix (input over max_input with on_exceed: reject) has no retry.
+      outcome = `turn ${turn} refused with ${e.code}: ${e.message}${e.retryAfterMs ? `; retry in ${duration(e.retryAfterMs)}` : ""}`;
       break;
     }
   }
