@@ -219,7 +219,9 @@ YAML is read as YAML 1.2 (\`yes\`/\`no\` are strings, not booleans). Anchors and
   \`usage_log\` no usage log is written.
 - The first upstream is the default one: a feature without \`upstream\` uses it.
 - With no config file at all, tokenfuse runs the built-in example config: every default above
-  (memory store, the \`mock\` upstream, the four features, the three tiers).
+  (memory store, the \`mock\` upstream, the four features, the three tiers). When the environment
+  has \`OPENAI_API_KEY\`, that config puts a real \`openai\` upstream (https://api.openai.com/v1, that
+  key) first and the mock second, so requests go to OpenAI.
 
 ## Units
 

@@ -286,7 +286,7 @@ const usageLogSchema = z
   )
   .optional()
   .describe(
-    "Where every decision (allow, trim, reject with its code) and every settlement is written, one JSON object per line: `stdout`, or `{ path: ./usage.jsonl }` to append to a file. Off when omitted. Lines hold token counts, ids, feature, user, tier, model and cost, never message text, API keys or other secrets. Writes are buffered and asynchronous (flushed at 64 KiB or 100 ms, and on close); a failed write is logged once and counted (`tokenfuse_usage_log_write_errors_total`), never fails a request. Size: about 0.8 KB per request (a decision and a settlement line), so 1 000 requests/s write about 70 GB a day; rotate with logrotate (the gateway reopens the file on SIGHUP). `tokenfuse simulate --log FILE` replays it against a config.",
+    "Where every decision (allow, trim, reject with its code) and every settlement is written, one JSON object per line: `stdout`, or `{ path: ./usage.jsonl }` to append to a file. Off when omitted. Lines hold token counts, ids, feature, user, tier, model and cost, never message text, API keys or other secrets. Writes are buffered and asynchronous (flushed at 64 KiB or 100 ms, and on close); a failed write is logged once and counted (`tokenfuse_usage_log_write_errors_total`), never fails a request. Size: about 0.8 KB per request (a decision and a settlement line), so 1 000 requests/s write about 67 GB a day; rotate with logrotate (the gateway reopens the file on SIGHUP). `tokenfuse simulate --log FILE` replays it against a config.",
   );
 
 // ----------------------------------------------------------------------------------------------- keys
