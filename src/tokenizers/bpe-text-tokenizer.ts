@@ -112,7 +112,12 @@ export function createBpeTextTokenizer(
     if (text !== s.pieceText) {
       // Why per text: pretokenizer.ts `needsPinnedClasses` (the runtime's Unicode may differ).
       s.pieceText = text;
-      s.piece = needsPinnedClasses(text) ? (s.pinned ??= createPieceRegExp(encoding, true)) : s.fast;
+      if (needsPinnedClasses(text)) {
+        if (s.pinned === undefined) s.pinned = createPieceRegExp(encoding, true);
+        s.piece = s.pinned;
+      } else {
+        s.piece = s.fast;
+      }
     }
     s.piece.lastIndex = at;
     if (!s.piece.test(text) || s.piece.lastIndex <= at) {
