@@ -326,6 +326,39 @@ describe("gateway with the official openai client", () => {
     await ok.text();
   });
 
+  it("a known path with the wrong method is a 405 naming the method to use; an unknown path a 404", async () => {
+    const wrong = await fetch(`${base}/v1/chat/completions`, {
+      headers: { authorization: `Bearer ${CANARY.alice}` },
+    });
+    expect(wrong.status).toBe(405);
+    expect(wrong.headers.get("allow")).toBe("POST");
+    expect(((await json(wrong)).error as { message: string }).message).toBe(
+      "GET is not allowed on /v1/chat/completions: use POST",
+    );
+    const none = await fetch(`${base}/v1/nothing-here`);
+    expect(none.status).toBe(404);
+    await none.text();
+  });
+
+  it("a key sent in another form is told the form it must take, and its text is never echoed", async () => {
+    const post = (authorization: string) =>
+      fetch(`${base}/v1/chat/completions`, {
+        method: "POST",
+        headers: { authorization, "content-type": "application/json" },
+        body: JSON.stringify({ model: "gpt-4o", messages: [{ role: "user", content: "x" }] }),
+      });
+    const basic = await post("Basic Zm9vOmJhcg==");
+    expect(basic.status).toBe(401);
+    expect(((await json(basic)).error as { message: string }).message).toBe(
+      'the Authorization header must be "Bearer <key>" (it uses the Basic scheme)',
+    );
+    const bare = await post(CANARY.alice); // the key without a scheme
+    expect(bare.status).toBe(401);
+    const text = JSON.stringify(await json(bare));
+    expect(text).not.toContain(CANARY.alice.slice(0, 8));
+    expect(text).toContain('the Authorization header must be \\"Bearer <key>\\"');
+  });
+
   it("a trusted key may name end users, namespaced under the key; others may not", async () => {
     const b = (await json(
       await fetch(`${base}/v1/budget`, {

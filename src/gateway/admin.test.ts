@@ -83,7 +83,9 @@ describe("admin API", () => {
     for (const bad of ["?hours=0", "?hours=abc", "?feature=nope", "?tier=nope", "?hour=3"]) {
       const r = await get(bad);
       expect(r.status).toBe(400);
-      expect(((await r.json()) as { error: { code: string } }).error.code).toBe("invalid_request");
+      expect(((await r.json()) as { error: { code: string } }).error.code).toBe(
+        bad === "?feature=nope" ? "unknown_feature" : "invalid_request",
+      );
     }
     const typo = (await (await get("?hour=3")).json()) as { error: { message: string; param: string } };
     expect(typo.error).toMatchObject({

@@ -76,7 +76,12 @@ export async function handleAdmin(
         deps.nowMs(),
       );
     } catch (e) {
-      if (e instanceof UsageQueryError) throw gatewayError("invalid_request", e.message);
+      if (e instanceof UsageQueryError)
+        // The same code as the chat route and PUT /admin/features give an unknown feature.
+        throw gatewayError(
+          e.message.startsWith("unknown feature") ? "unknown_feature" : "invalid_request",
+          e.message,
+        );
       if (isStoreUnavailable(e))
         throw gatewayError("budget_store_unavailable", "the store is unavailable: usage cannot be read", 503);
       throw e;

@@ -68,7 +68,17 @@ export function createAuthenticator(config: ResolvedConfig, runTime: RunTimeAcce
         };
       }
       const m = authorization ? /^Bearer\s+(\S+)\s*$/i.exec(authorization) : null;
-      if (!m?.[1]) throw gatewayError("unauthorized", "missing API key: send Authorization: Bearer <key>");
+      if (!m?.[1]) {
+        // "missing" would mislead a client that sent a key in another form. Only a well-known scheme
+        // name is echoed: anything else in the header may be the key itself.
+        const scheme = /^(basic|digest|token|apikey|api-key|negotiate)\s/i.exec(authorization ?? "")?.[1];
+        throw gatewayError(
+          "unauthorized",
+          !authorization?.trim()
+            ? "missing API key: send Authorization: Bearer <key>"
+            : `the Authorization header must be "Bearer <key>"${scheme ? ` (it uses the ${scheme} scheme)` : ""}`,
+        );
+      }
       const hash = hashApiKey(m[1]);
       const key = byHash.get(hash) ?? storeKeys?.get(hash);
       if (!key) {

@@ -17,6 +17,17 @@ import { handleChatCompletions } from "./chat-completions.js";
 import { gatewayError, sendError, sendJson } from "./http-errors.js";
 import { createGatewayMetrics, type GatewayMetrics, registerUsageLogMetrics } from "./metrics.js";
 import { createUpstreamClients } from "./upstream/create-clients.js";
+
+/** The gateway's own routes and their method (a known path with another method is a 405, not a 404). */
+const ROUTE_METHODS: Record<string, string> = {
+  "/v1/chat/completions": "POST",
+  "/v1/models": "GET",
+  "/v1/budget": "GET",
+  "/healthz": "GET",
+  "/readyz": "GET",
+  "/metrics": "GET",
+};
+
 import { UpstreamCancel, type UpstreamClient } from "./upstream/types.js";
 
 /** How often run-time keys and tier overrides are re-read from a shared store (ms), as the switches are. */
@@ -197,6 +208,11 @@ export function createGateway(options: GatewayOptions): Gateway {
       });
       sendJson(res, 200, report);
       return "budget";
+    }
+    const allowed = Object.hasOwn(ROUTE_METHODS, path) ? ROUTE_METHODS[path] : undefined;
+    if (allowed !== undefined) {
+      res.setHeader("allow", allowed);
+      throw gatewayError("invalid_request", `${req.method} is not allowed on ${path}: use ${allowed}`, 405);
     }
     throw gatewayError("invalid_request", `no route for ${req.method} ${path}`, 404);
   }
