@@ -37,7 +37,9 @@ function cellCounter(
  */
 export function createGatewayMetrics(): GatewayMetrics {
   const registry = new Registry();
-  collectDefaultMetrics({ register: registry, prefix: "tokenfuse_" });
+  // Event-loop lag sampled every 100 ms, not prom-client's default 10 ms: an idle gateway then wakes
+  // 10 times a second instead of 100 (measured with strace: ~190 epoll wake-ups a second idle before).
+  collectDefaultMetrics({ register: registry, prefix: "tokenfuse_", eventLoopMonitoringPrecision: 100 });
   const decisions = cellCounter(registry, {
     name: "tokenfuse_decisions_total",
     help: "Admission decisions by feature, decision (allow|trim|reject), error code and store state (ok, or store_unavailable|local while the shared store is unreachable)",
