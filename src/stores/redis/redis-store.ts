@@ -454,12 +454,15 @@ export class RedisStore implements Store {
       // reservations must be applied in the order they were made (a later one admitted and an
       // earlier one refused for the same budget was seen on the first connection).
       this.waitingBatches++;
+      // Each link settles its own batch and never rejects, so a failure of one batch can never
+      // reach the next one's handlers.
       this.waitingLine = this.waitingLine
         .then(() => this.conn())
         .then(
           (redis) => this.dispatch(redis, batch),
           (e: unknown) => this.batchFailed(batch, e),
         )
+        .catch((e: unknown) => this.logger?.error({ err: String(e) }, "redis store: a waiting batch failed"))
         .finally(() => {
           this.waitingBatches--;
         });
