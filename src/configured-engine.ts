@@ -97,6 +97,8 @@ export function createConfiguredEngine(opts: {
           // Shared store: other processes' spend is read as often as the switches are.
           refreshMs: store.kind === "memory" ? 0 : 500,
           nowMs: () => clock.nowMs(),
+          // The cost watch is made just below; called only once reads have begun.
+          onReached: (atMs, spent) => costWatch.capReached(atMs, spent),
         });
   const costWatch = createCostWatch({
     config,
@@ -142,12 +144,13 @@ export function createConfiguredEngine(opts: {
     ready: Promise.all([switches.refresh(), globalCostCap?.refresh()]).then(() => undefined),
     usageLog,
     async close() {
+      // Settlements already under way reach the store (and their alerts and usage-log lines are
+      // made) before anything closes, timers included (a cost check of theirs may start a breaker
+      // retry); bounded: a stalled store must not hold a stop.
+      await Promise.race([engine.settlementsDone(), new Promise((r) => setTimeout(r, 5000).unref())]);
       switches.close();
       costWatch.close();
       globalCostCap?.close();
-      // Settlements already under way reach the store (and their alerts and usage-log lines are
-      // made) before anything closes; bounded: a stalled store must not hold a stop.
-      await Promise.race([engine.settlementsDone(), new Promise((r) => setTimeout(r, 5000).unref())]);
       const flushed = alerts.drain();
       await Promise.race([flushed, new Promise((r) => setTimeout(r, 2000).unref())]);
       await alerts.close();

@@ -19,6 +19,12 @@ export interface SpendEvent {
 /** Checks hourly cost thresholds after settlements and raises each alert once per scope and hour. */
 export interface CostWatch {
   afterSpend(e: SpendEvent): Promise<void>;
+  /**
+   * `global.hourly_cost_usd` reached at `atMs` (the cap calls it from whichever read showed it):
+   * claims the hour's alert in the store and sends it when this process wins. True when dealt with
+   * (sent, or claimed by another process); false when the claim failed (asked again later).
+   */
+  capReached(atMs: number, spentNanoUsd: number): Promise<boolean>;
   /** Stops the background retry of breakers the store has not taken yet. */
   close(): void;
 }
@@ -128,20 +134,18 @@ export function createCostWatch(opts: {
         asked.clear();
         askedHour = hour.id;
       }
-      // `kind`: an alert threshold (and a feature's breaker), or the global cost cap being reached.
-      const checks: Array<{ scope: string; key: string; cap: number; kind: "threshold" | "cap" }> = [];
+      const checks: Array<{ scope: string; key: string; cap: number }> = [];
       if (featureCap !== undefined)
         checks.push({
           scope: `feature:${e.feature}`,
           key: spendKeys.featureHour(e.feature, hour.id),
           cap: featureCap,
-          kind: "threshold",
         });
       const globalKey = spendKeys.globalHour(hour.id);
-      if (globalCap !== undefined)
-        checks.push({ scope: "global", key: globalKey, cap: globalCap, kind: "threshold" });
-      if (costCap !== undefined) checks.push({ scope: "global", key: globalKey, cap: costCap, kind: "cap" });
-      const keys = [...new Set(checks.map((c) => c.key))];
+      if (globalCap !== undefined) checks.push({ scope: "global", key: globalKey, cap: globalCap });
+      // The global cost cap is told this read's total; its alert is raised from the cap, from this
+      // read or its poll (capReached below).
+      const keys = [...new Set([...checks.map((c) => c.key), ...(costCap !== undefined ? [globalKey] : [])])];
       let totals: Awaited<ReturnType<Store["readSpend"]>>;
       try {
         totals = await store.readSpend(keys);
@@ -157,7 +161,7 @@ export function createCostWatch(opts: {
         const spent = spentOf(c.key);
         if (spent < c.cap) continue;
         // Every process past the line asks once per scope and hour; the store lets one of them win.
-        const claim = `alert:${c.kind === "cap" ? "global_cost_cap" : "hourly_cost"}:${c.scope}:${hour.id}`;
+        const claim = `alert:hourly_cost:${c.scope}:${hour.id}`;
         if (asked.has(claim)) continue;
         asked.add(claim);
         let won: boolean;
@@ -177,16 +181,6 @@ export function createCostWatch(opts: {
           continue;
         }
         if (!won) continue;
-        if (c.kind === "cap") {
-          dispatcher.dispatch({
-            kind: "global_cost_cap",
-            scope: "global",
-            atMs: e.atMs,
-            message: `all features spent ${formatUsd(spent)} in the hour from ${hour.id}:00Z: the global hourly cost cap of ${formatUsd(c.cap)} is reached, every request is refused until ${hhmm(hour.endMs)}Z`,
-            details: { spentNanoUsd: spent, capNanoUsd: c.cap, hour: hour.id },
-          });
-          continue;
-        }
         // A feature's own hourly cap is a circuit breaker (SPEC §7): off until the next hour.
         const breaker = c.scope !== "global" && opts.switches !== undefined;
         let switchedOff = false;
@@ -211,6 +205,35 @@ export function createCostWatch(opts: {
           details: { spentNanoUsd: spent, thresholdNanoUsd: c.cap, hour: hour.id },
         });
       }
+    },
+    async capReached(atMs, spent) {
+      const cap = config.global.hourlyCostNanoUsd;
+      if (cap === undefined) return true;
+      const hour = hourWindow(atMs);
+      // One alert per hour across processes: the store's claim picks the sender (as above).
+      const claim = `alert:global_cost_cap:global:${hour.id}`;
+      const token = tokens.tokenFor(claim);
+      let won: boolean;
+      try {
+        won = await store.claimOnce(claim, hour.endMs + 3_600_000, atMs, token);
+        tokens.answered(claim);
+      } catch (err) {
+        tokens.failed(claim, token);
+        logger.error(
+          { err: (err as Error).message },
+          "global cost cap alert claim failed; will ask again on the next read",
+        );
+        return false;
+      }
+      if (won)
+        dispatcher.dispatch({
+          kind: "global_cost_cap",
+          scope: "global",
+          atMs,
+          message: `all features spent ${formatUsd(spent)} in the hour from ${hour.id}:00Z: the global hourly cost cap of ${formatUsd(cap)} is reached, every request is refused until ${hhmm(hour.endMs)}Z`,
+          details: { spentNanoUsd: spent, capNanoUsd: cap, hour: hour.id },
+        });
+      return true;
     },
     close() {
       if (retryTimer !== undefined) clearTimeout(retryTimer);

@@ -4,6 +4,7 @@ import { describe, expect, inject, it } from "vitest";
 import { deleteKeys } from "../../test/helpers/redis-keys.js";
 import { createMemoryStore } from "../stores/memory-store.js";
 import { createRedisStore } from "../stores/redis/redis-store.js";
+import { type Store, StoreUnavailableError } from "../stores/types.js";
 import { createTokenfuse } from "../tokenfuse.js";
 import { isTokenBudgetError, type TokenBudgetError } from "./errors.js";
 import type { Logger } from "./logger.js";
@@ -122,4 +123,53 @@ describe("global.hourly_cost_usd", () => {
       redis.disconnect();
     }
   });
+  it("its alert is sent once the cap refuses requests, even if the crossing settlement's read failed", async () => {
+    const mem = createMemoryStore();
+    let failReads = false;
+    // A shared-store stand-in (kind "redis": polled every 500 ms) whose readSpend can blip.
+    const store = new Proxy(mem, {
+      get(t, p) {
+        if (p === "kind") return "redis";
+        if (p === "readSpend")
+          return async (keys: readonly string[]) => {
+            if (failReads) throw new StoreUnavailableError("blip");
+            return t.readSpend(keys);
+          };
+        const v = Reflect.get(t, p);
+        return typeof v === "function" ? v.bind(t) : v;
+      },
+    }) as Store;
+    const warnings: string[] = [];
+    const logger: Logger = { info() {}, warn: (_o, m) => void warnings.push(m ?? ""), error() {} };
+    const now = Date.parse("2026-11-24T10:15:00Z");
+    const tf = createTokenfuse({
+      config: {
+        features: { a: { model: "gpt-4.1", max_input: 32000, max_output: 2000, on_exceed: "reject" } },
+        tiers: { free: { daily_tokens: 1_000_000_000 } },
+        default_tier: "free",
+        global: { tokens_per_minute: 1_000_000_000, hourly_cost_usd: 0.02 },
+        alerts: { sinks: [{ type: "log" }] },
+      },
+      store,
+      logger,
+      clock: { nowMs: () => now },
+    });
+    const one = async () => {
+      const a = await tf.admit({ feature: "a", user: "dev", messages: msgs });
+      return a.settle({ prompt_tokens: 1000, completion_tokens: 500 });
+    };
+    for (let i = 0; i < 3; i++) await one(); // $0.018
+    failReads = true;
+    await one(); // $0.024: crosses the cap; the cost watch's read of the total fails
+    failReads = false;
+    await new Promise((r) => setTimeout(r, 1200)); // the 500 ms poll reads the total
+    const refused = await tf.admit({ feature: "a", user: "dev", messages: msgs }).then(
+      () => false,
+      (e: unknown) => isTokenBudgetError(e) && e.code === "global_rate_limited",
+    );
+    expect(refused).toBe(true); // the cap is in force...
+    await tf.close(); // drains the alert queue
+    // ...and the alert went out although the crossing settlement's read failed (the poll raised it).
+    expect(warnings.filter((w) => /global hourly cost cap .* is reached/.test(w))).toHaveLength(1);
+  }, 15_000);
 });

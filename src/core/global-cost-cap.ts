@@ -44,6 +44,13 @@ export function createGlobalCostCap(opts: {
   /** How often to read the hour's global spend (ms); 0: never (a single process learns from `observe`). */
   refreshMs: number;
   nowMs: () => number;
+  /**
+   * Told when a read first shows this hour's spend at the cap, whichever read it was (after a
+   * settlement, or the poll); resolves true once the hour's alert is dealt with (sent, or another
+   * process claimed it), false to be told again on the next read. Why from any read: the read
+   * after the crossing settlement may fail, and once the cap refuses, no settlement comes again.
+   */
+  onReached?: (atMs: number, spentNanoUsd: number) => Promise<boolean>;
 }): GlobalCostCap {
   const cap = opts.capNanoUsd;
   let hourStartMs = Number.NEGATIVE_INFINITY;
@@ -51,6 +58,26 @@ export function createGlobalCostCap(opts: {
   let spent = 0;
   let failing = false;
   let timer: NodeJS.Timeout | undefined;
+  /** The hour whose reaching was dealt with (onReached said so), and whether a call is under way. */
+  let reportedHourStartMs = Number.NEGATIVE_INFINITY;
+  let reporting = false;
+
+  const report = (atMs: number) => {
+    if (!opts.onReached || reporting || spent < cap || reportedHourStartMs === hourStartMs) return;
+    reporting = true;
+    const hour = hourStartMs;
+    opts
+      .onReached(atMs, spent)
+      .then(
+        (done) => {
+          if (done) reportedHourStartMs = hour;
+        },
+        () => {},
+      )
+      .finally(() => {
+        reporting = false;
+      });
+  };
 
   const observe = (atMs: number, total: number) => {
     if (!Number.isFinite(total)) return;
@@ -63,6 +90,7 @@ export function createGlobalCostCap(opts: {
       hourEndMs = w.endMs;
       spent = total;
     }
+    if (w.startMs === hourStartMs) report(atMs);
   };
 
   const refresh = async () => {
