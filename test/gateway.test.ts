@@ -263,16 +263,11 @@ describe("gateway with the official openai client", () => {
     }
   });
 
-  it("refuses what the provider would refuse before reserving: an unknown role, a message without content, a non-string model, a repeated feature header", async () => {
+  it("refuses what every provider would refuse before reserving: a message without content, a non-string model, a repeated feature header", async () => {
     const before = await (
       await fetch(`${base}/v1/budget`, { headers: { authorization: `Bearer ${CANARY.alice}` } })
     ).text();
     const cases: Array<[Record<string, unknown>, Record<string, string> | undefined, RegExp]> = [
-      [
-        { model: "gpt-4o", messages: [{ role: "wizard", content: "Hello" }] },
-        undefined,
-        /role "wizard" is not a chat role/,
-      ],
       [{ model: "gpt-4o", messages: [{ role: "user" }] }, undefined, /messages\[0\] \(user\) has no content/],
       [{ model: 5, messages: [{ role: "user", content: "x" }] }, undefined, /model must be a string/],
       [

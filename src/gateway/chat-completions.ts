@@ -34,29 +34,20 @@ const FORBIDDEN_FIELDS = [
   "user_api_key",
 ];
 
-/** The roles of OpenAI chat messages; any other is refused before it costs a reservation and a round trip. */
-const OPENAI_ROLES: ReadonlySet<string> = new Set([
-  "system",
-  "developer",
-  "user",
-  "assistant",
-  "tool",
-  "function",
-]);
 /** Roles whose messages must carry content (an assistant's may be null beside its tool calls). */
 const CONTENT_REQUIRED: ReadonlySet<string> = new Set(["system", "developer", "user", "tool"]);
 
 /**
- * What the provider would refuse in the messages that the engine's own checks (shared with the
- * library, which accepts any provider's roles) let through: an unknown role, a missing content.
+ * What every provider would refuse in the messages that the engine's own checks (shared with the
+ * library) let through: a system, developer, user or tool message without content. Other roles pass:
+ * an OpenAI-compatible upstream may accept roles OpenAI does not (e.g. `ipython`), and one that does
+ * not answers 400, which reaches the client and costs nothing.
  */
 function messageProblem(messages: unknown): string | undefined {
   if (!Array.isArray(messages)) return undefined; // the engine names it
   for (let i = 0; i < messages.length; i++) {
     const m = messages[i] as { role?: unknown; content?: unknown } | null;
     if (typeof m !== "object" || m === null || typeof m.role !== "string") return undefined;
-    if (!OPENAI_ROLES.has(m.role))
-      return `messages[${i}].role "${m.role.slice(0, 40)}" is not a chat role (system, developer, user, assistant, tool)`;
     if (CONTENT_REQUIRED.has(m.role) && (m.content === undefined || m.content === null))
       return `messages[${i}] (${m.role}) has no content`;
   }
