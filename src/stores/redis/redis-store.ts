@@ -186,12 +186,13 @@ const NOT_WRITTEN = /^Stream isn't writeable/;
  * Error replies by which Redis refuses a command before it changes anything: a replica (READONLY,
  * e.g. the URL reached a primary that was demoted in a failover), no memory for a first write (OOM;
  * a script that already wrote runs to its end), a failed snapshot (MISCONF), a server still loading
- * or busy with another script (LOADING, BUSY), no primary (MASTERDOWN), an ACL refusal (NOPERM).
- * Our scripts meet each at their first write, or before running, so a refused call applied nothing.
+ * or busy with another script (LOADING, BUSY), no primary (MASTERDOWN). Our scripts meet each at
+ * their first write, or before running, so a refused call applied nothing. Not NOPERM: an ACL that
+ * allows some of the keys refuses a later write after earlier ones were made.
  * Why it matters: a call that may have run is retried only within the hour its marker lasts, then
  * given up (guarded-store.ts); one Redis refused is retried until it is applied, whatever the wait.
  */
-const REFUSED_BEFORE_RUNNING = /^(?:READONLY|OOM|MISCONF|LOADING|BUSY|MASTERDOWN|NOPERM)\b/;
+const REFUSED_BEFORE_RUNNING = /^(?:READONLY|OOM|MISCONF|LOADING|BUSY|MASTERDOWN)\b/;
 
 function toUnavailable(e: unknown, notSent = false): StoreUnavailableError {
   if (e instanceof StoreUnavailableError) return e;
