@@ -1,4 +1,5 @@
 import type { Logger } from "../core/logger.js";
+import { pollEvery } from "../core/poll.js";
 import type { Revisioned } from "../stores/types.js";
 
 /** Options of {@link createPolledTable}. */
@@ -53,8 +54,6 @@ export function createPolledTable<E, T>(opts: PolledTableOptions<E, T>): PolledT
   let started = 0;
   let applied = 0;
   let failing = false;
-  let polling = false;
-  let timer: NodeJS.Timeout | undefined;
 
   const refresh = async (): Promise<void> => {
     const seq = ++started;
@@ -87,18 +86,9 @@ export function createPolledTable<E, T>(opts: PolledTableOptions<E, T>): PolledT
     if (full) fullReadAt = Date.now();
   };
 
-  if (opts.refreshMs > 0) {
-    timer = setInterval(() => {
-      // A slow store (command timeout > interval) must not pile up polls; a read an admin call asks
-      // for is never skipped, since it has to start after that call's write.
-      if (polling) return;
-      polling = true;
-      void refresh().finally(() => {
-        polling = false;
-      });
-    }, opts.refreshMs);
-    timer.unref();
-  }
+  // Polls never pile up; a read an admin call asks for (refresh()) is never skipped, since it has
+  // to start after that call's write.
+  const stop = pollEvery(opts.refreshMs, refresh);
   return {
     get current() {
       return current;
@@ -107,8 +97,6 @@ export function createPolledTable<E, T>(opts: PolledTableOptions<E, T>): PolledT
       return loaded;
     },
     refresh,
-    close() {
-      if (timer) clearInterval(timer);
-    },
+    close: stop,
   };
 }

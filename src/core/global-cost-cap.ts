@@ -1,5 +1,6 @@
 import type { Store } from "../stores/types.js";
 import type { Logger } from "./logger.js";
+import { pollEvery } from "./poll.js";
 import { spendKeys } from "./scopes.js";
 import { hourWindow } from "./windows.js";
 
@@ -57,7 +58,6 @@ export function createGlobalCostCap(opts: {
   let hourEndMs = Number.NEGATIVE_INFINITY;
   let spent = 0;
   let failing = false;
-  let timer: NodeJS.Timeout | undefined;
   /** The hour whose reaching was dealt with (onReached said so), and whether a call is under way. */
   let reportedHourStartMs = Number.NEGATIVE_INFINITY;
   let reporting = false;
@@ -116,18 +116,7 @@ export function createGlobalCostCap(opts: {
     observe(atMs, total);
   };
 
-  let polling = false;
-  if (opts.refreshMs > 0) {
-    timer = setInterval(() => {
-      // A slow store (command timeout > interval) must not pile up polls.
-      if (polling) return;
-      polling = true;
-      void refresh().finally(() => {
-        polling = false;
-      });
-    }, opts.refreshMs);
-    timer.unref();
-  }
+  const stop = pollEvery(opts.refreshMs, refresh);
 
   return {
     reached(nowMs) {
@@ -136,8 +125,6 @@ export function createGlobalCostCap(opts: {
     },
     observe,
     refresh,
-    close() {
-      if (timer) clearInterval(timer);
-    },
+    close: stop,
   };
 }

@@ -1,5 +1,6 @@
 import type { ResolvedConfig } from "../config/types.js";
 import type { Logger } from "../core/logger.js";
+import { pollEvery } from "../core/poll.js";
 import type { Store } from "../stores/types.js";
 
 /** Options of {@link createSwitchBoard}. */
@@ -36,11 +37,9 @@ export function createSwitchBoard(opts: SwitchBoardOptions): SwitchBoard {
   let overrides: Record<string, boolean> = {};
   /** Breakers tripped by this process, in force until the store's snapshot says otherwise. */
   const tripped = new Map<string, number>();
-  let timer: NodeJS.Timeout | undefined;
 
   /** Set while refreshes fail: said once when it starts and once when it ends, not at every poll. */
   let failing = false;
-  let polling = false;
   const refresh = async () => {
     try {
       overrides = await store.getSwitches(now());
@@ -62,17 +61,7 @@ export function createSwitchBoard(opts: SwitchBoardOptions): SwitchBoard {
       }
     }
   };
-  if (opts.refreshMs > 0) {
-    timer = setInterval(() => {
-      // A slow store (command timeout > interval) must not pile up polls.
-      if (polling) return;
-      polling = true;
-      void refresh().finally(() => {
-        polling = false;
-      });
-    }, opts.refreshMs);
-    timer.unref();
-  }
+  const stop = pollEvery(opts.refreshMs, refresh);
   return {
     isEnabled(feature) {
       const until = tripped.get(feature);
@@ -96,8 +85,6 @@ export function createSwitchBoard(opts: SwitchBoardOptions): SwitchBoard {
       await store.setSwitch(feature, false, untilMs, { keepLongerOff: true });
     },
     refresh,
-    close() {
-      if (timer) clearInterval(timer);
-    },
+    close: stop,
   };
 }
