@@ -37,14 +37,10 @@ export async function runUsage(args: string[], io: CliIo): Promise<number> {
     if (user !== undefined && tier === undefined) {
       // The user's days are read in the zone of the tier their budget is counted in, as the gateway
       // decides it (a run-time override, else their keys' tier, else the default tier).
-      // As the gateway does: an override or a stored key naming a tier the config no longer
-      // defines is ignored.
-      const known = (t: string | undefined) => t === undefined || Object.hasOwn(config.tiers, t);
       const [overrides, stored] = await Promise.all([store.readUserTiers(), store.readApiKeys()]);
-      const override = overrides.entries?.[user];
-      const r = resolveUserTier(config, user, known(override) ? override : undefined, [
+      const r = resolveUserTier(config, user, overrides.entries?.[user], [
         ...config.keys,
-        ...(stored.entries ?? []).filter((k) => known(k.tier)),
+        ...(stored.entries ?? []),
       ]);
       tier = r.tier ?? config.defaultTier;
       if (r.tier === null)
