@@ -138,6 +138,9 @@ describe("tokenfuse count", () => {
     const u = io();
     expect(await main(["frobnicate"], u.cliIo)).toBe(2);
     expect(u.err()).toMatch(/unknown command "frobnicate"/);
+    const noContent = io(JSON.stringify({ messages: [{ role: "user" }] }));
+    expect(await main(["count", "-"], noContent.cliIo)).toBe(2);
+    expect(noContent.err()).toMatch(/not a valid chat request: messages\[0\] \(user\) has no content/);
     const k = io();
     expect(await main(["keys"], k.cliIo)).toBe(2);
     expect(k.err()).toMatch(/^tokenfuse keys: keys needs a command \(try: tokenfuse keys create/);

@@ -44,6 +44,9 @@ function positiveInt(name: string, v: unknown): TokenBudgetError | undefined {
   return undefined;
 }
 
+/** Roles whose messages must carry content (an assistant's may be null beside its tool calls). */
+const CONTENT_REQUIRED: ReadonlySet<string> = new Set(["system", "developer", "user", "tool"]);
+
 /**
  * Checks the parts of a request the engine relies on; everything else passes through untouched.
  * Returns the error, or undefined when the request is usable.
@@ -65,6 +68,9 @@ export function validateAdmitRequest(req: AdmitRequest): TokenBudgetError | unde
     if (typeof m.role !== "string" || m.role === "")
       return invalid(`messages[${i}].role must be a non-empty string`);
     const c = m.content;
+    // Every provider refuses these without content (an assistant's may be null beside tool calls).
+    if ((c === undefined || c === null) && CONTENT_REQUIRED.has(m.role))
+      return invalid(`messages[${i}] (${m.role}) has no content`);
     if (c !== undefined && c !== null && typeof c !== "string") {
       if (!Array.isArray(c))
         return invalid(`messages[${i}].content must be a string, an array of parts or null`);

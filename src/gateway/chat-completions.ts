@@ -34,26 +34,6 @@ const FORBIDDEN_FIELDS = [
   "user_api_key",
 ];
 
-/** Roles whose messages must carry content (an assistant's may be null beside its tool calls). */
-const CONTENT_REQUIRED: ReadonlySet<string> = new Set(["system", "developer", "user", "tool"]);
-
-/**
- * What every provider would refuse in the messages that the engine's own checks (shared with the
- * library) let through: a system, developer, user or tool message without content. Other roles pass:
- * an OpenAI-compatible upstream may accept roles OpenAI does not (e.g. `ipython`), and one that does
- * not answers 400, which reaches the client and costs nothing.
- */
-function messageProblem(messages: unknown): string | undefined {
-  if (!Array.isArray(messages)) return undefined; // the engine names it
-  for (let i = 0; i < messages.length; i++) {
-    const m = messages[i] as { role?: unknown; content?: unknown } | null;
-    if (typeof m !== "object" || m === null || typeof m.role !== "string") return undefined;
-    if (CONTENT_REQUIRED.has(m.role) && (m.content === undefined || m.content === null))
-      return `messages[${i}] (${m.role}) has no content`;
-  }
-  return undefined;
-}
-
 /** Reasoning models take `max_completion_tokens` only. */
 const COMPLETION_CAP_ONLY = /^(o\d|gpt-5)/;
 
@@ -156,19 +136,15 @@ export async function handleChatCompletions(
           `the field "${f}" is not accepted: upstreams and their keys come from the gateway's config`,
         );
     }
+    const named = header(req, "x-tokenfuse-feature");
     // Feature names never hold a comma: one means the header was sent twice (Node joins the
     // values with ", ") or lists several features.
-    if (header(req, "x-tokenfuse-feature")?.includes(","))
+    if (named?.includes(","))
       throw gatewayError(
         "invalid_request",
         "the x-tokenfuse-feature header holds several values (sent more than once?): send one feature",
       );
-    if (body.model !== undefined && body.model !== null && typeof body.model !== "string")
-      throw gatewayError("invalid_request", "model must be a string", 400, "model");
-    const problem = messageProblem(body.messages);
-    if (problem !== undefined) throw gatewayError("invalid_request", problem, 400, "messages");
-    const feature =
-      header(req, "x-tokenfuse-feature") ?? principal.defaultFeature ?? soleFeature(deps.config);
+    const feature = named ?? principal.defaultFeature ?? soleFeature(deps.config);
     if (!feature) throw gatewayError("unknown_feature", "name a feature with the x-tokenfuse-feature header");
     if (principal.features && !principal.features.includes(feature)) {
       throw gatewayError("unknown_feature", `this API key may not use the feature "${feature}"`);
@@ -182,7 +158,8 @@ export async function handleChatCompletions(
       user: principal.user,
       tier: principal.tier,
       messages: body.messages as ChatMessage[],
-      model: typeof body.model === "string" ? body.model : undefined,
+      // Not a string: the engine refuses it (invalid_request), as it does the messages.
+      model: body.model as string | undefined,
       maxTokens: optionalInt(body, "max_tokens"),
       maxCompletionTokens: optionalInt(body, "max_completion_tokens"),
       n: optionalInt(body, "n"),
