@@ -121,6 +121,30 @@ export function createCostWatch(opts: {
     retryTimer.unref();
   };
 
+  /**
+   * Claims an hour's alert in the store: true when this process sends it, false when another does,
+   * undefined when the claim failed (logged; ask again later). If the failed call did take the
+   * claim, asking again with its token wins it (claim-token.ts).
+   */
+  const claimHour = async (
+    claim: string,
+    hourEndMs: number,
+    atMs: number,
+    scope: string,
+    failed: string,
+  ): Promise<boolean | undefined> => {
+    const token = tokens.tokenFor(claim);
+    try {
+      const won = await store.claimOnce(claim, hourEndMs + 3_600_000, atMs, token);
+      tokens.answered(claim);
+      return won;
+    } catch (err) {
+      tokens.failed(claim, token);
+      logger.error({ scope, err: (err as Error).message }, failed);
+      return undefined;
+    }
+  };
+
   return {
     async afterSpend(e) {
       if (pendingTrips.size > 0) await retryTrips(e.atMs);
@@ -164,22 +188,15 @@ export function createCostWatch(opts: {
         const claim = `alert:hourly_cost:${c.scope}:${hour.id}`;
         if (asked.has(claim)) continue;
         asked.add(claim);
-        let won: boolean;
-        const token = tokens.tokenFor(claim);
-        try {
-          won = await store.claimOnce(claim, hour.endMs + 3_600_000, e.atMs, token);
-          tokens.answered(claim);
-        } catch (err) {
-          // Forget it so a later event asks again (each scope on its own: the other check still runs).
-          // If the failed call did take the claim, asking again with its token wins it (claim-token.ts).
-          asked.delete(claim);
-          tokens.failed(claim, token);
-          logger.error(
-            { scope: c.scope, err: (err as Error).message },
-            "hourly cost alert claim failed; will ask again on the next spend",
-          );
-          continue;
-        }
+        const won = await claimHour(
+          claim,
+          hour.endMs,
+          e.atMs,
+          c.scope,
+          "hourly cost alert claim failed; will ask again on the next spend",
+        );
+        // Failed: forget it so a later event asks again (each scope on its own).
+        if (won === undefined) asked.delete(claim);
         if (!won) continue;
         // A feature's own hourly cap is a circuit breaker (SPEC §7): off until the next hour.
         const breaker = c.scope !== "global" && opts.switches !== undefined;
@@ -211,20 +228,14 @@ export function createCostWatch(opts: {
       if (cap === undefined) return true;
       const hour = hourWindow(atMs);
       // One alert per hour across processes: the store's claim picks the sender (as above).
-      const claim = `alert:global_cost_cap:global:${hour.id}`;
-      const token = tokens.tokenFor(claim);
-      let won: boolean;
-      try {
-        won = await store.claimOnce(claim, hour.endMs + 3_600_000, atMs, token);
-        tokens.answered(claim);
-      } catch (err) {
-        tokens.failed(claim, token);
-        logger.error(
-          { err: (err as Error).message },
-          "global cost cap alert claim failed; will ask again on the next read",
-        );
-        return false;
-      }
+      const won = await claimHour(
+        `alert:global_cost_cap:global:${hour.id}`,
+        hour.endMs,
+        atMs,
+        "global",
+        "global cost cap alert claim failed; will ask again on the next read",
+      );
+      if (won === undefined) return false;
       if (won)
         dispatcher.dispatch({
           kind: "global_cost_cap",
