@@ -18,6 +18,7 @@ import {
   proseSample,
   whitespaceSample,
 } from "../tokenizers/test-samples.js";
+import { loggedDecision, loggedSettlement } from "../usage-log/test-log-lines.js";
 import type { CliIo } from "./io.js";
 import { main } from "./main.js";
 import { runSimulate } from "./simulate.js";
@@ -267,50 +268,25 @@ describe("tokenfuse demo", () => {
 describe("tokenfuse simulate", () => {
   const t0 = Date.parse("2026-11-24T12:00:00.000Z");
   const decision = (id: string, ms: number, input: number) =>
-    JSON.stringify({
-      v: 1,
-      type: "decision",
-      time: new Date(ms).toISOString(),
-      time_ms: ms,
-      id,
-      feature: "chat",
-      user: "ana",
-      tier: "free",
-      model: "gpt-4o",
-      decision: "allow",
-      code: null,
-      store: "ok",
-      messages: 1,
-      input_tokens_before: input,
-      input_tokens: input,
-      max_input: 4000,
-      trimmed_messages: 0,
-      truncated_messages: 0,
-      summarized: false,
-      max_output: 1000,
-      n: 1,
-      reserved_tokens: input + 1000,
-    });
+    JSON.stringify(
+      loggedDecision(id, ms, {
+        user: "ana",
+        input_tokens_before: input,
+        input_tokens: input,
+        max_input: 4000,
+        max_output: 1000,
+        reserved_tokens: input + 1000,
+      }),
+    );
   const settle = (id: string, ms: number, input: number, output: number) =>
-    JSON.stringify({
-      v: 1,
-      type: "settle",
-      time: new Date(ms).toISOString(),
-      time_ms: ms,
-      id,
-      feature: "chat",
-      user: "ana",
-      tier: "free",
-      model: "gpt-4o",
-      status: "settled",
-      usage_source: "provider",
-      input_tokens: input,
-      output_tokens: output,
-      cached_input_tokens: 0,
-      reasoning_tokens: 0,
-      charged_tokens: input + output,
-      cost_nano_usd: Math.ceil((input * 2_500_000 + output * 10_000_000) / 1000),
-    });
+    JSON.stringify(
+      loggedSettlement(id, ms, input, {
+        user: "ana",
+        output_tokens: output,
+        charged_tokens: input + output,
+        cost_nano_usd: Math.ceil((input * 2_500_000 + output * 10_000_000) / 1000),
+      }),
+    );
   /** Three requests of 3 000 tokens each (2 000 in, 1 000 out); a 10 000-token day takes them all. */
   const goodLines = [0, 1, 2].flatMap((i) => [
     decision(`r${i}`, t0 + i * 60_000, 2000),

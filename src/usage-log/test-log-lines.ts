@@ -1,8 +1,13 @@
 // Test fixtures: usage log records as the engine writes them (docs/usage-log.md), for the simulate
-// tests. A plain allowed "chat" request of user alice (10 input tokens, 600 output allowed).
+// tests. A plain allowed "chat" request of user alice (10 input tokens, 600 output allowed); `over`
+// replaces fields.
 
 /** A decision record (`time` is clamped to the Date range, so out-of-range `time_ms` can be tested). */
-export function loggedDecision(id: string, timeMs: number): Record<string, unknown> {
+export function loggedDecision(
+  id: string,
+  timeMs: number,
+  over: Record<string, unknown> = {},
+): Record<string, unknown> {
   return {
     v: 1,
     type: "decision",
@@ -26,11 +31,17 @@ export function loggedDecision(id: string, timeMs: number): Record<string, unkno
     max_output: 600,
     n: 1,
     reserved_tokens: 610,
+    ...over,
   };
 }
 
 /** The settlement record of {@link loggedDecision}'s request (590 output tokens). */
-export function loggedSettlement(id: string, timeMs: number, inputTokens = 10): Record<string, unknown> {
+export function loggedSettlement(
+  id: string,
+  timeMs: number,
+  inputTokens = 10,
+  over: Record<string, unknown> = {},
+): Record<string, unknown> {
   return {
     v: 1,
     type: "settle",
@@ -49,5 +60,6 @@ export function loggedSettlement(id: string, timeMs: number, inputTokens = 10): 
     reasoning_tokens: 0,
     charged_tokens: 600,
     cost_nano_usd: 5925000,
+    ...over,
   };
 }
