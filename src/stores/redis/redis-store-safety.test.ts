@@ -12,22 +12,23 @@ import { createRedisStore } from "./redis-store.js";
 const prefix = () => `${inject("redisPrefix")}${randomUUID()}:`;
 const DAY = 86_400_000;
 
+/** User u's day at `now`: a budget nothing here reaches, kept `keepMs`. */
+const userDay = (now: number, keepMs: number): ScopeCharge => ({
+  key: "u",
+  kind: "user",
+  window: "day",
+  limit: 1e9,
+  resetAtMs: now + DAY,
+  expireAtMs: now + keepMs,
+});
+
 describe("redis store: TTLs", () => {
   it("a short reservation never shortens the TTL of the expiry index a longer one needs", async () => {
     const p = prefix();
     const store = createRedisStore({ url: inject("redisUrl"), keyPrefix: p });
     try {
       const now = Date.now();
-      const scopes: ScopeCharge[] = [
-        {
-          key: "u",
-          kind: "user",
-          window: "day",
-          limit: 1e9,
-          resetAtMs: now + DAY,
-          expireAtMs: now + 9 * DAY,
-        },
-      ];
+      const scopes = [userDay(now, 9 * DAY)];
       const longTtl = 3 * DAY; // a feature whose upstream timeout is 3 days
       await store.reserve({ id: "long", tokens: 100, scopes, nowMs: now, ttlMs: longTtl });
       // Lone and batched reservations both.
@@ -47,16 +48,7 @@ describe("redis store: TTLs", () => {
     const store = createRedisStore({ url: inject("redisUrl"), keyPrefix: p });
     try {
       const now = Date.now();
-      const scopes: ScopeCharge[] = [
-        {
-          key: "u",
-          kind: "user",
-          window: "day",
-          limit: 1e9,
-          resetAtMs: now + DAY,
-          expireAtMs: now + 2 * DAY,
-        },
-      ];
+      const scopes = [userDay(now, 2 * DAY)];
       await store.reserve({ id: "a", tokens: 1, scopes, nowMs: now, ttlMs: 60_000 });
       await store.redis.persist(`${p}exp`);
       await store.redis.persist(`${p}rec`);
@@ -130,16 +122,7 @@ describe("redis store: a server that cannot run the scripts", () => {
     const store = createRedisStore({ url: own.url, keyPrefix: prefix() });
     try {
       const now = Date.now();
-      const scopes: ScopeCharge[] = [
-        {
-          key: "u",
-          kind: "user",
-          window: "day",
-          limit: 1e9,
-          resetAtMs: now + DAY,
-          expireAtMs: now + 2 * DAY,
-        },
-      ];
+      const scopes = [userDay(now, 2 * DAY)];
       const one = store.reserve({ id: "lone", tokens: 1, scopes, nowMs: now, ttlMs: 60_000 });
       await expect(one).rejects.toThrow(/ZMSCORE/);
       const many = await Promise.allSettled(
@@ -204,16 +187,7 @@ describe("redis store: a clock far from the server's", () => {
     const store = createRedisStore({ url: inject("redisUrl"), keyPrefix: p, logger, clockCheckMs: 50 });
     try {
       const now = realNow();
-      const scopes: ScopeCharge[] = [
-        {
-          key: "u",
-          kind: "user",
-          window: "day",
-          limit: 1e9,
-          resetAtMs: now + DAY,
-          expireAtMs: now + 2 * DAY,
-        },
-      ];
+      const scopes = [userDay(now, 2 * DAY)];
       const lone = store.reserve({ id: "lone", tokens: 1, scopes, nowMs: now, ttlMs: 60_000 });
       await expect(lone).rejects.toThrow(/clock is 18\d s ahead of the Redis server's/);
       const many = await Promise.allSettled(
