@@ -22,6 +22,13 @@ export type { Logger } from "./core/logger.js";
 export type { AdmitRequest } from "./core/request.js";
 export type { ChatMessage, Clock, Decision, OpenAIUsage, ToolDefinition, Usage } from "./core/types.js";
 export {
+  type AiSdkCallContext,
+  type TokenfuseCallMetadata,
+  type TokenfuseLanguageModelMiddleware,
+  type TokenfuseMiddlewareOptions,
+  tokenfuseMiddleware,
+} from "./integrations/ai-sdk.js";
+export {
   type GuardContext,
   type GuardedOpenAI,
   guardOpenAI,

@@ -1,11 +1,10 @@
 import type { Admission } from "../core/engine.js";
 import { TokenBudgetError } from "../core/errors.js";
-import { createLogger, type Logger } from "../core/logger.js";
+import type { Logger } from "../core/logger.js";
 import { billedDefinitions } from "../core/request.js";
 import type { ChatMessage, OpenAIUsage } from "../core/types.js";
-import { chargeableUsage } from "../core/usage.js";
 import type { Tokenfuse } from "../tokenfuse.js";
-import { tokenizerForModel } from "../tokenizers/index.js";
+import { fullCapEstimate, passedOutputEstimate, wrapperSettlement } from "./settlement.js";
 
 /** The part of the official `openai` client this wrapper uses (structural: no runtime import). */
 export interface OpenAIChatClient {
@@ -117,35 +116,7 @@ export function guardOpenAI(
   tf: Tokenfuse,
   opts: GuardOpenAIOptions = {},
 ): GuardedOpenAI {
-  let logger = opts.logger;
-  /**
-   * The provider's usage when the engine can charge it, else undefined (the caller falls back to an
-   * estimate). Why: settling a usage the engine refuses rejects and leaves the reservation held
-   * until it expires uncharged, although the provider generated (and billed) the output.
-   */
-  const usableUsage = (
-    reported: unknown,
-    a: Admission,
-    ctx: GuardContext,
-    warnIfMissing: boolean,
-  ): OpenAIUsage | undefined => {
-    const r = chargeableUsage(reported);
-    if (r.usage) return r.usage;
-    if (r.problem === "invalid usage reported" || warnIfMissing) {
-      logger ??= createLogger();
-      // The same fields as the gateway's "settled from an estimate" line.
-      logger.warn(
-        {
-          id: a.id,
-          feature: ctx.feature,
-          reason: r.problem,
-          ...(r.detail ? { usageProblem: r.detail } : {}),
-        },
-        `${r.problem}; settling from an estimate`,
-      );
-    }
-    return undefined;
-  };
+  const settlement = wrapperSettlement(opts.logger);
   return {
     async create(ctx, body, options) {
       const a = await tf.admit(requestFor(ctx, body));
@@ -159,12 +130,9 @@ export function guardOpenAI(
         await a.settle(); // failed before any output: release everything
         throw e;
       }
-      const reported = usableUsage(res?.usage, a, ctx, true);
+      const reported = settlement.usable(res?.usage, a, true);
       await a.settle(
-        reported ?? {
-          prompt_tokens: a.inputTokens,
-          completion_tokens: a.maxOutputTokens * ((body.n as number) ?? 1),
-        },
+        reported ?? fullCapEstimate(a, (body.n as number) ?? 1),
         reported ? undefined : { estimated: "no chargeable usage reported" },
       );
       return res;
@@ -173,7 +141,7 @@ export function guardOpenAI(
       const a = await tf.admit(requestFor(ctx, body));
       const so = (body.stream_options ?? {}) as Record<string, unknown>;
       const clientWantsUsage = so.include_usage === true;
-      let usage: unknown; // as reported: checked by usableUsage before it is settled
+      let usage: unknown; // as reported: checked by settlement.usable before it is settled
       let settled = false;
       const generated: string[] = [];
       try {
@@ -189,33 +157,18 @@ export function guardOpenAI(
           }
           yield chunk;
         }
-        const reported = usableUsage(usage, a, ctx, true);
+        const reported = settlement.usable(usage, a, true);
         usage = reported; // a refused usage is not retried below: it would be refused again
         await a.settle(
-          reported ?? {
-            prompt_tokens: a.inputTokens,
-            completion_tokens: a.maxOutputTokens * ((body.n as number) ?? 1),
-          },
+          reported ?? fullCapEstimate(a, (body.n as number) ?? 1),
           reported ? undefined : { estimated: "no chargeable usage reported" },
         );
         settled = true;
       } finally {
         if (!settled) {
           // Stopped early or failed: charge what was reported, else what passed (estimated), else nothing.
-          const text = generated.join("");
-          // At most what the reservation allowed for output (as the gateway does); counting stops there.
-          const allowance = a.reservedTokens - a.inputTokens;
-          const estimate =
-            text === ""
-              ? null
-              : {
-                  prompt_tokens: a.inputTokens,
-                  completion_tokens: Math.min(
-                    tokenizerForModel(a.model).countTextUpTo(text, allowance),
-                    allowance,
-                  ),
-                };
-          const reported = usableUsage(usage, a, ctx, false);
+          const estimate = passedOutputEstimate(a, generated);
+          const reported = settlement.usable(usage, a, false);
           await a.settle(reported ?? estimate, reported ? undefined : { estimated: "stream stopped early" });
         }
       }

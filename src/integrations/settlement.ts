@@ -1,0 +1,67 @@
+import type { Admission } from "../core/engine.js";
+import { createLogger, type Logger } from "../core/logger.js";
+import type { OpenAIUsage } from "../core/types.js";
+import { chargeableUsage } from "../core/usage.js";
+import { tokenizerForModel } from "../tokenizers/index.js";
+
+/**
+ * How the library wrappers (the `openai` client wrapper and the AI SDK middleware) settle what the
+ * provider reported, or an estimate when it reported nothing usable: the same rules in both.
+ */
+export interface WrapperSettlement {
+  /**
+   * The provider's usage when the engine can charge it, else undefined (the caller falls back to an
+   * estimate). Why: settling a usage the engine refuses rejects and leaves the reservation held
+   * until it expires uncharged, although the provider generated (and billed) the output.
+   * Logs why when the usage is invalid, or missing and `warnIfMissing`.
+   */
+  usable(reported: unknown, a: Admission, warnIfMissing: boolean): OpenAIUsage | undefined;
+}
+
+export function wrapperSettlement(logger: Logger | undefined): WrapperSettlement {
+  let log = logger;
+  return {
+    usable(reported, a, warnIfMissing) {
+      const r = chargeableUsage(reported);
+      if (r.usage) return r.usage;
+      if (r.problem === "invalid usage reported" || warnIfMissing) {
+        log ??= createLogger();
+        // The same fields as the gateway's "settled from an estimate" line.
+        log.warn(
+          {
+            id: a.id,
+            feature: a.feature,
+            reason: r.problem,
+            ...(r.detail ? { usageProblem: r.detail } : {}),
+          },
+          `${r.problem}; settling from an estimate`,
+        );
+      }
+      return undefined;
+    },
+  };
+}
+
+/**
+ * The estimate charged when a call ended normally but its usage could not be charged: the input
+ * and the whole output cap (× n). Conservative: the provider did answer, and what it generated
+ * (reasoning included) is not known.
+ */
+export function fullCapEstimate(a: Admission, n = 1): OpenAIUsage {
+  return { prompt_tokens: a.inputTokens, completion_tokens: a.maxOutputTokens * n };
+}
+
+/**
+ * The estimate charged when a stream stopped early (cancelled, failed) without a usable usage: the
+ * input and the output that passed, counted up to what the reservation allowed for output (as the
+ * gateway does; counting stops there). Null when nothing passed: the reservation is released.
+ */
+export function passedOutputEstimate(a: Admission, generated: readonly string[]): OpenAIUsage | null {
+  const text = generated.join("");
+  if (text === "") return null;
+  const allowance = a.reservedTokens - a.inputTokens;
+  return {
+    prompt_tokens: a.inputTokens,
+    completion_tokens: Math.min(tokenizerForModel(a.model).countTextUpTo(text, allowance), allowance),
+  };
+}
