@@ -27,8 +27,19 @@ export function gatewayError(
 }
 
 /**
+ * The longest wait after which a client's own retry can still help. Longer (a daily budget, the
+ * hour's cost cap) and refusals that no wait clears (a kill switch) say `x-should-retry: false`.
+ * Why: the official `openai` client retries a 429 or 503 by itself (twice by default), sleeping as
+ * long as `Retry-After` says, unbounded: a user out of daily budget made its call hang until
+ * midnight instead of failing. It obeys `x-should-retry` (as OpenAI's API sends it); the AI SDK
+ * already ignores a `Retry-After` above 60 s.
+ */
+export const CLIENT_RETRY_MAX_MS = 60_000;
+
+/**
  * The one place that turns an error into an HTTP response: the OpenAI envelope, the status from
- * the code table, and `Retry-After` (whole seconds, rounded up) on refusals that carry a reset time.
+ * the code table, and `Retry-After` (whole seconds, rounded up) on refusals that carry a reset time,
+ * with `x-should-retry: false` when a client's own retry cannot succeed (CLIENT_RETRY_MAX_MS).
  * Anything that is not a TokenBudgetError is an internal fault: 500 with a fixed message, so no
  * internal detail (or secret) reaches the client.
  */
@@ -51,8 +62,13 @@ export function sendError(res: ServerResponse, e: unknown, extraHeaders: Record<
     "content-length": Buffer.byteLength(body),
     ...extraHeaders,
   };
-  if (err.retryAfterMs !== undefined && (err.status === 429 || err.status === 503)) {
-    headers["retry-after"] = String(Math.max(1, Math.ceil(err.retryAfterMs / 1000)));
+  if (err.status === 429 || err.status === 503) {
+    if (err.retryAfterMs !== undefined) {
+      headers["retry-after"] = String(Math.max(1, Math.ceil(err.retryAfterMs / 1000)));
+    }
+    if (err.code === "feature_disabled" || (err.retryAfterMs ?? 0) > CLIENT_RETRY_MAX_MS) {
+      headers["x-should-retry"] = "false";
+    }
   }
   res.writeHead(err.status, headers);
   res.end(body);
