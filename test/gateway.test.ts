@@ -333,6 +333,16 @@ describe("gateway with the official openai client", () => {
     const none = await fetch(`${base}/v1/nothing-here`);
     expect(none.status).toBe(404);
     await none.text();
+    // The AI SDK's openai(model) calls the Responses API: the answer says what to use instead.
+    const responses = await fetch(`${base}/v1/responses`, {
+      method: "POST",
+      headers: { authorization: `Bearer ${CANARY.alice}`, "content-type": "application/json" },
+      body: JSON.stringify({ model: "gpt-4o", input: "hi" }),
+    });
+    expect(responses.status).toBe(404);
+    expect(((await json(responses)).error as { message: string }).message).toMatch(
+      /does not serve \/v1\/responses: .*POST \/v1\/chat\/completions.*openai\.chat\(model\)/,
+    );
   });
 
   it("a key sent in another form is told the form it must take, and its text is never echoed", async () => {

@@ -18,6 +18,21 @@ import { gatewayError, sendError, sendJson } from "./http-errors.js";
 import { createGatewayMetrics, type GatewayMetrics, registerUsageLogMetrics } from "./metrics.js";
 import { createUpstreamClients } from "./upstream/create-clients.js";
 
+/** OpenAI APIs (paths under /v1/) that the gateway does not serve; a request for one is told why. */
+const OTHER_OPENAI_APIS: ReadonlySet<string> = new Set([
+  "responses",
+  "completions",
+  "embeddings",
+  "moderations",
+  "images/generations",
+  "audio/speech",
+  "audio/transcriptions",
+  "batches",
+  "files",
+  "assistants",
+  "threads",
+]);
+
 /** The gateway's own routes and their method (a known path with another method is a 405, not a 404). */
 const ROUTE_METHODS: Record<string, string> = {
   "/v1/chat/completions": "POST",
@@ -213,6 +228,15 @@ export function createGateway(options: GatewayOptions): Gateway {
     if (allowed !== undefined) {
       res.setHeader("allow", allowed);
       throw gatewayError("invalid_request", `${req.method} is not allowed on ${path}: use ${allowed}`, 405);
+    }
+    if (path.startsWith("/v1/") && OTHER_OPENAI_APIS.has(path.slice(4))) {
+      // An OpenAI client pointed at the gateway for an API it does not serve (the AI SDK's
+      // `openai(model)` calls the Responses API): say what to use instead.
+      throw gatewayError(
+        "invalid_request",
+        `tokenfuse does not serve ${path}: it budgets chat completions only (POST /v1/chat/completions; with the AI SDK, openai.chat(model) instead of openai(model))`,
+        404,
+      );
     }
     throw gatewayError("invalid_request", `no route for ${req.method} ${path}`, 404);
   }
