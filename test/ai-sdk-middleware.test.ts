@@ -437,7 +437,7 @@ describe("tokenfuseMiddleware: streams that end badly", () => {
     return day(tf, user);
   };
 
-  it("charges the reported usage, the cap when none is reported, what passed when cut, nothing when nothing passed", async () => {
+  it("charges the reported usage; the cap when a clean end reports none; after a cut, an error part or an interruption the input and what passed; never nothing once the stream began", async () => {
     const warnings: string[] = [];
     const logger: Logger = { info() {}, warn: (_o, m) => void warnings.push(m ?? ""), error() {} };
     const tf = fresh();
@@ -455,13 +455,31 @@ describe("tokenfuseMiddleware: streams that end badly", () => {
     );
     const cut = await run(tf, "cut", text(words), true);
     const ended = await run(tf, "ended", text(words));
+    // What @ai-sdk/openai emits after an error chunk: an error part, then a finish without usage.
+    const errorPart = await run(tf, "error-part", [
+      ...text(words),
+      { type: "error", error: new Error("server_error") },
+      {
+        ...finish({ inputTokens: {}, outputTokens: {} }),
+        finishReason: { unified: "error", raw: undefined },
+      } as LanguageModelV4StreamPart,
+    ]);
+    const interrupted = await run(tf, "interrupted", [
+      ...text(words),
+      {
+        ...finish({ inputTokens: {}, outputTokens: {} }),
+        finishReason: { unified: "interrupted", raw: undefined },
+      } as LanguageModelV4StreamPart,
+    ]);
     const empty = await run(tf, "empty", [], true);
-    for (const d of [noUsage, cut, ended, empty]) expect(d.reserved).toBe(0);
-    // No usage at a normal end: the input and the whole cap (40), like the openai wrapper.
-    expect(noUsage.used - cut.used).toBeGreaterThan(0);
-    expect(cut.used).toBe(ended.used);
-    expect(cut.used).toBeGreaterThan(0);
-    expect(empty.used).toBe(0);
+    for (const d of [noUsage, cut, ended, errorPart, interrupted, empty]) expect(d.reserved).toBe(0);
+    // The stream began, so the provider processed the input: charged even when nothing passed.
+    expect(empty.used).toBeGreaterThan(0);
+    // The output that passed is charged on top.
+    expect(cut.used).toBeGreaterThan(empty.used);
+    for (const d of [ended, errorPart, interrupted]) expect(d.used).toBe(cut.used);
+    // No usage at a clean end: the input and the whole cap (40), like the openai wrapper.
+    expect(noUsage.used).toBe(empty.used + 40);
     expect(warnings.some((w) => w.includes("no usage reported"))).toBe(true);
   });
 

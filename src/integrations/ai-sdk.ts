@@ -15,10 +15,10 @@
  */
 import type { Admission } from "../core/engine.js";
 import { TokenBudgetError } from "../core/errors.js";
-import type { Logger } from "../core/logger.js";
+import { createLogger, type Logger } from "../core/logger.js";
 import type { ChatMessage, ContentPart, OpenAIUsage, ToolDefinition } from "../core/types.js";
 import type { Tokenfuse } from "../tokenfuse.js";
-import { fullCapEstimate, passedOutputEstimate, wrapperSettlement } from "./settlement.js";
+import { fullCapEstimate, passedOutputEstimate, providerAnswered, wrapperSettlement } from "./settlement.js";
 
 // ---- The AI SDK's types, as far as this module reads them (LanguageModelV4*). ----
 
@@ -32,7 +32,8 @@ interface TextLikePart {
 interface FilePart {
   type: "file" | "reasoning-file";
   mediaType: string;
-  data?: unknown;
+  /** SharedV4FileData: `{type: "data" | "url" | "reference" | "text", …}`. */
+  data?: { type?: string; text?: unknown } | unknown;
   providerOptions?: ProviderOptions;
 }
 interface ToolCallPart {
@@ -78,6 +79,7 @@ export interface AiSdkCallOptions {
   }>;
   responseFormat?: { type: "text" } | { type: "json"; schema?: unknown; name?: string; description?: string };
   providerOptions?: ProviderOptions;
+  headers?: Record<string, string | undefined>;
   [key: string]: unknown;
 }
 
@@ -188,9 +190,14 @@ export interface TokenfuseCallMetadata {
 
 // ---- The prompt, both ways. ----
 
-/** Where a counted chat message came from: its AI SDK message, and the chat message made of it. */
+/**
+ * Where a counted chat message came from: its AI SDK message, its index in the prompt (a message
+ * made into several chat messages is sent once, and the same object twice is sent twice), and the
+ * chat message made of it.
+ */
 interface Origin {
   message: AiSdkMessage;
+  at: number;
   made: ChatMessage;
 }
 
@@ -208,36 +215,69 @@ function invalid(message: string, param?: string): TokenBudgetError {
   return new TokenBudgetError({ code: "invalid_request", message, scope: "request", param });
 }
 
-/** A content part standing in for a file: counted by its kind (an image estimate), never its data. */
+/**
+ * A content part standing in for a file: an inline text document as its text (providers that take
+ * one bill it as text), an image as the image estimate (`detail: "low"` when the OpenAI provider
+ * option says so), anything else as the estimate for other parts; never the file's bytes.
+ */
 function filePlaceholder(p: FilePart): ContentPart {
-  return p.mediaType.startsWith("image/") ? { type: "image_url", image_url: { url: "" } } : { type: "file" };
+  const data = p.data as { type?: unknown; text?: unknown } | undefined;
+  if (data?.type === "text" && typeof data.text === "string") return { type: "text", text: data.text };
+  if (p.mediaType.startsWith("image/")) {
+    const detail = (p.providerOptions?.openai as { imageDetail?: unknown } | undefined)?.imageDetail;
+    return { type: "image_url", image_url: { url: "", ...(typeof detail === "string" ? { detail } : {}) } };
+  }
+  return { type: "file" };
 }
 
+/**
+ * JSON text as the AI SDK's providers send it (`stringifyWithBigIntAndCycles`): bigints as
+ * decimal strings, a cycle as the text "[Circular]"; never throws.
+ */
 function jsonText(value: unknown): string {
-  return typeof value === "string" ? value : (JSON.stringify(value) ?? "");
+  const seen = new WeakSet<object>();
+  try {
+    return (
+      JSON.stringify(value, (_k, v: unknown) => {
+        if (typeof v === "bigint") return v.toString();
+        if (typeof v === "object" && v !== null) {
+          if (seen.has(v)) return "[Circular]";
+          seen.add(v);
+        }
+        return v;
+      }) ?? ""
+    );
+  } catch {
+    return String(value);
+  }
 }
 
-function toolResultContent(output: ToolResultOutput | undefined): string | ContentPart[] {
+/**
+ * A tool result's content as the AI SDK's OpenAI chat provider sends it: text as is, JSON and
+ * `content` outputs as their JSON (a `content` output's base64 file data included: that is what the
+ * model receives and bills as text there; other providers sending the file natively are billed less,
+ * so the count errs upwards), errors as `{"error": …}`, a denial as its reason.
+ */
+function toolResultContent(output: ToolResultOutput | undefined): string {
   switch (output?.type) {
     case "text":
-    case "error-text":
       return output.value;
-    case "json":
+    case "error-text":
     case "error-json":
-      return jsonText(output.value);
+      return jsonText({ error: output.value });
     case "execution-denied":
-      return output.reason ?? "Tool execution denied.";
-    case "content": {
-      const parts: ContentPart[] = [];
-      for (const v of output.value ?? []) {
-        if (v.type === "text") parts.push({ type: "text", text: v.text ?? "" });
-        else parts.push(filePlaceholder({ type: "file", mediaType: v.mediaType ?? "" }));
-      }
-      return parts;
-    }
+      return output.reason ?? "Tool call execution denied.";
     default:
-      return jsonText(output);
+      // json and content: JSON.stringify of the value, a string value quoted.
+      return jsonText((output as { value?: unknown } | undefined)?.value ?? output);
   }
+}
+
+/** The message's `name` as the OpenAI provider sends it (`providerOptions.openai.name`): counted. */
+function withName(m: AiSdkMessage, made: ChatMessage): ChatMessage {
+  const name = (m.providerOptions?.openai as { name?: unknown } | undefined)?.name;
+  if (typeof name === "string") made.name = name;
+  return made;
 }
 
 /**
@@ -250,8 +290,8 @@ function toolResultContent(output: ToolResultOutput | undefined): string | Conte
 export function chatMessagesOf(prompt: readonly AiSdkMessage[]): ChatMessage[] {
   if (!Array.isArray(prompt)) throw invalid("the prompt must be an array of messages", "prompt");
   const out: ChatMessage[] = [];
-  const push = (message: AiSdkMessage, made: ChatMessage) => {
-    (made as Marked)[ORIGIN] = { message, made };
+  const push = (message: AiSdkMessage, at: number, made: ChatMessage) => {
+    (made as Marked)[ORIGIN] = { message, at, made };
     out.push(made);
   };
   for (let i = 0; i < prompt.length; i++) {
@@ -260,7 +300,7 @@ export function chatMessagesOf(prompt: readonly AiSdkMessage[]): ChatMessage[] {
     if (m.role === "system") {
       if (typeof m.content !== "string")
         throw invalid(`prompt[${i}]: a system message's content must be a string`);
-      push(m, { role: "system", content: m.content });
+      push(m, i, withName(m, { role: "system", content: m.content }));
       continue;
     }
     if (!Array.isArray(m.content)) throw invalid(`prompt[${i}]: content must be an array of parts`, "prompt");
@@ -271,38 +311,56 @@ export function chatMessagesOf(prompt: readonly AiSdkMessage[]): ChatMessage[] {
         else if (p.type === "file") parts.push(filePlaceholder(p as FilePart));
       }
       const only = parts.length === 1 && parts[0]?.type === "text" ? parts[0].text : undefined;
-      push(m, { role: "user", content: only ?? parts });
+      push(m, i, withName(m, { role: "user", content: only ?? parts }));
     } else if (m.role === "assistant") {
       const text: string[] = [];
-      const files: ContentPart[] = [];
+      // Reasoning is counted (some providers send it back, billed as input) as parts of its own: a
+      // message with them is never shortened by `truncate`, which would turn the model's reasoning
+      // into visible text and drop its provider data (signatures).
+      const extra: ContentPart[] = [];
       const calls: NonNullable<ChatMessage["tool_calls"]> = [];
       for (const p of m.content) {
-        if (p.type === "text" || p.type === "reasoning") text.push((p as TextLikePart).text);
-        else if (p.type === "file" || p.type === "reasoning-file") files.push(filePlaceholder(p as FilePart));
+        if (p.type === "text") text.push((p as TextLikePart).text);
+        else if (p.type === "reasoning") extra.push({ type: "text", text: (p as TextLikePart).text });
+        else if (p.type === "file" || p.type === "reasoning-file") extra.push(filePlaceholder(p as FilePart));
         else if (p.type === "tool-call") {
           const c = p as ToolCallPart;
           calls.push({
             id: c.toolCallId,
             type: "function",
-            function: { name: c.toolName, arguments: jsonText(c.input) },
+            // As the provider sends them: a string input as is (it is JSON already), else its JSON.
+            function: {
+              name: c.toolName,
+              arguments: typeof c.input === "string" ? c.input : jsonText(c.input),
+            },
           });
         } else if (p.type === "tool-result") {
           // A provider-executed tool's result, sent back inside the assistant message.
-          const r = toolResultContent((p as ToolResultPart).output);
-          text.push(typeof r === "string" ? r : r.map((x) => x.text ?? "").join(""));
+          extra.push({ type: "text", text: toolResultContent((p as ToolResultPart).output) });
         }
       }
       const made: ChatMessage = {
         role: "assistant",
-        content: files.length === 0 ? text.join("") : [{ type: "text", text: text.join("") }, ...files],
+        content: extra.length === 0 ? text.join("") : [{ type: "text", text: text.join("") }, ...extra],
       };
       if (calls.length > 0) made.tool_calls = calls;
-      push(m, made);
+      push(m, i, withName(m, made));
     } else if (m.role === "tool") {
       for (const p of m.content) {
-        if (p.type !== "tool-result") continue;
-        const r = p as ToolResultPart;
-        push(m, { role: "tool", tool_call_id: r.toolCallId, content: toolResultContent(r.output) });
+        if (p.type === "tool-result") {
+          const r = p as ToolResultPart;
+          push(m, i, { role: "tool", tool_call_id: r.toolCallId, content: toolResultContent(r.output) });
+        } else if (p.type === "tool-approval-response") {
+          // Not sent by every provider, but the message must survive trimming with its tool calls:
+          // counted as a short tool message (an over-count of a few tokens at most).
+          const r = p as { approvalId?: unknown; approved?: unknown; reason?: unknown };
+          const reason = typeof r.reason === "string" ? `: ${r.reason}` : "";
+          push(m, i, {
+            role: "tool",
+            tool_call_id: String(r.approvalId ?? ""),
+            content: `${r.approved === true ? "approved" : "denied"}${reason}`,
+          });
+        }
       }
     } else {
       throw invalid(`prompt[${i}]: unknown role ${JSON.stringify((m as { role?: unknown }).role)}`, "prompt");
@@ -326,16 +384,16 @@ function textOf(m: ChatMessage): string {
  */
 export function promptOf(admitted: readonly ChatMessage[]): AiSdkMessage[] {
   const out: AiSdkMessage[] = [];
-  let last: AiSdkMessage | undefined;
+  let last = -1;
   for (const m of admitted) {
     const origin = (m as Marked)[ORIGIN];
     if (origin && origin.made === m) {
       // A message made of several chat messages (tool results) is sent once.
-      if (origin.message !== last) out.push(origin.message);
-      last = origin.message;
+      if (origin.at !== last) out.push(origin.message);
+      last = origin.at;
       continue;
     }
-    last = undefined;
+    last = -1;
     if (origin && (origin.message.role === "user" || origin.message.role === "assistant")) {
       // Shortened by `truncate` (only a text message without tool calls is): its first text part
       // keeps its provider options, with the cut text.
@@ -455,6 +513,29 @@ export function tokenfuseMiddleware(
 ): TokenfuseLanguageModelMiddleware {
   const admissions = new WeakMap<object, Admission>();
   const settlement = wrapperSettlement(options.logger);
+  let logger = options.logger;
+  /** A settlement that failed where its error must not replace the provider's (or stop a cancel). */
+  const settleFailed = (a: Admission) => (e: unknown) => {
+    logger ??= createLogger();
+    logger.error(
+      { id: a.id, feature: a.feature, err: e instanceof Error ? e.message : String(e) },
+      "settlement failed",
+    );
+  };
+  /**
+   * A failed provider call: charged when the provider answered (a 2xx whose body then failed:
+   * `charge`), else released (refused, or no answer at all). Never throws: the provider's error is
+   * what the caller sees.
+   */
+  const settleFailure = async (a: Admission, e: unknown, charge: OpenAIUsage) => {
+    const answered = providerAnswered(e);
+    await a
+      .settle(
+        answered ? charge : null,
+        answered ? { estimated: "response failed after the provider answered" } : undefined,
+      )
+      .catch(settleFailed(a));
+  };
 
   const contextOf = (params: AiSdkCallOptions, modelId: string) => {
     const ours = params.providerOptions?.tokenfuse;
@@ -538,7 +619,8 @@ export function tokenfuseMiddleware(
         const other = modelFor(a, model);
         res = (await (other ? other.doGenerate(params) : doGenerate())) as GenerateResult;
       } catch (e) {
-        await a.settle(); // failed before any output: release everything
+        // An answer cut mid-body was generated (and billed) whole, size unknown: the cap.
+        await settleFailure(a, e, fullCapEstimate(a));
         throw e;
       }
       const reported = settlement.usable(openAIUsageOf(res?.usage), a, true);
@@ -556,20 +638,27 @@ export function tokenfuseMiddleware(
         const other = modelFor(a, model);
         res = (await (other ? other.doStream(params) : doStream())) as StreamResult;
       } catch (e) {
-        await a.settle(); // failed before any output: release everything
+        // Providers read ahead to the first chunk: a stream cut before it fails here, answered.
+        await settleFailure(a, e, passedOutputEstimate(a, []));
         throw e;
       }
       const reader = res.stream.getReader();
       const generated: string[] = [];
       /** Tool calls whose input arrived as deltas (their final tool-call part is not counted again). */
       const streamedInputs = new Set<string>();
+      /** A finish part arrived that says the generation completed (not an error or interruption). */
       let finished = false;
+      let failed = false;
       let usage: OpenAIUsage | undefined;
       let settled: Promise<unknown> | undefined;
-      /** Settles once: at the end from the finish part's usage, or early from what passed. */
+      /**
+       * Settles once: at a clean end from the finish part's usage (else the cap); after an error,
+       * an interruption or a cancel from that usage, else the input and the output that passed.
+       * The provider answered (its stream began), so it is never a release.
+       */
       const settle = (early: boolean): Promise<unknown> => {
         settled ??= (async () => {
-          if (!early && finished) {
+          if (!early && finished && !failed) {
             const reported = settlement.usable(usage, a, true);
             return a.settle(
               reported ?? fullCapEstimate(a),
@@ -590,13 +679,13 @@ export function tokenfuseMiddleware(
           try {
             next = await reader.read();
           } catch (e) {
-            await settle(true);
+            await settle(true).catch(settleFailed(a));
             controller.error(e);
             return;
           }
           if (next.done) {
             // A stream that ends without its finish part stopped early (no usage to trust).
-            await settle(!finished);
+            await settle(!finished).catch(settleFailed(a));
             controller.close();
             return;
           }
@@ -616,20 +705,30 @@ export function tokenfuseMiddleware(
             case "tool-call":
               if (typeof part.toolCallId !== "string" || !streamedInputs.has(part.toolCallId)) {
                 if (typeof part.toolName === "string") generated.push(part.toolName);
-                generated.push(jsonText(part.input));
+                generated.push(typeof part.input === "string" ? part.input : jsonText(part.input));
               }
               break;
-            case "finish":
+            case "error":
+              failed = true;
+              break;
+            case "finish": {
               finished = true;
+              const reason = (part.finishReason as { unified?: unknown } | undefined)?.unified;
+              if (reason === "error" || reason === "interrupted") failed = true;
               usage = openAIUsageOf(part.usage);
               part = withMetadata(part, a);
               break;
+            }
           }
           controller.enqueue(part);
         },
         async cancel(reason) {
-          await settle(true);
-          await reader.cancel(reason);
+          // The provider's stream first: it must stop generating whatever the store does.
+          try {
+            await reader.cancel(reason);
+          } finally {
+            await settle(true).catch(settleFailed(a));
+          }
         },
       });
       return { ...res, stream };

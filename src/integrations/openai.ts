@@ -51,8 +51,9 @@ export interface GuardedOpenAI {
   /**
    * Streaming: yields the provider's chunks. Usage is requested from the provider and settled when
    * the stream ends; the usage-only chunk is dropped unless the caller asked for it. Stopping early
-   * (break) or failing settles the usage the stream reported, else an estimate of the output that
-   * passed (content and tool calls), else releases the reservation.
+   * (break) or failing after the stream began settles the usage the stream reported, else the input
+   * and an estimate of the output that passed (content and tool calls); a call refused or failed
+   * before its stream began releases the reservation.
    */
   stream(
     ctx: GuardContext,
@@ -143,12 +144,15 @@ export function guardOpenAI(
       const clientWantsUsage = so.include_usage === true;
       let usage: unknown; // as reported: checked by settlement.usable before it is settled
       let settled = false;
+      /** The provider answered (the stream began): from then on the call is charged, never released. */
+      let answered = false;
       const generated: string[] = [];
       try {
         const stream = (await client.chat.completions.create(
           { ...providerBody(body, a), stream: true, stream_options: { ...so, include_usage: true } },
           options,
         )) as AsyncIterable<Chunk>;
+        answered = true;
         for await (const chunk of stream) {
           if (Array.isArray(chunk.choices)) keepGenerated(chunk.choices, generated);
           if (chunk.usage) {
@@ -165,11 +169,16 @@ export function guardOpenAI(
         );
         settled = true;
       } finally {
-        if (!settled) {
-          // Stopped early or failed: charge what was reported, else what passed (estimated), else nothing.
-          const estimate = passedOutputEstimate(a, generated);
+        if (!settled && !answered) {
+          await a.settle(); // refused or unreachable before any answer: release everything
+        } else if (!settled) {
+          // Stopped early or failed after the provider answered: charge what was reported, else the
+          // input and the output that passed (estimated).
           const reported = settlement.usable(usage, a, false);
-          await a.settle(reported ?? estimate, reported ? undefined : { estimated: "stream stopped early" });
+          await a.settle(
+            reported ?? passedOutputEstimate(a, generated),
+            reported ? undefined : { estimated: "stream stopped early" },
+          );
         }
       }
     },

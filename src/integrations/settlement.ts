@@ -52,16 +52,31 @@ export function fullCapEstimate(a: Admission, n = 1): OpenAIUsage {
 }
 
 /**
- * The estimate charged when a stream stopped early (cancelled, failed) without a usable usage: the
- * input and the output that passed, counted up to what the reservation allowed for output (as the
- * gateway does; counting stops there). Null when nothing passed: the reservation is released.
+ * The estimate charged when the provider answered but its stream stopped early (cancelled, cut,
+ * failed) without a usable usage: the input, which the provider processed, and the output that
+ * passed, counted up to what the reservation allowed for output (as the gateway does; counting
+ * stops there). Never a release: the provider answered, so it bills at least the input, even when
+ * no output passed yet (a reasoning model still thinking, a cut before the first chunk).
  */
-export function passedOutputEstimate(a: Admission, generated: readonly string[]): OpenAIUsage | null {
+export function passedOutputEstimate(a: Admission, generated: readonly string[]): OpenAIUsage {
   const text = generated.join("");
-  if (text === "") return null;
   const allowance = a.reservedTokens - a.inputTokens;
   return {
     prompt_tokens: a.inputTokens,
-    completion_tokens: Math.min(tokenizerForModel(a.model).countTextUpTo(text, allowance), allowance),
+    completion_tokens:
+      text === "" ? 0 : Math.min(tokenizerForModel(a.model).countTextUpTo(text, allowance), allowance),
   };
+}
+
+/**
+ * Whether an error thrown by a provider call shows that the provider answered (a 2xx status whose
+ * body then failed: cut mid-body, unreadable), as the AI SDK's `APICallError` ("Failed to process
+ * successful response") and the `openai` client's errors carry it. Then the call is charged; any
+ * other failure (a refusal with a 4xx/5xx status, no answer at all) releases the reservation.
+ */
+export function providerAnswered(e: unknown): boolean {
+  if (typeof e !== "object" || e === null) return false;
+  const status =
+    (e as { statusCode?: unknown; status?: unknown }).statusCode ?? (e as { status?: unknown }).status;
+  return typeof status === "number" && status >= 200 && status < 300;
 }
