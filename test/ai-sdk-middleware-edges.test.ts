@@ -268,6 +268,16 @@ describe("streams the provider began", () => {
       ),
     ).rejects.toThrow("429");
     expect(await day(tf, "refused")).toMatchObject({ used: 0, reserved: 0 });
+    // A non-streamed answer whose body failed after a 200: generated whole, charged the cap.
+    const cut: OpenAIChatClient = {
+      chat: {
+        completions: { create: async () => Promise.reject(Object.assign(new Error("cut"), { status: 200 })) },
+      },
+    };
+    await expect(
+      guardOpenAI(cut, tf).create({ feature: "chat", user: "cut" }, { model: "gpt-4o", messages: msgs }),
+    ).rejects.toThrow("cut");
+    expect((await day(tf, "cut")).used).toBe((await day(tf, "began")).used + 400);
   });
 });
 

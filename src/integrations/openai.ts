@@ -4,7 +4,7 @@ import type { Logger } from "../core/logger.js";
 import { billedDefinitions } from "../core/request.js";
 import type { ChatMessage, OpenAIUsage } from "../core/types.js";
 import type { Tokenfuse } from "../tokenfuse.js";
-import { fullCapEstimate, passedOutputEstimate, wrapperSettlement } from "./settlement.js";
+import { fullCapEstimate, passedOutputEstimate, providerAnswered, wrapperSettlement } from "./settlement.js";
 
 /** The part of the official `openai` client this wrapper uses (structural: no runtime import). */
 export interface OpenAIChatClient {
@@ -128,7 +128,12 @@ export function guardOpenAI(
           options,
         )) as typeof res;
       } catch (e) {
-        await a.settle(); // failed before any output: release everything
+        // Refused or unanswered: release everything; answered (a 2xx whose body failed): the cap.
+        if (providerAnswered(e)) {
+          await a.settle(fullCapEstimate(a, (body.n as number) ?? 1), {
+            estimated: "response failed after the provider answered",
+          });
+        } else await a.settle();
         throw e;
       }
       const reported = settlement.usable(res?.usage, a, true);
