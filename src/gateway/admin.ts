@@ -42,9 +42,20 @@ export async function handleAdmin(
   if (!path.startsWith("/admin/")) return undefined;
   assertAdmin(req, deps.config);
   if (req.method === "GET" && path === "/admin/features") {
-    const out: Record<string, { enabled: boolean; configured: boolean }> = {};
-    for (const f of Object.values(deps.config.features))
-      out[f.name] = { enabled: deps.switches.isEnabled(f.name), configured: f.enabled };
+    // The switch, and the feature's settings as the config file names them (for the dashboard).
+    const out: Record<string, Record<string, unknown>> = {};
+    for (const f of Object.values(deps.config.features)) {
+      out[f.name] = {
+        enabled: deps.switches.isEnabled(f.name),
+        configured: f.enabled,
+        model: f.model,
+        max_input: f.maxInputTokens,
+        max_output: f.maxOutputTokens,
+        on_exceed: f.onExceed,
+        ...(f.dailyTokens !== undefined ? { daily_tokens: f.dailyTokens } : {}),
+        ...(f.hourlyCostNanoUsd !== undefined ? { hourly_cost_usd: f.hourlyCostNanoUsd / 1e9 } : {}),
+      };
+    }
     sendJson(res, 200, { features: out });
     return "admin_features";
   }

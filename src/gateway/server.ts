@@ -14,6 +14,7 @@ import { tokenizerForModel } from "../tokenizers/index.js";
 import { handleAdmin } from "./admin.js";
 import { type Authenticator, createAuthenticator } from "./auth.js";
 import { handleChatCompletions } from "./chat-completions.js";
+import { isDashboardPath, sendDashboard } from "./dashboard.js";
 import { gatewayError, sendError, sendJson } from "./http-errors.js";
 import { createGatewayMetrics, type GatewayMetrics, registerUsageLogMetrics } from "./metrics.js";
 import { createUpstreamClients } from "./upstream/create-clients.js";
@@ -41,6 +42,7 @@ const ROUTE_METHODS: Record<string, string> = {
   "/healthz": "GET",
   "/readyz": "GET",
   "/metrics": "GET",
+  "/dashboard": "GET",
 };
 
 import { UpstreamCancel, type UpstreamClient } from "./upstream/types.js";
@@ -189,6 +191,10 @@ export function createGateway(options: GatewayOptions): Gateway {
       const ok = (await storeReachable(store)) && (!auth.required || keys.loaded);
       sendJson(res, ok ? 200 : 503, { status: ok ? "ready" : "store unavailable", store: store.kind });
       return "readyz";
+    }
+    if (req.method === "GET" && isDashboardPath(path)) {
+      sendDashboard(res, path);
+      return "dashboard";
     }
     if (req.method === "GET" && path === "/metrics") {
       const text = await metrics.registry.metrics();
