@@ -484,6 +484,20 @@ describe("usage with one side missing", () => {
     });
   });
 
+  it("a total alone is split by the request's own input count (not all priced as input)", async () => {
+    const tf = make();
+    const a = await tf.admit({ feature: "chat", user: "total", messages: msgs("hi") });
+    const r = await a.settle({ total_tokens: a.inputTokens + 1000 });
+    expect(r).toMatchObject({
+      chargedTokens: a.inputTokens + 1000,
+      usage: { inputTokens: a.inputTokens, outputTokens: 1000 },
+    });
+    // gpt-4o: $2.50 / 1M input, $10 / 1M output.
+    expect(r.costNanoUsd).toBe(a.inputTokens * 2500 + 1000 * 10_000);
+    const b = await tf.admit({ feature: "chat", user: "total", messages: msgs("hi") });
+    expect(await b.settle({ total_tokens: 3 })).toMatchObject({ usage: { inputTokens: 3, outputTokens: 0 } });
+  });
+
   it("feature names that are not own config keys read as disabled, never as something truthy", () => {
     const tf = make();
     for (const name of ["__proto__", "constructor", "toString", "hasOwnProperty"]) {

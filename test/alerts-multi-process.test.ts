@@ -71,7 +71,7 @@ describe("hourly cost alerts across 4 processes", () => {
     expect(Object.fromEntries(byScope)).toEqual({ global: 1, "feature:chat": 1 });
     for (const b of hook.bodies) {
       expect(b.kind).toBe("hourly_cost");
-      expect(b.text).toMatch(/^tokenfuse: .* spent \$\d+\.\d{2,4} in the hour from/);
+      expect(b.text).toMatch(/^tokenfuse: .* spent \$\d+\.\d{2,9} in the hour from/);
       if (b.scope === "feature:chat") expect(b.text).toMatch(/switched off until \d\d:00Z/);
     }
   });

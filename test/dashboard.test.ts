@@ -175,7 +175,9 @@ describe("the dashboard (/dashboard) over the admin API", () => {
   });
 
   it("formats money exactly as the CLI does", () => {
-    for (const n of [0, 1, 9_999_999, 10_000_000, 120_000, 5e9, 123_456_789_012]) {
+    for (const n of [
+      0, 1, 10_000, 40_000, 9_999_999, 10_000_000, 120_000, 5e9, 123_456_789_012, 9_007_199_254_740_991,
+    ]) {
       expect(app.formatUsd(n)).toBe(formatUsd(n));
     }
     expect(app.hourWindowOf(Date.UTC(2026, 10, 24, 16, 59, 59))).toBe("2026-11-24T16:00Z");

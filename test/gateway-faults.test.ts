@@ -102,6 +102,44 @@ describe("gateway: upstream faults and client disconnects", () => {
     expect(await estimated()).toBe(flagged + 1);
   });
 
+  it("no usage from a reasoning model that completed: charged its whole output cap (hidden reasoning is billed), streamed or not", async () => {
+    const config = loadConfig(
+      {
+        upstreams: { provider: { type: "openai", base_url: mock.baseUrl, timeout_ms: 1500 } },
+        features: { think: { model: "o3", max_input: 1000, max_output: 100, on_exceed: "trim" } },
+        tiers: { free: { daily_tokens: 1_000_000 } },
+        default_tier: "free",
+      },
+      {},
+    );
+    const g = createGateway({ config, store: createMemoryStore(), logger: silentLogger });
+    const url = `http://127.0.0.1:${await g.listen(0)}`;
+    try {
+      const day = async () =>
+        (
+          (await (await fetch(`${url}/v1/budget`)).json()) as {
+            user: { day: { used: number; reserved: number } };
+          }
+        ).user.day;
+      for (const stream of [false, true]) {
+        const before = await day();
+        const res = await fetch(`${url}/v1/chat/completions`, {
+          method: "POST",
+          headers: { "content-type": "application/json", "x-mock-fault": "no-usage" },
+          body: JSON.stringify({ model: "o3", messages, stream }),
+        });
+        expect(res.status).toBe(200);
+        await res.text();
+        // The visible answer is 60 tokens; the reservation's output allowance is 100.
+        expect(lastRecord()?.completionTokens).toBe(60);
+        const after = await day();
+        expect([stream, after.used - before.used, after.reserved]).toEqual([stream, prompt + 100, 0]);
+      }
+    } finally {
+      await g.close();
+    }
+  });
+
   it("a client that disconnects mid-stream aborts the upstream request and is charged what was generated", async () => {
     const before = await used("anonymous");
     const ac = new AbortController();

@@ -6,9 +6,17 @@
 const TOKEN_KEY = "tokenfuse.adminToken";
 const REFRESH_MS = 5000;
 
-/** A nano-USD amount as dollars: cents when whole cents, else four decimals (as the CLI prints). */
+/**
+ * A nano-USD amount as dollars, exactly, as the CLI prints it (src/cost/format-usd.ts): cents when
+ * whole cents, else at least four decimals and as many more as needed.
+ */
 export function formatUsd(nanoUsd) {
-  return `$${(nanoUsd / 1e9).toFixed(nanoUsd % 10_000_000 === 0 ? 2 : 4)}`;
+  const sign = nanoUsd < 0 ? "-" : "";
+  const n = Math.abs(nanoUsd);
+  const whole = Math.floor(n / 1e9);
+  const fraction = String(n - whole * 1e9).padStart(9, "0");
+  const digits = n % 10_000_000 === 0 ? fraction.slice(0, 2) : fraction.replace(/0{1,5}$/, "");
+  return `${sign}$${whole}.${digits}`;
 }
 
 /** An integer with thousands separators. */

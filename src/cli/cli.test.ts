@@ -300,7 +300,7 @@ describe("tokenfuse simulate", () => {
     expect(await main(["simulate", "--log", log, "--config", tight], t.cliIo)).toBe(0);
     // 3 000 + 3 000 charged, then 6 000 + 3 000 reserved > 6 500: the third is refused.
     const [simulated, logged] = t.out().split("as logged:");
-    expect(simulated).toMatch(/chat\s+3\s+2\s+0\s+1\s+4,000\s+2,000\s+\$0\.0300/);
+    expect(simulated).toMatch(/chat\s+3\s+2\s+0\s+1\s+4,000\s+2,000\s+\$0\.03\s/);
     expect(logged).toMatch(/chat\s+3\s+3\s+0\s+0\s+6,000\s+3,000\s+\$0\.0450/);
     expect(t.out()).toMatch(/chat\s+user_budget_exceeded\s+1\s+0/);
     expect(t.out()).toContain("approximated (the log holds token counts, not messages):");
@@ -366,7 +366,7 @@ describe("tokenfuse simulate", () => {
     const t = io();
     expect(await main(["simulate", "--log", log], t.cliIo)).toBe(0);
     expect(t.out()).toMatch(/: 0 lines \(0 decisions, 0 settlements\), empty log/);
-    expect(t.out()).toMatch(/^total\s+0\s+0\s+0\s+0\s+0\s+0\s+\$0\.0000$/m);
+    expect(t.out()).toMatch(/^total\s+0\s+0\s+0\s+0\s+0\s+0\s+\$0\.00$/m);
     const j = io();
     expect(await main(["simulate", "--log", log, "--json"], j.cliIo)).toBe(0);
     expect(JSON.parse(j.out())).toMatchObject({

@@ -1,3 +1,4 @@
+import { formatUsd } from "../cost/format-usd.js";
 /** Renders rows as a plain aligned text table (first row is the header). */
 export function renderTable(rows: string[][]): string {
   const widths: number[] = [];
@@ -22,5 +23,6 @@ export function num(n: number | undefined): string {
 /** Formats nano-USD as dollars (4 decimals below $1, else cents). */
 export function usd(nano: number | undefined): string {
   if (nano === undefined) return "-";
-  return `$${(nano / 1e9).toFixed(nano < 1e9 ? 4 : 2)}`;
+  // Cents from a dollar up; below, exact (a small spend is never shown as $0.0000).
+  return nano >= 1e9 ? `$${(nano / 1e9).toFixed(2)}` : formatUsd(nano);
 }

@@ -254,7 +254,7 @@ const alertsSchema = strict("an alerts mapping", {
   hourly_cost_usd: usdAmount()
     .optional()
     .describe(
-      "Alert when the cost of one hour, per feature or globally, crosses this amount (once per scope per hour).",
+      "Alert when the spend of all features in one UTC hour crosses this amount (once per hour, however many processes see it). A feature's own hourly_cost_usd alerts for that feature (and switches it off).",
     ),
   daily_budget_thresholds: uniqueList(fraction(), "fractions in (0, 1]")
     .default([...DEFAULT_DAILY_BUDGET_THRESHOLDS])
@@ -362,7 +362,7 @@ export const configFileSchema = strict("a mapping of config sections", {
   unknown_price: oneOf(["reject", "allow_and_alert"])
     .default("reject")
     .describe(
-      "A model with no known price: `reject` (400 `price_unknown`) or `allow_and_alert`. Never counted as free silently.",
+      "A model with no known price: `reject` (400 `price_unknown`, the default) or `allow_and_alert` (admitted; one `unknown_price` alert per model and day; its tokens count against every token budget, but its cost is unknown: the usage log marks each such settlement `unpriced`, and spend counters, cost alerts, breakers and the global cost cap add $0 for it, so cost caps do not stop it). Give such a model a price under `prices:` instead when cost caps must hold.",
     ),
 }).meta({
   title: "tokenfuse configuration",

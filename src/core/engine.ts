@@ -2,7 +2,7 @@ import { randomUUID } from "node:crypto";
 import type { FeatureConfig, ResolvedConfig, TierConfig } from "../config/types.js";
 import { costNanoUsd } from "../cost/cost.js";
 import { formatUsd } from "../cost/format-usd.js";
-import type { PriceTable } from "../cost/price-table.js";
+import { type PriceTable, priceForInput } from "../cost/price-table.js";
 import {
   applyInputPolicy,
   INPUT_MEASURE_FACTOR,
@@ -476,7 +476,8 @@ export function createEngine(deps: EngineDeps): Engine {
         base,
       );
     }
-    const price = deps.prices.priceFor(model);
+    // The price in force when the request is admitted (prices change on dates and at peak hours).
+    const price = deps.prices.priceFor(model, clock.nowMs());
     if (!price) {
       if (config.unknownPrice === "reject") {
         reject(
@@ -687,7 +688,7 @@ export function createEngine(deps: EngineDeps): Engine {
         let u: Usage | undefined;
         if (usage !== undefined && usage !== null) {
           try {
-            u = normalizeUsage(usage);
+            u = normalizeUsage(usage, policy.inputTokens);
           } catch (e) {
             // Bad input changes nothing: the caller may still settle correctly.
             return Promise.reject(e);
@@ -707,7 +708,11 @@ export function createEngine(deps: EngineDeps): Engine {
         const actual = u ? chargedTokens(u) : 0;
         // Saturated rather than refused: past 2^53 nano-USD ($9 million) the amount is beyond every
         // alert anyway, and a refused cost would leave the reservation unsettled.
-        const cost = u && price ? Math.min(costNanoUsd(u, price), Number.MAX_SAFE_INTEGER) : undefined;
+        // Tiered prices: the tier of this request's input (e.g. past 200 000 tokens) prices all of it.
+        const cost =
+          u && price
+            ? Math.min(costNanoUsd(u, priceForInput(price, u.inputTokens)), Number.MAX_SAFE_INTEGER)
+            : undefined;
         const atMs = clock.nowMs();
         // Spend is added in the same atomic step as the settlement, so the hourly counters equal the
         // sum of per-request costs exactly (and a duplicate settlement adds nothing).

@@ -9,11 +9,12 @@ function count(name: string, v: unknown): number {
 }
 
 /**
- * Normalises a provider's usage object (OpenAI shape, details included) to integers.
+ * Normalises a provider's usage object (OpenAI shape, details included) to integers; when it only
+ * says `total_tokens`, `sentInputTokens` (the request's own input count) splits it.
  * Throws a TypeError for values that are not non-negative integers: a malformed usage must not be
  * silently read as zero (that would under-charge).
  */
-export function normalizeUsage(u: OpenAIUsage): Usage {
+export function normalizeUsage(u: OpenAIUsage, sentInputTokens?: number): Usage {
   if (typeof u !== "object" || u === null) throw new TypeError("usage must be an object");
   let inputTokens = count("prompt_tokens", u.prompt_tokens);
   let outputTokens = count("completion_tokens", u.completion_tokens);
@@ -23,9 +24,11 @@ export function normalizeUsage(u: OpenAIUsage): Usage {
   if (!hasInput && !hasOutput) {
     if (u.total_tokens == null)
       throw new TypeError("usage has no prompt_tokens, completion_tokens or total_tokens");
-    // Only a total was reported: charge it all as input (the split cannot be known).
-    inputTokens = total;
-    outputTokens = 0;
+    // Only a total was reported. With the input count of what was sent (`sentInputTokens`, the
+    // engine's count), the input is that much of it and the rest is output; without it, all input.
+    // Why: output costs 4-8× input, so a total priced as input under-charged a request ~4×.
+    inputTokens = sentInputTokens === undefined ? total : Math.min(sentInputTokens, total);
+    outputTokens = total - inputTokens;
   } else if (u.total_tokens != null && (!hasInput || !hasOutput)) {
     // One side and the total: the other side is the difference (else it would go uncharged).
     const known = hasInput ? inputTokens : outputTokens;

@@ -391,7 +391,13 @@ async function settleWith(
     return;
   }
   const reason = failure ?? c.problem;
-  const est = estimateUsage(a, generated);
+  // A reasoning model that completed its answer generated hidden reasoning tokens, billed as output
+  // and absent from the text: the whole output allowance (cap × n), as the library wrappers charge.
+  // A cut answer is charged what passed (its reasoning is unknown, possibly little).
+  const est =
+    failure === undefined && COMPLETION_CAP_ONLY.test(a.model)
+      ? { prompt_tokens: a.inputTokens, completion_tokens: a.reservedTokens - a.inputTokens }
+      : estimateUsage(a, generated);
   deps.metrics.estimatedSettlements.inc({ feature: a.feature, reason });
   deps.logger.warn(
     {

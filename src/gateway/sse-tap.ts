@@ -43,6 +43,9 @@ export function generatedParts(m: unknown, keep: (s: string) => void): void {
   if (!isObject(m)) return;
   if (typeof m.content === "string") keep(m.content);
   if (typeof m.refusal === "string") keep(m.refusal);
+  // Reasoning that OpenAI-compatible servers return as text (DeepSeek, vLLM, OpenRouter): billed output.
+  if (typeof m.reasoning_content === "string") keep(m.reasoning_content);
+  if (typeof m.reasoning === "string") keep(m.reasoning);
   const calls = Array.isArray(m.tool_calls) ? m.tool_calls : [];
   const legacy = isObject(m.function_call) ? [{ function: m.function_call }] : [];
   for (const tc of [...calls, ...legacy]) {

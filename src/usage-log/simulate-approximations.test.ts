@@ -169,4 +169,30 @@ describe("finding 8: memory on a log of refusals", () => {
   });
 });
 
+describe("an output above its cap (the provider went over max_tokens)", () => {
+  it("replayed with the same config is charged as logged; a lower cap caps it", async () => {
+    const path = logPath();
+    const cfg = (maxOutput: number) => ({
+      features: { chat: { model: "gpt-4o", max_input: 1000, max_output: maxOutput, on_exceed: "reject" } },
+      tiers: { free: { daily_tokens: 1_000_000 } },
+      default_tier: "free",
+    });
+    const tf = createTokenfuse({
+      config: { ...cfg(100), usage_log: { path } },
+      clock: { nowMs: () => Date.parse("2026-11-24T12:00:00Z") },
+      logger: silentLogger,
+      store: createMemoryStore(),
+    });
+    const a = await tf.admit({ feature: "chat", user: "u", messages: [{ role: "user", content: "hi" }] });
+    const r = await a.settle({ prompt_tokens: a.inputTokens, completion_tokens: 400 });
+    await tf.close();
+    const same = (await replayFile(path, cfg(100))).report;
+    expect(same.logged.total.cost_nano_usd).toBe(r.costNanoUsd);
+    expect(same.simulated.total.cost_nano_usd).toBe(r.costNanoUsd);
+    const lower = (await replayFile(path, cfg(50))).report;
+    // gpt-4o output: $10 / 1M = 10 000 nano-USD per token; 400 logged, 50 under the lower cap.
+    expect((r.costNanoUsd ?? 0) - (lower.simulated.total.cost_nano_usd ?? 0)).toBe(350 * 10_000);
+  });
+});
+
 /** A decision line's fields as the engine writes them: 10 tokens in, 600 out reserved. */

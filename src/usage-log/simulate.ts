@@ -20,7 +20,7 @@ export const APPROXIMATIONS: readonly string[] = [
   "Token counts are taken from the log as they were counted then, whatever model the config now names.",
   "Input over the new max_input: on_exceed reject refuses it; trim and summarize keep it when the part no trimming can drop (system messages and the newest user turn, logged as input_tokens_floor) fits, counted at max_input (an upper bound: trimming keeps whole turns), else refuse it; an input under the cap it was logged with has no input_tokens_floor, and is assumed to fit (trimmed, counted at max_input); truncate is assumed to fit, at max_input. With max_input unchanged, the input the log shows after trimming is used as is.",
   "An input counted only up to 4 × max_input (input_tokens_before_capped) is taken at that lower bound.",
-  "Settlements re-charge the logged usage: output capped at the new output cap × n, and the new input count when it differs from what was sent then; costs use the config's prices.",
+  "Settlements re-charge the logged usage: output capped at the new output cap × n when that cap is lower than the one it was sent with, and the new input count when it differs from what was sent then; costs use the config's prices.",
   "Summary calls are replayed as the log shows them (as requests of their summarize_with feature), whether or not the new config would summarize.",
   "Requests refused because the budget store was unavailable when logged (budget_store_unavailable) are not replayed (the replay's store is always up); they are listed apart.",
   "Requests admitted while the store was unavailable (store store_unavailable or local, on_error allow/local) are replayed against the full limits of an always-up store; they are counted apart.",
@@ -194,6 +194,8 @@ interface Pending {
   /** Input sent in the replay, and in the log. */
   input: number;
   loggedInput: number;
+  /** The output cap the log shows (absent in logs that do not hold it). */
+  loggedMaxOutput: number | undefined;
   n: number;
 }
 
@@ -318,6 +320,7 @@ export async function createSimulation(
         admission,
         input: admission.inputTokens,
         loggedInput: rec.input_tokens ?? input.tokens,
+        loggedMaxOutput: rec.max_output,
         n: rec.n ?? 1,
       });
     } catch (e) {
@@ -348,8 +351,10 @@ export async function createSimulation(
       await a.settle();
       return;
     }
-    const outputCap = a.maxOutputTokens * p.n;
-    const output = Math.min(rec.output_tokens, outputCap);
+    // Capped only where the new config lowers the cap: an output above the cap it was sent with (the
+    // provider went over it) is charged as logged when the cap did not change.
+    const lowered = p.loggedMaxOutput === undefined || a.maxOutputTokens < p.loggedMaxOutput;
+    const output = lowered ? Math.min(rec.output_tokens, a.maxOutputTokens * p.n) : rec.output_tokens;
     const input = p.input === p.loggedInput ? rec.input_tokens : p.input;
     const usage: OpenAIUsage = {
       prompt_tokens: input,
