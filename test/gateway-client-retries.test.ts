@@ -92,13 +92,14 @@ describe("refusals and the official client's own retries", () => {
     expect(off.headers.get("x-should-retry")).toBe("false");
     await off.text();
 
-    // A per-minute limit clears within the minute: the client may retry after Retry-After.
+    // A per-minute limit clears within the minute: the client may retry after Retry-After. A request
+    // larger than the whole limit never fits: no Retry-After, and not retryable.
     const g = createGateway({
       config: loadConfig(
         {
           upstreams: { p: { type: "openai", base_url: mock.baseUrl, api_key: "sk-x" } },
-          features: { chat: { model: "gpt-4o", max_input: 300, max_output: 100, on_exceed: "trim" } },
-          global: { tokens_per_minute: 50 },
+          features: { chat: { model: "gpt-4o", max_input: 300, max_output: 500, on_exceed: "trim" } },
+          global: { tokens_per_minute: 300 },
           keys: [{ hash: hashApiKey(KEY), user: "bob" }],
         },
         {},
@@ -107,20 +108,32 @@ describe("refusals and the official client's own retries", () => {
       logger: silentLogger,
     });
     const url = `http://127.0.0.1:${await g.listen(0)}`;
-    try {
-      const res = await fetch(`${url}/v1/chat/completions`, {
+    const send = (maxTokens: number, headers: Record<string, string> = {}) =>
+      fetch(`${url}/v1/chat/completions`, {
         method: "POST",
-        headers: { authorization: `Bearer ${KEY}`, "content-type": "application/json" },
+        headers: { authorization: `Bearer ${KEY}`, "content-type": "application/json", ...headers },
         body: JSON.stringify({
           model: "gpt-4o",
           messages: [{ role: "user", content: "x" }],
-          max_tokens: 250,
+          max_tokens: maxTokens,
         }),
       });
-      expect(res.status).toBe(429);
-      expect(Number(res.headers.get("retry-after"))).toBeLessThanOrEqual(60);
-      expect(res.headers.get("x-should-retry")).toBeNull();
-      await res.text();
+    try {
+      // The first uses ~158 of the minute's 300; the second (another ~158) must wait for the next minute.
+      const first = await send(150, { "x-mock-completion-tokens": "150" });
+      expect(first.status).toBe(200);
+      await first.text();
+      const later = await send(150);
+      expect(later.status).toBe(429);
+      expect(Number(later.headers.get("retry-after"))).toBeGreaterThan(0);
+      expect(Number(later.headers.get("retry-after"))).toBeLessThanOrEqual(60);
+      expect(later.headers.get("x-should-retry")).toBeNull();
+      await later.text();
+      const never = await send(400);
+      expect(never.status).toBe(429);
+      expect(never.headers.get("retry-after")).toBeNull();
+      expect(never.headers.get("x-should-retry")).toBe("false");
+      await never.text();
     } finally {
       await g.close();
     }

@@ -356,6 +356,8 @@ describe("gateway: odd upstream answers", () => {
       const g = await gatewayWith(async () => whole(status, providerText));
       const res = await g.post({});
       expect(res.status).toBe(502);
+      // A config fault no client retry can fix.
+      expect(res.headers.get("x-should-retry")).toBe("false");
       const text = await res.text();
       expect(text).not.toMatch(/sk-|Incorrect API key/);
       const err = (JSON.parse(text) as { error: { code: string; message: string } }).error;

@@ -46,6 +46,37 @@ describe("decision alerts through the configured sinks", () => {
     ).toHaveLength(1);
   });
 
+  it("a request larger than the whole budget is refused without a wait and without an 'exhausted' alert", async () => {
+    const { logger, warnings } = capture();
+    const tf = createTokenfuse({
+      config: {
+        features: { chat: { model: "gpt-4o", max_input: 1000, max_output: 900, on_exceed: "trim" } },
+        tiers: { free: { daily_tokens: 500 }, fast: { daily_tokens: 100_000, tokens_per_minute: 300 } },
+        default_tier: "free",
+        alerts: { daily_budget_thresholds: [0.8, 1], sinks: [{ type: "log" }] },
+      },
+      store: createMemoryStore(),
+      logger,
+    });
+    for (const tier of ["free", "fast"]) {
+      const e = await tf
+        .admit({ feature: "chat", user: `big-${tier}`, tier, messages: [{ role: "user", content: "hi" }] })
+        .catch((x: unknown) => x);
+      expect(e).toMatchObject({ code: "user_budget_exceeded", retryAfterMs: undefined });
+      expect((e as Error).message).toMatch(/can never fit; lower max_tokens or the input/);
+    }
+    // The budget is untouched: a request that fits is admitted at once.
+    const ok = await tf.admit({
+      feature: "chat",
+      user: "big-free",
+      messages: [{ role: "user", content: "hi" }],
+      maxTokens: 100,
+    });
+    await ok.settle({ prompt_tokens: ok.inputTokens, completion_tokens: 10 });
+    await tf.close();
+    expect(warnings.filter((w) => /big-free/.test(w))).toEqual([]);
+  });
+
   it("the runaway detector is wired: a conversation re-sending its history raises one alert", async () => {
     const { logger, warnings } = capture();
     let now = Date.parse("2026-11-24T09:00:00Z");

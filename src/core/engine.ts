@@ -570,23 +570,29 @@ export function createEngine(deps: EngineDeps): Engine {
       // The limit that refused: the scope's, or the per-process share of it while the shared store is down.
       const limit = r.limit ?? s.limit;
       const left = Math.max(0, limit - r.committed);
+      // Larger than the whole limit of its window: no wait makes it fit, so no Retry-After (clients
+      // would sleep until the window resets and be refused again), and not the budget's exhaustion.
+      const never = r.limit === undefined && reservedTokens > s.limit;
+      const needs = `request needs ${reservedTokens} tokens (${policy.inputTokens} input + ${maxOutputTokens}${n > 1 ? ` × ${n}` : ""} output)`;
       reject(
         new TokenBudgetError({
           code: refusalCode(s.kind),
-          message: `request needs ${reservedTokens} tokens (${policy.inputTokens} input + ${maxOutputTokens}${n > 1 ? ` × ${n}` : ""} output) but the ${describeScope(s)} has ${left} of ${limit} left${r.limit !== undefined ? " (this process's share while the budget store is unreachable)" : ""}`,
+          message: never
+            ? `${needs}, more than the ${describeScope(s)} allows in all (${limit}): it can never fit; lower max_tokens or the input`
+            : `${needs} but the ${describeScope(s)} has ${left} of ${limit} left${r.limit !== undefined ? " (this process's share while the budget store is unreachable)" : ""}`,
           scope: s.kind,
           limit,
           requested: reservedTokens,
           // This process's share refused while the store is down: the budget itself may have room,
           // and the store may be back in a moment, so not "until the window resets" (hours).
-          retryAfterMs: r.limit !== undefined ? 1000 : Math.max(0, s.resetAtMs - nowMs),
+          retryAfterMs: never ? undefined : r.limit !== undefined ? 1000 : Math.max(0, s.resetAtMs - nowMs),
         }),
         base,
         // A refusal by this process's share while the store is down (r.limit) is not the budget's
         // exhaustion: reporting it so would spend the day's "exhausted" alert on a false one.
         r.limit !== undefined
           ? { storeStatus: "local" }
-          : s.window === "day" && (s.kind === "user" || s.kind === "feature")
+          : !never && s.window === "day" && (s.kind === "user" || s.kind === "feature")
             ? {
                 exhausted: {
                   scope: s.kind,

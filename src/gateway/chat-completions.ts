@@ -8,7 +8,7 @@ import type { ChatMessage, OpenAIUsage } from "../core/types.js";
 import { chargeableUsage } from "../core/usage.js";
 import { tokenizerForModel } from "../tokenizers/index.js";
 import type { Authenticator } from "./auth.js";
-import { gatewayError, sendError } from "./http-errors.js";
+import { gatewayError, notRetryable, sendError } from "./http-errors.js";
 import type { GatewayMetrics } from "./metrics.js";
 import { parseJsonObject, readBody } from "./read-body.js";
 import { createSseTap, generatedParts } from "./sse-tap.js";
@@ -111,7 +111,7 @@ function estimateUsage(a: Admission, generated: string): OpenAIUsage {
 }
 
 /** Headers of the mock upstream a test client may set. */
-const MOCK_HEADERS = ["x-mock-completion-tokens", "x-mock-fault"];
+const MOCK_HEADERS = ["x-mock-completion-tokens", "x-mock-fault", "x-mock-fault-after-chunks"];
 
 /** `POST /v1/chat/completions` */
 export async function handleChatCompletions(
@@ -174,7 +174,8 @@ export async function handleChatCompletions(
     await forward(req, res, body, admission, upstream, cancel, deps);
   } catch (e) {
     if (admission) {
-      // Upstream failed before any output: nothing was generated, release the whole reservation.
+      // Upstream failed before it answered: nothing was generated, release the whole reservation.
+      // (A call the upstream answered was settled already; this second settle is then a no-op.)
       await admission.settle().catch((err: unknown) => logger.error({ err: String(err) }, "release failed"));
     }
     sendError(res, e);
@@ -243,10 +244,12 @@ async function forward(
         { upstream: upstream.name, status: upstreamRes.status },
         "the upstream refused the gateway's credentials: check the upstream's api_key in the config",
       );
-      throw gatewayError(
-        "upstream_error",
-        `upstream "${upstream.name}" refused the gateway's credentials (${upstreamRes.status})`,
-        502,
+      throw notRetryable(
+        gatewayError(
+          "upstream_error",
+          `upstream "${upstream.name}" refused the gateway's credentials (${upstreamRes.status})`,
+          502,
+        ),
       );
     }
     // Any other 4xx is about the request itself (a bad parameter, an unknown model, the provider's
@@ -273,6 +276,16 @@ async function forward(
   try {
     text = await upstreamRes.text();
   } catch (e) {
+    // The upstream answered (2xx headers) and its body was cut: a non-streamed answer is generated
+    // whole before its first byte, so it is charged (the output cap × n: its size is unknown),
+    // estimated and flagged, never released.
+    const failure = cancel.clientGone
+      ? "client disconnected"
+      : cancel.timedOut
+        ? "upstream timed out"
+        : "upstream body cut";
+    observe("error");
+    await settleWith(a, undefined, "", failure, deps, "cap");
     throw upstreamFailure(e, cancel.timedOut, cancel.clientGone);
   }
   observe("2xx");
@@ -292,7 +305,7 @@ async function forward(
   } catch {
     // Not JSON: forwarded as is, charged from the estimate below.
   }
-  await settleWith(a, usage, generated, undefined, deps);
+  await settleWith(a, usage, generated, undefined, deps, COMPLETION_CAP_ONLY.test(a.model) ? "cap" : "text");
   // Added to our headers object rather than spread into a new one (spreads are slow in V8).
   ours["content-type"] = upstreamRes.headers["content-type"] ?? "application/json";
   ours["content-length"] = String(Buffer.byteLength(text));
@@ -310,19 +323,29 @@ async function streamThrough(
 ): Promise<void> {
   const so = body.stream_options as { include_usage?: unknown } | undefined;
   const tap = createSseTap({ stripUsage: so?.include_usage !== true });
-  res.writeHead(200, {
-    "content-type": "text/event-stream; charset=utf-8",
-    "cache-control": "no-cache",
-    connection: "keep-alive",
-    ...ours,
-  });
+  // The 200 goes out with the first bytes of the stream, not before: a stream that fails before
+  // any output is answered with the error (504/502 in the OpenAI envelope) instead of a 200 that
+  // breaks, which clients took for a connection error and retried.
+  let started = false;
+  const write = (s: string): boolean => {
+    if (!started) {
+      started = true;
+      res.writeHead(200, {
+        "content-type": "text/event-stream; charset=utf-8",
+        "cache-control": "no-cache",
+        connection: "keep-alive",
+        ...ours,
+      });
+    }
+    return res.write(s);
+  };
   // Why the stream stopped early, if it did (a fixed phrase: it is also a metric label).
   let failure: "client disconnected" | "upstream timed out" | "upstream stream failed" | undefined;
   const { cancel } = ctx;
   try {
     for await (const chunk of upstreamRes.body) {
       const out = tap.push(chunk);
-      if (out !== "" && !res.write(out)) {
+      if (out !== "" && !write(out)) {
         // Back-pressure: wait until the client drains, leaves, or the upstream's time is up (a
         // client that stops reading must not hold its reservation, or this handler, forever).
         await new Promise<void>((resolve) => {
@@ -346,7 +369,7 @@ async function streamThrough(
       if (cancel.upstream.aborted) break;
     }
     const rest = tap.end();
-    if (rest !== "" && !cancel.upstream.aborted) res.write(rest);
+    if (rest !== "" && !cancel.upstream.aborted) write(rest);
   } catch (e) {
     if (!cancel.clientGone && !cancel.timedOut) {
       failure = "upstream stream failed";
@@ -361,7 +384,24 @@ async function streamThrough(
   ctx.observe(failure ? "error" : "2xx");
   // Charged for what was generated: the reported usage (authoritative once seen, even if the stream
   // failed after it), else an estimate from the text that passed.
-  await settleWith(a, tap.usage, tap.generatedText(), failure, ctx.deps);
+  await settleWith(
+    a,
+    tap.usage,
+    tap.generatedText(),
+    failure,
+    ctx.deps,
+    failure === undefined && COMPLETION_CAP_ONLY.test(a.model) ? "cap" : "text",
+  );
+  if (failure && !cancel.clientGone && !started) {
+    // Nothing was sent yet: a proper error the client can read.
+    sendError(
+      res,
+      failure === "upstream timed out"
+        ? notRetryable(gatewayError("upstream_error", "upstream timed out before any output", 504))
+        : gatewayError("upstream_error", "upstream stream failed before any output", 502),
+    );
+    return;
+  }
   if (failure && !cancel.clientGone) {
     // The client has the headers already: end the stream abruptly so it sees a failure, not a short
     // answer. Why on the next turn: node:http hands this tick's writes to the socket at the end of
@@ -370,6 +410,7 @@ async function streamThrough(
     setImmediate(() => res.destroy(err));
     return;
   }
+  if (!started) write("");
   res.end();
 }
 
@@ -384,6 +425,7 @@ async function settleWith(
   generated: string,
   failure: string | undefined,
   deps: ChatHandlerDeps,
+  estimate: "text" | "cap",
 ): Promise<void> {
   const c = chargeableUsage(reported);
   if (c.usage) {
@@ -391,11 +433,11 @@ async function settleWith(
     return;
   }
   const reason = failure ?? c.problem;
-  // A reasoning model that completed its answer generated hidden reasoning tokens, billed as output
-  // and absent from the text: the whole output allowance (cap × n), as the library wrappers charge.
-  // A cut answer is charged what passed (its reasoning is unknown, possibly little).
+  // `cap`: the whole output allowance (cap × n), for an answer whose size the text does not tell: a
+  // reasoning model's completed answer (its hidden reasoning is billed as output), or a non-streamed
+  // answer whose body was cut (generated whole before its first byte). `text`: what passed, counted.
   const est =
-    failure === undefined && COMPLETION_CAP_ONLY.test(a.model)
+    estimate === "cap"
       ? { prompt_tokens: a.inputTokens, completion_tokens: a.reservedTokens - a.inputTokens }
       : estimateUsage(a, generated);
   deps.metrics.estimatedSettlements.inc({ feature: a.feature, reason });
@@ -417,7 +459,8 @@ function upstreamFailure(e: unknown, timedOut: boolean, clientGone: boolean) {
   // undici's own header/body timeouts (UND_ERR_HEADERS_TIMEOUT, …) can fire just before our signal.
   const code = (e as { code?: unknown } | undefined)?.code;
   if (timedOut || (typeof code === "string" && code.includes("TIMEOUT"))) {
-    return gatewayError("upstream_error", "upstream timed out", 504);
+    // The gateway waited the upstream's whole timeout: a client retry would wait as long again.
+    return notRetryable(gatewayError("upstream_error", "upstream timed out", 504));
   }
   return gatewayError(
     "upstream_error",

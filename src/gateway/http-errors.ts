@@ -36,6 +36,19 @@ export function gatewayError(
  */
 export const CLIENT_RETRY_MAX_MS = 60_000;
 
+/** Errors a client's own retry cannot fix (marked where they are made): `x-should-retry: false`. */
+const NOT_RETRYABLE = new WeakSet<object>();
+
+/**
+ * Marks an error as one a client must not retry by itself: the upstream timed out (the gateway has
+ * already waited its whole timeout; a retry waits as long again), or refused the gateway's own
+ * credentials (a config fault).
+ */
+export function notRetryable<E extends object>(e: E): E {
+  NOT_RETRYABLE.add(e);
+  return e;
+}
+
 /**
  * The one place that turns an error into an HTTP response: the OpenAI envelope, the status from
  * the code table, and `Retry-After` (whole seconds, rounded up) on refusals that carry a reset time,
@@ -66,10 +79,16 @@ export function sendError(res: ServerResponse, e: unknown, extraHeaders: Record<
     if (err.retryAfterMs !== undefined) {
       headers["retry-after"] = String(Math.max(1, Math.ceil(err.retryAfterMs / 1000)));
     }
-    if (err.code === "feature_disabled" || (err.retryAfterMs ?? 0) > CLIENT_RETRY_MAX_MS) {
+    if (
+      err.code === "feature_disabled" ||
+      (err.retryAfterMs ?? 0) > CLIENT_RETRY_MAX_MS ||
+      // A budget refusal with no wait at all: the request alone exceeds the limit.
+      (err.status === 429 && err.retryAfterMs === undefined)
+    ) {
       headers["x-should-retry"] = "false";
     }
   }
+  if (NOT_RETRYABLE.has(err)) headers["x-should-retry"] = "false";
   res.writeHead(err.status, headers);
   res.end(body);
 }
