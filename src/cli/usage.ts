@@ -66,10 +66,18 @@ export async function runUsage(args: string[], io: CliIo): Promise<number> {
         usd(r.costNanoUsd),
       ]);
     if (table.length === 1) io.out(`no usage in the last ${hours} h\n`);
-    else
+    else {
+      // With --user, the hour rows and their total are everyone's (the feature's with --feature);
+      // the user's own spend is in the user's day rows, totalled apart.
+      let userLine = "";
+      if (user !== undefined) {
+        const own = result.rows.filter((r) => r.scope === `user ${user}`);
+        userLine = `\nuser ${user}'s cost on the days shown: ${usd(own.reduce((s, r) => s + r.costNanoUsd, 0))}\n`;
+      }
       io.out(
-        `${renderTable(table)}\n\ntotal cost in the last ${hours} h${feature ? ` for ${feature}` : ""}: ${usd(result.totalCostNanoUsd)}\n`,
+        `${renderTable(table)}\n\ntotal cost in the last ${hours} h${feature ? ` for ${feature}` : user !== undefined ? " (all users)" : ""}: ${usd(result.totalCostNanoUsd)}\n${userLine}`,
       );
+    }
     return 0;
   } finally {
     await store.close();
