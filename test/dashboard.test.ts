@@ -174,7 +174,7 @@ describe("the dashboard (/dashboard) over the admin API", () => {
     expect(doc.querySelectorAll("#user-result img, #user-result script").length).toBe(0);
   });
 
-  it("formats money exactly as the CLI does", () => {
+  it("formats money as formatUsd does (alerts; the CLI below $1): exactly, at least four decimals", () => {
     for (const n of [
       0, 1, 10_000, 40_000, 9_999_999, 10_000_000, 120_000, 5e9, 123_456_789_012, 9_007_199_254_740_991,
     ]) {

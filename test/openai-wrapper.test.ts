@@ -66,6 +66,34 @@ describe("guardOpenAI: the official client wrapped by the library", () => {
     });
   });
 
+  it("a non-streamed answer whose body is cut after its 200 is charged (input + cap), not released", async () => {
+    const own = createTokenfuse({
+      config: {
+        features: { chat: { model: "gpt-4o", max_input: 500, max_output: 40, on_exceed: "trim" } },
+        tiers: { free: { daily_tokens: 100_000 } },
+        default_tier: "free",
+      },
+      store: createMemoryStore(),
+      logger: silentLogger,
+    });
+    const messages = [{ role: "user", content: "Tell me a long story" }];
+    const before = mock.upstream.ledger().totals.requests;
+    // The real client throws a plain TypeError ("terminated", no status) for a body cut mid-way.
+    const e = await guardOpenAI(client as never, own)
+      .create(
+        { feature: "chat", user: "cut" },
+        { model: "gpt-4o", messages },
+        { headers: { "x-mock-fault": "reset-mid-stream" } },
+      )
+      .catch((x: unknown) => x);
+    expect(e).toBeInstanceOf(Error);
+    expect((e as { status?: unknown }).status).toBeUndefined();
+    expect(mock.upstream.ledger().totals.requests - before).toBe(1);
+    const prompt = getChatTokenizer("o200k_base").countChat(messages);
+    expect((await own.remaining({ user: "cut" })).user.day).toMatchObject({ used: prompt + 40, reserved: 0 });
+    await own.close();
+  });
+
   it("a refusal throws TokenBudgetError before anything is sent; a provider error releases the reservation", async () => {
     const g = guardOpenAI(client as never, tf);
     const before = mock.upstream.ledger().totals.requests;

@@ -201,7 +201,8 @@ async function forward(
 ): Promise<void> {
   const { metrics, logger } = deps;
   const started = performance.now();
-  // Only the mock's own control headers are passed on; nothing else the client sends reaches a provider.
+  // Of the client's headers only the mock's control headers (x-mock-*) are passed on, to whatever
+  // upstream (a real provider ignores them); nothing else the client sends reaches a provider.
   let extra: Record<string, string> | undefined;
   for (const h of MOCK_HEADERS) {
     const v = header(req, h);

@@ -80,6 +80,7 @@ export interface AiSdkCallOptions {
   responseFormat?: { type: "text" } | { type: "json"; schema?: unknown; name?: string; description?: string };
   providerOptions?: ProviderOptions;
   headers?: Record<string, string | undefined>;
+  abortSignal?: AbortSignal;
   [key: string]: unknown;
 }
 
@@ -638,8 +639,17 @@ export function tokenfuseMiddleware(
         const other = modelFor(a, model);
         res = (await (other ? other.doStream(params) : doStream())) as StreamResult;
       } catch (e) {
-        // Providers read ahead to the first chunk: a stream cut before it fails here, answered.
-        await settleFailure(a, e, passedOutputEstimate(a, []));
+        // Providers read ahead to the first output chunk inside doStream: a stream cut before it
+        // fails here with the 2xx status (answered: the input is charged). An abort by the caller
+        // fails here too, without a status, whether or not the provider had answered (a reasoning
+        // model thinking before its first output): charged the input, flagged, since the provider
+        // may well have processed it; a release would let a caller who always aborts before the
+        // first output spend input for free.
+        if (params.abortSignal?.aborted === true) {
+          await a
+            .settle(passedOutputEstimate(a, []), { estimated: "aborted before any output" })
+            .catch(settleFailed(a));
+        } else await settleFailure(a, e, passedOutputEstimate(a, []));
         throw e;
       }
       const reader = res.stream.getReader();

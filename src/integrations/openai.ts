@@ -10,6 +10,7 @@ import { fullCapEstimate, passedOutputEstimate, providerAnswered, wrapperSettlem
 export interface OpenAIChatClient {
   chat: {
     completions: {
+      /** The official client returns an APIPromise (with `asResponse()`); any promise will do. */
       create(body: Record<string, unknown>, options?: Record<string, unknown>): Promise<unknown>;
     };
   };
@@ -122,14 +123,23 @@ export function guardOpenAI(
     async create(ctx, body, options) {
       const a = await tf.admit(requestFor(ctx, body));
       let res: { usage?: OpenAIUsage | null };
+      /** The provider answered (2xx headers): from then on the call is charged, never released. */
+      let answered = false;
       try {
-        res = (await client.chat.completions.create(
-          { ...providerBody(body, a), stream: false },
-          options,
-        )) as typeof res;
+        const call = client.chat.completions.create({ ...providerBody(body, a), stream: false }, options);
+        // The official client's APIPromise says when the response arrived, before its body is read:
+        // a body cut after that throws a plain TypeError (no status), yet the answer was generated.
+        // `asResponse()` shares the same request (nothing is sent twice).
+        (call as { asResponse?: () => Promise<{ ok?: boolean }> }).asResponse?.().then(
+          (r) => {
+            if (r?.ok !== false) answered = true;
+          },
+          () => {},
+        );
+        res = (await call) as typeof res;
       } catch (e) {
         // Refused or unanswered: release everything; answered (a 2xx whose body failed): the cap.
-        if (providerAnswered(e)) {
+        if (answered || providerAnswered(e)) {
           await a.settle(fullCapEstimate(a, (body.n as number) ?? 1), {
             estimated: "response failed after the provider answered",
           });
