@@ -8,6 +8,18 @@ import { createMemoryStore } from "../src/stores/memory-store.js";
 import { createTokenfuse, type Tokenfuse } from "../src/tokenfuse.js";
 import { getChatTokenizer } from "../src/tokenizers/index.js";
 
+/** A tokenfuse with room to spare: feature chat (gpt-4o, output cap 40), 100 000 tokens a day. */
+const fresh = () =>
+  createTokenfuse({
+    config: {
+      features: { chat: { model: "gpt-4o", max_input: 500, max_output: 40, on_exceed: "trim" } },
+      tiers: { free: { daily_tokens: 100_000 } },
+      default_tier: "free",
+    },
+    store: createMemoryStore(),
+    logger: silentLogger,
+  });
+
 describe("guardOpenAI: the official client wrapped by the library", () => {
   let mock: MockServer;
   let tf: Tokenfuse;
@@ -67,15 +79,7 @@ describe("guardOpenAI: the official client wrapped by the library", () => {
   });
 
   it("a non-streamed answer whose body is cut after its 200 is charged (input + cap), not released", async () => {
-    const own = createTokenfuse({
-      config: {
-        features: { chat: { model: "gpt-4o", max_input: 500, max_output: 40, on_exceed: "trim" } },
-        tiers: { free: { daily_tokens: 100_000 } },
-        default_tier: "free",
-      },
-      store: createMemoryStore(),
-      logger: silentLogger,
-    });
+    const own = fresh();
     const messages = [{ role: "user", content: "Tell me a long story" }];
     const before = mock.upstream.ledger().totals.requests;
     // The real client throws a plain TypeError ("terminated", no status) for a body cut mid-way.
@@ -126,16 +130,6 @@ describe("guardOpenAI: the official client wrapped by the library", () => {
 
 describe("guardOpenAI: what the provider generated is charged even when its usage cannot be", () => {
   const msgs = [{ role: "user", content: "hi" }];
-  const fresh = () =>
-    createTokenfuse({
-      config: {
-        features: { chat: { model: "gpt-4o", max_input: 500, max_output: 40, on_exceed: "trim" } },
-        tiers: { free: { daily_tokens: 100_000 } },
-        default_tier: "free",
-      },
-      store: createMemoryStore(),
-      logger: silentLogger,
-    });
   /** A fake client (no network): a response object, or a stream of chunks that may fail at the end. */
   const respond = (res: unknown): OpenAIChatClient => ({
     chat: { completions: { create: async () => res } },
