@@ -1,10 +1,6 @@
 import { createServer, type Server } from "node:http";
 import { createOpenAI } from "@ai-sdk/openai";
-import type {
-  LanguageModelV4CallOptions,
-  LanguageModelV4Prompt,
-  LanguageModelV4StreamPart,
-} from "@ai-sdk/provider";
+import type { LanguageModelV4Prompt, LanguageModelV4StreamPart } from "@ai-sdk/provider";
 import { generateText, streamText, wrapLanguageModel } from "ai";
 import { MockLanguageModelV4 } from "ai/test";
 import { afterAll, beforeAll, describe, expect, it } from "vitest";
@@ -20,6 +16,7 @@ import { guardOpenAI, type OpenAIChatClient } from "../src/integrations/openai.j
 import { createMemoryStore } from "../src/stores/memory-store.js";
 import type { Store } from "../src/stores/types.js";
 import { createTokenfuse, type Tokenfuse } from "../src/tokenfuse.js";
+import { recordingModel } from "./helpers/ai-sdk-models.js";
 
 // Edge cases of the AI SDK middleware found by review: money on calls the provider answered and
 // then failed, counting of tool results as @ai-sdk/openai sends them, the prompt's round trip.
@@ -38,26 +35,7 @@ function fresh(feature: object = {}, store: Store = createMemoryStore()): Tokenf
   });
 }
 const day = async (tf: Tokenfuse, user: string) => (await tf.remaining({ user })).user.day;
-const usage = (i: number, o: number) => ({
-  inputTokens: { total: i, noCache: i, cacheRead: undefined, cacheWrite: undefined },
-  outputTokens: { total: o, text: o, reasoning: undefined },
-});
-const recording = () => {
-  const calls: LanguageModelV4CallOptions[] = [];
-  const m = new MockLanguageModelV4({
-    modelId: "gpt-4o",
-    doGenerate: async (o) => {
-      calls.push(o);
-      return {
-        content: [{ type: "text", text: "ok" }],
-        finishReason: { unified: "stop", raw: "stop" },
-        usage: usage(10, 2),
-        warnings: [],
-      };
-    },
-  });
-  return { m, calls };
-};
+const recording = () => recordingModel();
 
 describe("with @ai-sdk/openai against the mock upstream", () => {
   let mock: MockServer;

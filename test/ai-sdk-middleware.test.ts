@@ -1,5 +1,5 @@
 import { createOpenAI } from "@ai-sdk/openai";
-import type { LanguageModelV4CallOptions, LanguageModelV4StreamPart } from "@ai-sdk/provider";
+import type { LanguageModelV4StreamPart } from "@ai-sdk/provider";
 import { generateText, streamText, tool, wrapLanguageModel } from "ai";
 import { MockLanguageModelV4 } from "ai/test";
 import { afterAll, beforeAll, describe, expect, it } from "vitest";
@@ -10,11 +10,7 @@ import { type MockServer, startMockServer } from "../src/gateway/mock/mock-serve
 import { chatMessagesOf, promptOf, tokenfuseMiddleware } from "../src/integrations/ai-sdk.js";
 import { createMemoryStore } from "../src/stores/memory-store.js";
 import { createTokenfuse, type Tokenfuse } from "../src/tokenfuse.js";
-
-const usageOf = (input: number, output: number) => ({
-  inputTokens: { total: input, noCache: input, cacheRead: undefined, cacheWrite: undefined },
-  outputTokens: { total: output, text: output, reasoning: undefined },
-});
+import { recordingModel, usageOf } from "./helpers/ai-sdk-models.js";
 
 function fresh(features: Record<string, object> = {}, dailyTokens = 100_000): Tokenfuse {
   return createTokenfuse({
@@ -190,23 +186,7 @@ describe("tokenfuseMiddleware with the AI SDK's own OpenAI provider, against the
 });
 
 describe("tokenfuseMiddleware: the prompt, the context and the model", () => {
-  /** A model that records the prompt it was sent and answers a fixed usage. */
-  const recording = (modelId = "gpt-4o") => {
-    const calls: LanguageModelV4CallOptions[] = [];
-    const m = new MockLanguageModelV4({
-      modelId,
-      doGenerate: async (o) => {
-        calls.push(o);
-        return {
-          content: [{ type: "text", text: "ok" }],
-          finishReason: { unified: "stop", raw: "stop" },
-          usage: usageOf(10, 2),
-          warnings: [],
-        };
-      },
-    });
-    return { m, calls };
-  };
+  const recording = recordingModel;
   const history = (turns: number) => {
     const msgs: Array<{ role: "user" | "assistant"; content: string }> = [];
     for (let i = 0; i < turns; i++) {

@@ -131,20 +131,18 @@ export interface TokenfuseLanguageModelMiddleware {
     params: P;
     model: AiSdkLanguageModel;
   }): Promise<P>;
-  wrapGenerate(options: {
-    doGenerate: () => PromiseLike<unknown>;
-    doStream: () => PromiseLike<unknown>;
-    params: AiSdkCallOptions;
-    model: AiSdkLanguageModel;
-    // biome-ignore lint/suspicious/noExplicitAny: the AI SDK's own result type, passed through unchanged
-  }): Promise<any>;
-  wrapStream(options: {
-    doGenerate: () => PromiseLike<unknown>;
-    doStream: () => PromiseLike<unknown>;
-    params: AiSdkCallOptions;
-    model: AiSdkLanguageModel;
-    // biome-ignore lint/suspicious/noExplicitAny: the AI SDK's own result type, passed through unchanged
-  }): Promise<any>;
+  // biome-ignore lint/suspicious/noExplicitAny: the AI SDK's own result type, passed through unchanged
+  wrapGenerate(options: AiSdkWrapOptions): Promise<any>;
+  // biome-ignore lint/suspicious/noExplicitAny: the AI SDK's own result type, passed through unchanged
+  wrapStream(options: AiSdkWrapOptions): Promise<any>;
+}
+
+/** What the AI SDK hands `wrapGenerate` and `wrapStream`. */
+export interface AiSdkWrapOptions {
+  doGenerate: () => PromiseLike<unknown>;
+  doStream: () => PromiseLike<unknown>;
+  params: AiSdkCallOptions;
+  model: AiSdkLanguageModel;
 }
 
 /** Who a call is for: any field may come from the middleware's options or from the call. */
