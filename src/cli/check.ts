@@ -50,6 +50,29 @@ export function budgetTable(config: ResolvedConfig): string {
   ].join("\n");
 }
 
+/**
+ * Limits too small for a feature's largest request (its max_input + max_output): such requests are
+ * refused whatever was spent before ("can never fit"), which a config review should know about.
+ */
+export function capWarnings(config: ResolvedConfig): string[] {
+  const out: string[] = [];
+  for (const f of Object.values(config.features)) {
+    const full = f.maxInputTokens + f.maxOutputTokens;
+    const needs = `feature ${f.name} at its caps needs ${num(full)} tokens (max_input + max_output)`;
+    const over = (what: string, limit: number) => {
+      if (full > limit)
+        out.push(`${needs}, more than ${what} (${num(limit)}): its largest requests are always refused`);
+    };
+    if (f.dailyTokens !== undefined) over("its own daily_tokens", f.dailyTokens);
+    for (const t of Object.values(config.tiers)) {
+      over(`tier ${t.name}'s daily_tokens`, t.dailyTokens);
+      if (t.tokensPerMinute !== undefined) over(`tier ${t.name}'s tokens_per_minute`, t.tokensPerMinute);
+    }
+    over("the global tokens_per_minute", config.global.tokensPerMinute);
+  }
+  return out;
+}
+
 interface Fixture {
   file: string;
   feature: string;
@@ -105,7 +128,10 @@ export async function runCheck(args: string[], io: CliIo): Promise<number> {
   // gate must not pass a config the gateway then refuses.
   checkGatewayUpstreams(config);
   checkUsageLogPath(config.usageLog);
-  io.out(`config OK: ${source}\n\n${budgetTable(config)}\n`);
+  const warnings = capWarnings(config);
+  io.out(
+    `config OK: ${source}\n\n${budgetTable(config)}\n${warnings.length > 0 ? `\nwarnings:\n${warnings.map((w) => `- ${w}\n`).join("")}` : ""}`,
+  );
   const dir = values.fixtures as string | undefined;
   if (!dir) return 0;
   let files: string[];

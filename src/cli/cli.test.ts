@@ -169,6 +169,30 @@ describe("tokenfuse check", () => {
     expect(t.out()).toMatch(/pro\s+100,000\s+20,000\s+America\/New_York/);
   });
 
+  it("warns (exit 0) about limits smaller than a feature's largest request, and only those", async () => {
+    const p = file(
+      "tight.yaml",
+      [
+        "features:",
+        "  chat: { model: gpt-4o, max_input: 1000, max_output: 200, on_exceed: trim }",
+        "  big: { model: gpt-4o, max_input: 9000, max_output: 2000, on_exceed: trim, daily_tokens: 10000 }",
+        "tiers:",
+        "  free: { daily_tokens: 10000 }",
+        "  fast: { daily_tokens: 100000, tokens_per_minute: 5000 }",
+        "default_tier: free",
+        "global: { tokens_per_minute: 1000000 }",
+      ].join("\n"),
+    );
+    const t = io();
+    expect(await main(["check", "--config", p], t.cliIo)).toBe(0);
+    const warnings = t.out().split("\nwarnings:\n")[1]?.trim().split("\n") ?? [];
+    expect(warnings).toEqual([
+      "- feature big at its caps needs 11,000 tokens (max_input + max_output), more than its own daily_tokens (10,000): its largest requests are always refused",
+      "- feature big at its caps needs 11,000 tokens (max_input + max_output), more than tier free's daily_tokens (10,000): its largest requests are always refused",
+      "- feature big at its caps needs 11,000 tokens (max_input + max_output), more than tier fast's tokens_per_minute (5,000): its largest requests are always refused",
+    ]);
+  });
+
   it("an invalid config exits 2 naming the path", async () => {
     const p = file(
       "bad.yaml",
