@@ -286,7 +286,7 @@ async function forward(
         ? "upstream timed out"
         : "upstream body cut";
     observe("error");
-    await settleWith(a, undefined, "", failure, deps, "cap");
+    await settleWith(a, undefined, "", failure, deps, true);
     throw upstreamFailure(e, cancel.timedOut, cancel.clientGone);
   }
   observe("2xx");
@@ -306,7 +306,7 @@ async function forward(
   } catch {
     // Not JSON: forwarded as is, charged from the estimate below.
   }
-  await settleWith(a, usage, generated, undefined, deps, COMPLETION_CAP_ONLY.test(a.model) ? "cap" : "text");
+  await settleWith(a, usage, generated, undefined, deps);
   // Added to our headers object rather than spread into a new one (spreads are slow in V8).
   ours["content-type"] = upstreamRes.headers["content-type"] ?? "application/json";
   ours["content-length"] = String(Buffer.byteLength(text));
@@ -385,14 +385,7 @@ async function streamThrough(
   ctx.observe(failure ? "error" : "2xx");
   // Charged for what was generated: the reported usage (authoritative once seen, even if the stream
   // failed after it), else an estimate from the text that passed.
-  await settleWith(
-    a,
-    tap.usage,
-    tap.generatedText(),
-    failure,
-    ctx.deps,
-    failure === undefined && COMPLETION_CAP_ONLY.test(a.model) ? "cap" : "text",
-  );
+  await settleWith(a, tap.usage, tap.generatedText(), failure, ctx.deps);
   if (failure && !cancel.clientGone && !started) {
     // Nothing was sent yet: a proper error the client can read.
     sendError(
@@ -426,7 +419,8 @@ async function settleWith(
   generated: string,
   failure: string | undefined,
   deps: ChatHandlerDeps,
-  estimate: "text" | "cap",
+  /** The answer was generated whole but not read (a non-streamed body cut after its headers). */
+  unreadAnswer = false,
 ): Promise<void> {
   const c = chargeableUsage(reported);
   if (c.usage) {
@@ -434,11 +428,11 @@ async function settleWith(
     return;
   }
   const reason = failure ?? c.problem;
-  // `cap`: the whole output allowance (cap × n), for an answer whose size the text does not tell: a
-  // reasoning model's completed answer (its hidden reasoning is billed as output), or a non-streamed
-  // answer whose body was cut (generated whole before its first byte). `text`: what passed, counted.
+  // The whole output allowance (cap × n) for an answer whose size the text does not tell: one
+  // generated whole but not read, or a reasoning model's completed answer (its hidden reasoning is
+  // billed as output). Otherwise what passed, counted.
   const est =
-    estimate === "cap"
+    unreadAnswer || (failure === undefined && COMPLETION_CAP_ONLY.test(a.model))
       ? { prompt_tokens: a.inputTokens, completion_tokens: a.reservedTokens - a.inputTokens }
       : estimateUsage(a, generated);
   deps.metrics.estimatedSettlements.inc({ feature: a.feature, reason });

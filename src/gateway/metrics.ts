@@ -1,6 +1,6 @@
 import { Counter, collectDefaultMetrics, Histogram, Registry } from "prom-client";
 import type { EngineEvents } from "../core/engine.js";
-import type { UsageLogStats } from "../usage-log/writer.js";
+import { noUsageLogStats, type UsageLogStats } from "../usage-log/writer.js";
 import { CounterCells } from "./counter-cells.js";
 
 /** The gateway's Prometheus metrics (one registry per gateway, so tests can run several). */
@@ -107,14 +107,7 @@ export function createGatewayMetrics(): GatewayMetrics {
  * lines written, failed writes, and lines lost by reason (`write_failed`, `buffer_full`, `after_close`, `error`).
  */
 export function registerUsageLogMetrics(registry: Registry, stats: () => UsageLogStats | undefined): void {
-  const seen: UsageLogStats = {
-    writtenLines: 0,
-    writeErrors: 0,
-    failedLines: 0,
-    droppedLines: 0,
-    closedLines: 0,
-    errorLines: 0,
-  };
+  const seen = noUsageLogStats();
   /** Adds what `field` grew by since the last scrape. */
   const delta = (s: UsageLogStats, field: keyof UsageLogStats): number => {
     const d = s[field] - seen[field];

@@ -15,7 +15,7 @@
  */
 import type { Admission } from "../core/engine.js";
 import { TokenBudgetError } from "../core/errors.js";
-import { createLogger, type Logger } from "../core/logger.js";
+import type { Logger } from "../core/logger.js";
 import type { ChatMessage, ContentPart, OpenAIUsage, ToolDefinition } from "../core/types.js";
 import type { Tokenfuse } from "../tokenfuse.js";
 import { fullCapEstimate, passedOutputEstimate, providerAnswered, wrapperSettlement } from "./settlement.js";
@@ -512,15 +512,7 @@ export function tokenfuseMiddleware(
 ): TokenfuseLanguageModelMiddleware {
   const admissions = new WeakMap<object, Admission>();
   const settlement = wrapperSettlement(options.logger);
-  let logger = options.logger;
-  /** A settlement that failed where its error must not replace the provider's (or stop a cancel). */
-  const settleFailed = (a: Admission) => (e: unknown) => {
-    logger ??= createLogger();
-    logger.error(
-      { id: a.id, feature: a.feature, err: e instanceof Error ? e.message : String(e) },
-      "settlement failed",
-    );
-  };
+  const settleFailed = settlement.failed;
   /**
    * A failed provider call: charged when the provider answered (a 2xx whose body then failed:
    * `charge`), else released (refused, or no answer at all). Never throws: the provider's error is

@@ -16,6 +16,8 @@ export interface WrapperSettlement {
    * Logs why when the usage is invalid, or missing and `warnIfMissing`.
    */
   usable(reported: unknown, a: Admission, warnIfMissing: boolean): OpenAIUsage | undefined;
+  /** Logs a settlement that failed where its error must not replace another (a provider's, a cancel). */
+  failed(a: Admission): (e: unknown) => void;
 }
 
 export function wrapperSettlement(logger: Logger | undefined): WrapperSettlement {
@@ -38,6 +40,15 @@ export function wrapperSettlement(logger: Logger | undefined): WrapperSettlement
         );
       }
       return undefined;
+    },
+    failed(a) {
+      return (e) => {
+        log ??= createLogger();
+        log.error(
+          { id: a.id, feature: a.feature, err: e instanceof Error ? e.message : String(e) },
+          "settlement failed",
+        );
+      };
     },
   };
 }

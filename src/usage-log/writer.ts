@@ -33,6 +33,18 @@ export interface UsageLogStats {
   errorLines: number;
 }
 
+/** Stats with every count at zero. */
+export function noUsageLogStats(): UsageLogStats {
+  return {
+    writtenLines: 0,
+    writeErrors: 0,
+    failedLines: 0,
+    droppedLines: 0,
+    closedLines: 0,
+    errorLines: 0,
+  };
+}
+
 /** A usage log: feed it engine events, flush and close it on shutdown. */
 export interface UsageLog {
   /** The engine observer that writes one line per decision and per settlement. */
@@ -158,14 +170,7 @@ export function openUsageLog(
   let fd = path === undefined ? 1 : openForAppend(path, written);
   const destination = path ?? "stdout";
 
-  const stats: UsageLogStats = {
-    writtenLines: 0,
-    writeErrors: 0,
-    failedLines: 0,
-    droppedLines: 0,
-    closedLines: 0,
-    errorLines: 0,
-  };
+  const stats = noUsageLogStats();
   /** Bytes of the batch being written: still held in memory, so still counted against the bound. */
   let inFlightBytes = 0;
   /** Full chunks waiting to be written, then the one being filled (`cur`, `curLen` bytes used). */
