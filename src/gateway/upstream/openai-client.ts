@@ -1,4 +1,5 @@
 import { Pool } from "undici";
+import { DispatchCall } from "./dispatch-response.js";
 import type { UpstreamClient, UpstreamResponse } from "./types.js";
 
 /** Options of {@link createOpenAIClient}. */
@@ -10,14 +11,6 @@ export interface OpenAIClientOptions {
   timeoutMs: number;
   /** Keep-alive connections per upstream origin. */
   connections?: number;
-}
-
-function flatHeaders(h: Record<string, string | string[] | undefined>): Record<string, string> {
-  const out: Record<string, string> = {};
-  for (const [k, v] of Object.entries(h)) {
-    if (v !== undefined) out[k.toLowerCase()] = Array.isArray(v) ? v.join(", ") : v;
-  }
-  return out;
 }
 
 /**
@@ -43,26 +36,21 @@ export function createOpenAIClient(options: OpenAIClientOptions): UpstreamClient
     name: options.name,
     type: "openai",
     timeoutMs: options.timeoutMs,
-    async send({ body, cancel, headers }): Promise<UpstreamResponse> {
-      const res = await pool.request({
-        path,
-        method: "POST",
-        headers: headers ? { ...headers, ...baseHeaders } : baseHeaders,
-        body: JSON.stringify(body),
-        signal: cancel,
+    send({ body, cancel, headers }): Promise<UpstreamResponse> {
+      return new Promise<UpstreamResponse>((resolve, reject) => {
+        // Answer, chunks and errors reach the gateway through this handler (why not request():
+        // dispatch-response.ts).
+        const call = new DispatchCall(cancel, { resolve, reject });
+        pool.dispatch(
+          {
+            path,
+            method: "POST",
+            headers: headers ? { ...headers, ...baseHeaders } : baseHeaders,
+            body: JSON.stringify(body),
+          },
+          call,
+        );
       });
-      const out = res.body;
-      let flat: Record<string, string> | undefined;
-      return {
-        status: res.statusCode,
-        // Gathered only when read: the gateway reads one header of most answers.
-        get headers() {
-          flat ??= flatHeaders(res.headers);
-          return flat;
-        },
-        body: out,
-        text: () => out.text(),
-      };
     },
     async close() {
       // Graceful first; requests still in flight after a grace period are cut (a stalled upstream

@@ -8,11 +8,11 @@ import { EventEmitter } from "node:events";
  * Stops an upstream call: `abort(reason)` once, then `aborted` is true, `reason` holds why and an
  * `abort` event has been emitted.
  *
- * Why not an AbortController per request: an AbortSignal is an EventTarget, and making one plus
- * undici's listener on it cost about 8 µs of the gateway's ~200 µs of CPU per request (profile in
- * docs/bench-gateway.md). undici takes an EventEmitter with `aborted` and `reason` as its `signal`
- * (its documented alternative to an AbortSignal), which this is. Transports that need a real
- * AbortSignal read `signal`, made on first use and aborted with this.
+ * Why not an AbortController per request: an AbortSignal is an EventTarget, and making one plus a
+ * listener on it cost about 8 µs of the gateway's ~200 µs of CPU per request (profile in
+ * docs/bench-gateway.md). The undici transport listens for `abort` (dispatch-response.ts); undici's
+ * `request()` also takes an EventEmitter with `aborted` and `reason` as its `signal`, which this is.
+ * Transports that need a real AbortSignal read `signal`, made on first use and aborted with this.
  */
 export class UpstreamCancel extends EventEmitter {
   #aborted = false;
