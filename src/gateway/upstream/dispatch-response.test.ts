@@ -1,24 +1,34 @@
 import { createServer, type IncomingMessage, type Server, type ServerResponse } from "node:http";
-import type { AddressInfo } from "node:net";
+import { type AddressInfo, createServer as createTcpServer } from "node:net";
 import { Pool } from "undici";
 import { afterEach, describe, expect, it } from "vitest";
 import { DispatchCall } from "./dispatch-response.js";
+import { createOpenAIClient } from "./openai-client.js";
 import { UpstreamCancel, type UpstreamResponse } from "./types.js";
 
 let server: Server | undefined;
 let pool: Pool | undefined;
 
-async function serve(handler: (req: IncomingMessage, res: ServerResponse) => void): Promise<Pool> {
+async function serve(
+  handler: (req: IncomingMessage, res: ServerResponse) => void,
+  options: Pool.Options = {},
+): Promise<Pool> {
   server = createServer(handler);
   await new Promise<void>((r) => server?.listen(0, "127.0.0.1", r));
-  pool = new Pool(`http://127.0.0.1:${(server.address() as AddressInfo).port}`, { connections: 2 });
+  pool = new Pool(`http://127.0.0.1:${(server.address() as AddressInfo).port}`, {
+    connections: 2,
+    ...options,
+  });
   return pool;
 }
 
 afterEach(async () => {
   await pool?.destroy();
-  server?.closeAllConnections();
-  await new Promise((r) => server?.close(r));
+  const s = server;
+  if (s) {
+    s.closeAllConnections();
+    await new Promise((r) => s.close(r));
+  }
   server = undefined;
   pool = undefined;
 });
@@ -38,9 +48,12 @@ describe("DispatchCall (undici dispatch handler behind the gateway's upstream cl
       res.setHeader("Content-Type", "application/json");
       res.writeHead(201);
       const text = Buffer.from(`{"echo":${JSON.stringify("é€😀".repeat(3000))}}`);
-      // Split inside a multi-byte character.
-      res.write(text.subarray(0, 10_001));
-      setTimeout(() => res.end(text.subarray(10_001)), 20);
+      // Split inside a multi-byte character: 9 bytes of `{"echo":"`, 9 per repeat (é 2, € 3, 😀 4),
+      // then 3 bytes into a repeat = the second byte of a €.
+      const split = 9 + 9 * 1000 + 3;
+      expect(text.subarray(0, split).toString("utf8").endsWith("\ufffd")).toBe(true);
+      res.write(text.subarray(0, split));
+      setTimeout(() => res.end(text.subarray(split)), 20);
       req.resume();
     });
     const r = await call(p);
@@ -165,5 +178,143 @@ describe("DispatchCall (undici dispatch handler behind the gateway's upstream cl
     const r = await call(p);
     expect(await r.text()).toBe("{}");
     expect(() => r.body[Symbol.asyncIterator]()).toThrow("read only once");
+    await expect(r.text()).rejects.toThrow("read only once");
+  });
+
+  it("text() called after the upstream was paused (nobody read yet) resumes it and gets every byte", async () => {
+    const whole = "é€😀".repeat(50_000); // 450 KB, well past the pause threshold
+    const p = await serve((req, res) => {
+      res.writeHead(200);
+      res.end(whole);
+      req.resume();
+    });
+    const r = await call(p);
+    await sleep(100);
+    expect(await r.text()).toBe(whole);
+  });
+
+  it("skips a 1xx informational answer: the status and headers are the final answer's", async () => {
+    const p = await serve((req, res) => {
+      res.writeEarlyHints({ link: "</a>; rel=preload" });
+      setTimeout(() => {
+        res.setHeader("content-type", "application/json");
+        res.end('{"ok":1}');
+      }, 10);
+      req.resume();
+    });
+    const r = await call(p);
+    expect(r.status).toBe(200);
+    expect(r.headers.link).toBeUndefined();
+    expect(await r.text()).toBe('{"ok":1}');
+  });
+
+  it("keeps undici's timeout codes (the gateway answers 504 on them)", async () => {
+    const p = await serve(
+      (req, res) => {
+        req.resume();
+        if (req.url === "/body") {
+          res.writeHead(200, { "content-length": "100" });
+          res.write("{");
+        } // "/" never answers
+      },
+      { headersTimeout: 100, bodyTimeout: 100 },
+    );
+    await expect(call(p)).rejects.toMatchObject({ code: "UND_ERR_HEADERS_TIMEOUT" });
+    const r = await new Promise<UpstreamResponse>((resolve, reject) => {
+      p.dispatch(
+        { path: "/body", method: "POST", body: "{}" },
+        new DispatchCall(new UpstreamCancel(), { resolve, reject }),
+      );
+    });
+    await expect(r.text()).rejects.toMatchObject({ code: "UND_ERR_BODY_TIMEOUT" });
+  });
+
+  it("refuses overlapping next() calls instead of losing one", async () => {
+    const p = await serve((_req, res) => {
+      res.writeHead(200);
+      res.write("a");
+    });
+    const r = await call(p);
+    const it = r.body[Symbol.asyncIterator]();
+    expect(String((await it.next()).value)).toBe("a");
+    const waiting = it.next();
+    await expect(it.next()).rejects.toThrow("one next() at a time");
+    await it.return?.();
+    await expect(waiting).resolves.toEqual({ done: true, value: undefined });
+  });
+
+  it("a cancel while the call waits for a pooled connection rejects it at once", async () => {
+    const p = await serve(
+      () => {
+        // never answers: the one connection stays busy
+      },
+      { connections: 1 },
+    );
+    const busy = call(p).catch(() => undefined);
+    const cancel = new UpstreamCancel();
+    const queued = call(p, cancel);
+    await sleep(30);
+    const t = performance.now();
+    cancel.abort(new Error("client disconnected"));
+    await expect(queued).rejects.toThrow("client disconnected");
+    expect(performance.now() - t).toBeLessThan(1000);
+    expect(cancel.listenerCount("abort")).toBe(0);
+    await p.destroy();
+    await busy;
+  });
+
+  it("an answer that ends with its connection is read by a slow reader without crashing undici", async () => {
+    // undici 7 asserts (uncatchably) when such a connection ends while paused: nodejs/undici#5360.
+    const tcp = createTcpServer((sock) => {
+      sock.once("data", () => {
+        sock.write("HTTP/1.1 200 OK\r\nconnection: close\r\ncontent-type: text/event-stream\r\n\r\n");
+        sock.end(Buffer.alloc(300_000, 97));
+      });
+    });
+    await new Promise<void>((r) => tcp.listen(0, "127.0.0.1", r));
+    const p = new Pool(`http://127.0.0.1:${(tcp.address() as AddressInfo).port}`);
+    try {
+      const r = await call(p);
+      let got = 0;
+      for await (const c of r.body) {
+        got += c.length;
+        await sleep(2);
+      }
+      expect(got).toBe(300_000);
+    } finally {
+      await p.destroy();
+      await new Promise((r) => tcp.close(r));
+    }
+  });
+});
+
+describe("createOpenAIClient", () => {
+  it("does not send a call whose cancel has already fired (and keeps its pooled connection)", async () => {
+    let requests = 0;
+    let connections = 0;
+    server = createServer((req, res) => {
+      requests++;
+      req.resume();
+      res.end("{}");
+    });
+    server.on("connection", () => connections++);
+    await new Promise<void>((r) => server?.listen(0, "127.0.0.1", r));
+    const client = createOpenAIClient({
+      name: "up",
+      baseUrl: `http://127.0.0.1:${(server.address() as AddressInfo).port}/v1`,
+      timeoutMs: 5000,
+      connections: 1,
+    });
+    try {
+      await (await client.send({ body: {}, cancel: new UpstreamCancel() })).text();
+      const gone = new UpstreamCancel();
+      gone.abort(new Error("client disconnected"));
+      await expect(client.send({ body: {}, cancel: gone })).rejects.toThrow("client disconnected");
+      await (await client.send({ body: {}, cancel: new UpstreamCancel() })).text();
+      expect(requests).toBe(2);
+      expect(connections).toBe(1);
+    } finally {
+      await client.close();
+    }
   });
 });

@@ -27,7 +27,11 @@ function flatHeaders(h: Record<string, string | string[] | undefined>): Record<s
  * else — connections, keep-alive, parsing, header and body timeouts, errors — is still undici's.
  *
  * Back-pressure: chunks not yet read are held up to HIGH_WATER_BYTES, then the socket is paused
- * until the reader catches up. Cancelling (`cancel`) aborts the call wherever it is; a reader that
+ * until the reader catches up — except for an answer whose end is the connection's end
+ * (`connection: close`, or neither a length nor chunked encoding): undici 7 fails an internal
+ * assertion, uncatchable, when such a connection ends while its parser is paused (nodejs/undici
+ * #5360, fixed in undici 8, which needs Node 22). Such an answer is held whole instead, as an upstream
+ * that closes its connections is rare and its answers are bounded by the upstream's timeout. Cancelling (`cancel`) aborts the call wherever it is; a reader that
  * stops iterating early aborts it too, as undici does when its body stream is destroyed.
  */
 export class DispatchCall implements Dispatcher.DispatchHandler, UpstreamResponse {
@@ -40,12 +44,21 @@ export class DispatchCall implements Dispatcher.DispatchHandler, UpstreamRespons
   #ended = false;
   #error: Error | undefined;
   #mode: "none" | "text" | "iterate" = "none";
+  /** The iterating reader stopped early (`return()`): whatever comes after is dropped. */
+  #stopped = false;
+  /** Whether the socket may be paused for back-pressure (see the class comment). */
+  #pausable = true;
   /** The pending `send()` promise, until the headers arrive or the call fails first. */
   #started: { resolve: (r: UpstreamResponse) => void; reject: (e: unknown) => void } | undefined;
   /** A reader waiting for the next chunk, the end or the failure. */
   #wake: (() => void) | undefined;
   readonly #cancel: UpstreamCancel;
-  readonly #onCancel = () => this.#controller?.abort(this.#cancel.reason as Error);
+  readonly #onCancel = () => {
+    if (this.#controller) return this.#controller.abort(this.#cancel.reason as Error);
+    // Still waiting for a pooled connection: the caller hears at once; undici drops the call when
+    // it reaches a socket (onRequestStart sees the cancel).
+    this.#fail(this.#cancel.reason as Error);
+  };
 
   constructor(
     cancel: UpstreamCancel,
@@ -76,6 +89,11 @@ export class DispatchCall implements Dispatcher.DispatchHandler, UpstreamRespons
     if (statusCode < 200) return; // 1xx informational: the answer's own headers follow
     this.status = statusCode;
     this.#raw = headers;
+    const connection = headers.connection;
+    const te = headers["transfer-encoding"];
+    this.#pausable =
+      (connection === undefined || !/close/i.test(String(connection))) &&
+      (headers["content-length"] !== undefined || (te !== undefined && /chunked/i.test(String(te))));
     const s = this.#started;
     this.#started = undefined;
     s?.resolve(this);
@@ -85,7 +103,7 @@ export class DispatchCall implements Dispatcher.DispatchHandler, UpstreamRespons
     this.#chunks.push(chunk);
     if (this.#mode !== "text") {
       this.#held += chunk.length;
-      if (this.#held > HIGH_WATER_BYTES && !controller.paused) controller.pause();
+      if (this.#held > HIGH_WATER_BYTES && this.#pausable && !controller.paused) controller.pause();
     }
     this.#wakeReader();
   }
@@ -97,11 +115,15 @@ export class DispatchCall implements Dispatcher.DispatchHandler, UpstreamRespons
   }
 
   onResponseError(_controller: Dispatcher.DispatchController, error: Error): void {
-    this.#error = error;
+    this.#fail(error);
+  }
+
+  #fail(error: Error): void {
+    this.#error ??= error;
     this.#done();
     const s = this.#started;
     this.#started = undefined;
-    if (s) s.reject(error);
+    if (s) s.reject(this.#error);
     else this.#wakeReader();
   }
 
@@ -109,7 +131,11 @@ export class DispatchCall implements Dispatcher.DispatchHandler, UpstreamRespons
 
   /** The whole answer as UTF-8 text, once it has ended. */
   text(): Promise<string> {
-    this.#claim("text");
+    try {
+      this.#claim("text");
+    } catch (e) {
+      return Promise.reject(e);
+    }
     if (this.#controller?.paused) this.#controller.resume();
     return new Promise<string>((resolve, reject) => {
       const settle = (): boolean => {
@@ -134,6 +160,9 @@ export class DispatchCall implements Dispatcher.DispatchHandler, UpstreamRespons
     this.#claim("iterate");
     return {
       next: () => {
+        // One waiting reader at a time (for await never overlaps its calls).
+        if (this.#wake)
+          return Promise.reject(new Error("an upstream answer is read by one next() at a time"));
         const ready = this.#take();
         if (ready) return ready;
         return new Promise<IteratorResult<Buffer>>((resolve, reject) => {
@@ -146,11 +175,14 @@ export class DispatchCall implements Dispatcher.DispatchHandler, UpstreamRespons
         });
       },
       return: () => {
-        // The reader stopped early: the rest of the answer is not wanted.
+        // The reader stopped early: the rest of the answer is not wanted (stopped first, so that a
+        // next() still waiting ends as done, not with the abort's error).
+        this.#stopped = true;
         if (!this.#ended && !this.#error)
           this.#controller?.abort(new Error("upstream answer no longer read"));
         this.#chunks = [];
         this.#done();
+        this.#wakeReader();
         return Promise.resolve({ done: true, value: undefined });
       },
     };
@@ -158,6 +190,7 @@ export class DispatchCall implements Dispatcher.DispatchHandler, UpstreamRespons
 
   /** The next result for an iterating reader, or undefined when it must wait. */
   #take(): Promise<IteratorResult<Buffer>> | undefined {
+    if (this.#stopped) return Promise.resolve({ done: true, value: undefined });
     const c = this.#chunks.shift();
     if (c !== undefined) {
       this.#held -= c.length;

@@ -37,6 +37,9 @@ export function createOpenAIClient(options: OpenAIClientOptions): UpstreamClient
     type: "openai",
     timeoutMs: options.timeoutMs,
     send({ body, cancel, headers }): Promise<UpstreamResponse> {
+      // Already cancelled (the client left during admission): not sent at all. Why here: undici
+      // would take a pooled connection for it and destroy that connection when aborting.
+      if (cancel.aborted) return Promise.reject(cancel.reason);
       return new Promise<UpstreamResponse>((resolve, reject) => {
         // Answer, chunks and errors reach the gateway through this handler (why not request():
         // dispatch-response.ts).
