@@ -2,8 +2,10 @@
 // upstream running in its own process. Run: npm run build && node bench/upstream-client.bench.js
 // Why: the gateway's profile puts about a quarter of its CPU in the upstream client (docs/BENCHMARKS.md);
 // this measures that share alone, so a replacement can be judged before it is built.
-// Each case: 32 lanes, each awaiting one non-streamed chat completion at a time, for BENCH_MS ms
-// (default 2000) after 300 warm-up calls; CPU per request from process.cpuUsage(); 2 rounds.
+// Each case: BENCH_LANES lanes (default 32), each awaiting one non-streamed chat completion at a
+// time, for BENCH_MS ms (default 2000) after 300 warm-up calls; CPU per request from
+// process.cpuUsage(), p50 latency per call; 2 rounds. BENCH_LANES=1 is the gateway at one connection,
+// where each call's latency is on the client's.
 import { spawn } from "node:child_process";
 import http from "node:http";
 import net from "node:net";
@@ -11,6 +13,7 @@ import { Pool } from "undici";
 import { table, us } from "./util.js";
 
 const DURATION_MS = Number(process.env.BENCH_MS ?? 2000);
+const LANES = Number(process.env.BENCH_LANES ?? 32);
 const child = spawn(
   process.execPath,
   [
@@ -47,17 +50,17 @@ const pool = new Pool(origin, { connections: 256, pipelining: 1 });
 const agent = new http.Agent({ keepAlive: true, maxSockets: 256 });
 
 const clients = {
-  "undici pool.request + for await (the gateway before)": async () => {
+  "undici pool.request + for await (the gateway in its first sessions)": async () => {
     const r = await pool.request({ path, method: "POST", headers, body });
     const parts = [];
     for await (const c of r.body) parts.push(c.toString("utf8"));
     return parts.join("");
   },
-  "undici pool.request + body.text() (the gateway now)": async () => {
+  "undici pool.request + body.text() (the gateway until the seventh session)": async () => {
     const r = await pool.request({ path, method: "POST", headers, body });
     return await r.body.text();
   },
-  "undici pool.dispatch (raw handler)": () =>
+  "undici pool.dispatch, a raw handler (the gateway now: DispatchCall)": () =>
     new Promise((resolve, reject) => {
       const chunks = [];
       pool.dispatch(
@@ -137,8 +140,8 @@ function rawLane() {
       sock.write(head + body);
     });
 }
-// At most 32 calls are in flight (the lanes below), so an idle socket is always there.
-const idle = Array.from({ length: 32 }, rawLane);
+// At most LANES calls are in flight (the lanes below), so an idle socket is always there.
+const idle = Array.from({ length: LANES }, rawLane);
 clients["floor: raw keep-alive socket (not a client)"] = async () => {
   const lane = idle.pop();
   try {
@@ -153,7 +156,7 @@ for (const [name, call] of Object.entries(clients)) {
   if (!answer.includes("chatcmpl-mock"))
     throw new Error(`${name}: unexpected answer ${answer.slice(0, 200)}`);
 }
-const rows = [["client", "round", "req/s", "CPU per request (client process)"]];
+const rows = [["client", "lanes", "round", "req/s", "p50", "CPU per request (client process)"]];
 for (let round = 1; round <= 2; round++) {
   for (const [name, call] of Object.entries(clients)) {
     for (let i = 0; i < 300; i++) await call();
@@ -161,20 +164,26 @@ for (let round = 1; round <= 2; round++) {
     const t0 = performance.now();
     const end = t0 + DURATION_MS;
     let n = 0;
+    const lat = [];
     await Promise.all(
-      Array.from({ length: 32 }, async () => {
+      Array.from({ length: LANES }, async () => {
         while (performance.now() < end) {
+          const t = performance.now();
           await call();
+          lat.push((performance.now() - t) * 1000);
           n++;
         }
       }),
     );
+    lat.sort((a, b) => a - b);
     const c = process.cpuUsage(c0);
     const secs = (performance.now() - t0) / 1000;
     rows.push([
       name,
+      String(LANES),
       String(round),
       Math.round(n / secs).toLocaleString("en-US"),
+      us(lat[Math.floor(lat.length / 2)]),
       us((c.user + c.system) / n),
     ]);
   }
