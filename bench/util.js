@@ -112,7 +112,8 @@ export function startBenchMock() {
 
 /**
  * Writes the gateway benches' config (upstream: the mock; feature `chat`; every budget enforced, with
- * limits high enough that nothing is refused) to a temporary file and returns its path.
+ * limits high enough that nothing is refused; the memory store, or BENCH_STORE's Redis) to a
+ * temporary file and returns its path.
  */
 export function writeBenchConfig(mockUrl) {
   const path = join(mkdtempSync(join(tmpdir(), "tf-bench-")), "tokenfuse.json");
@@ -124,6 +125,11 @@ export function writeBenchConfig(mockUrl) {
       tiers: { free: { daily_tokens: 1e15, tokens_per_minute: 1e15 } },
       default_tier: "free",
       global: { tokens_per_minute: 1e15 },
+      // BENCH_STORE=redis://…: the gateway on a Redis store (its production set-up) under a key prefix
+      // of this run's own; the default is the memory store.
+      ...(process.env.BENCH_STORE
+        ? { store: { url: process.env.BENCH_STORE, key_prefix: `tf-bench-${process.pid}-${Date.now()}:` } }
+        : {}),
     }),
   );
   return path;

@@ -119,7 +119,7 @@ export async function handleChatCompletions(
   res: ServerResponse,
   deps: ChatHandlerDeps,
 ): Promise<void> {
-  const { engine, auth, logger } = deps;
+  const { engine, auth } = deps;
   let admission: Admission | undefined;
   const cancel = createCancel();
   const onClose = () => {
@@ -173,12 +173,12 @@ export async function handleChatCompletions(
     cancel.startTimer(upstream.timeoutMs);
     await forward(req, res, body, admission, upstream, cancel, deps);
   } catch (e) {
-    if (admission) {
-      // Upstream failed before it answered: nothing was generated, release the whole reservation.
-      // (A call the upstream answered was settled already; this second settle is then a no-op.)
-      await admission.settle().catch((err: unknown) => logger.error({ err: String(err) }, "release failed"));
-    }
+    // Upstream failed before it answered: nothing was generated, release the whole reservation.
+    // (A call the upstream answered was settled already; this second settle is then a no-op.)
+    // Started before the error is written, awaited after: see `afterAnswer`.
+    const released = admission?.settle();
     sendError(res, e);
+    if (released) await afterAnswer(released, deps, admission?.id, "release failed");
   } finally {
     cancel.stopTimer();
     res.off("close", onClose);
@@ -232,7 +232,8 @@ async function forward(
   if (upstreamRes.status >= 400) {
     const text = await upstreamRes.text().catch(() => "");
     observe(`${Math.floor(upstreamRes.status / 100)}xx`);
-    await a.settle(); // the provider generated nothing
+    // The provider generated nothing: the reservation is released (by the caller's catch when this
+    // throws, else below, started before the answer is written).
     if (upstreamRes.status >= 500) {
       logger.warn({ upstream: upstream.name, status: upstreamRes.status }, "upstream error");
       throw gatewayError("upstream_error", `upstream "${upstream.name}" answered ${upstreamRes.status}`, 502);
@@ -255,11 +256,13 @@ async function forward(
     }
     // Any other 4xx is about the request itself (a bad parameter, an unknown model, the provider's
     // own rate limit): pass the provider's answer through.
+    const released = a.settle();
     res.writeHead(upstreamRes.status, {
       "content-type": upstreamRes.headers["content-type"] ?? "application/json",
       ...ours,
     });
     res.end(text);
+    await afterAnswer(released, deps, a.id, "release failed");
     return;
   }
 
@@ -306,12 +309,13 @@ async function forward(
   } catch {
     // Not JSON: forwarded as is, charged from the estimate below.
   }
-  await settleWith(a, usage, generated, undefined, deps);
+  const settling = settleWith(a, usage, generated, undefined, deps);
   // Added to our headers object rather than spread into a new one (spreads are slow in V8).
   ours["content-type"] = upstreamRes.headers["content-type"] ?? "application/json";
   ours["content-length"] = String(Buffer.byteLength(text));
   res.writeHead(200, ours);
   res.end(text);
+  await afterAnswer(settling, deps, a.id, "settlement failed after the answer was sent");
 }
 
 async function streamThrough(
@@ -384,8 +388,21 @@ async function streamThrough(
   else if (cancel.timedOut) failure = "upstream timed out";
   ctx.observe(failure ? "error" : "2xx");
   // Charged for what was generated: the reported usage (authoritative once seen, even if the stream
-  // failed after it), else an estimate from the text that passed.
-  await settleWith(a, tap.usage, tap.generatedText(), failure, ctx.deps);
+  // failed after it), else an estimate from the text that passed. Started before the stream's end
+  // (or error) is written, awaited after: see `afterAnswer`.
+  const settling = settleWith(a, tap.usage, tap.generatedText(), failure, ctx.deps);
+  endStream(res, failure, started, cancel, write);
+  await afterAnswer(settling, ctx.deps, a.id, "settlement failed after the answer was sent");
+}
+
+/** Ends a stream: with an error the client can read, abruptly, or normally. */
+function endStream(
+  res: ServerResponse,
+  failure: string | undefined,
+  started: boolean,
+  cancel: Cancel,
+  write: (s: string) => boolean,
+): void {
   if (failure && !cancel.clientGone && !started) {
     // Nothing was sent yet: a proper error the client can read.
     sendError(
@@ -406,6 +423,31 @@ async function streamThrough(
   }
   if (!started) write("");
   res.end();
+}
+
+/**
+ * Waits for a settlement (or release) that was started before the answer was written.
+ * Why started before: the settlement is then on its way to the store before the client can read
+ * the answer and send anything else (the memory store applies it before this process reads its
+ * next request; on Redis its script is on this process's connection ahead of every later command),
+ * so a budget read or a retry that follows the answer sees it. Why awaited after: the answer does
+ * not wait for the store's reply, one store round trip (and any cost check after it) less on every
+ * request; the request still counts as in flight until the settlement is done, so a graceful stop
+ * waits for it. A failure now cannot change the answer, which the provider generated (and bills):
+ * it is logged. A store outage never ends here: the guarded store queues the settlement and
+ * applies it when the store is back.
+ */
+async function afterAnswer(
+  settling: Promise<unknown>,
+  deps: ChatHandlerDeps,
+  id: string | undefined,
+  message: string,
+): Promise<void> {
+  try {
+    await settling;
+  } catch (err) {
+    deps.logger.error({ id, err: String(err) }, message);
+  }
 }
 
 /**
