@@ -175,10 +175,9 @@ export async function handleChatCompletions(
   } catch (e) {
     // Upstream failed before it answered: nothing was generated, release the whole reservation.
     // (A call the upstream answered was settled already; this second settle is then a no-op.)
-    // Started before the error is written, awaited after: see `afterAnswer`.
-    const released = admission?.settle();
+    // Applied before the error is written, so a retry that follows it finds the tokens free.
+    if (admission) await settled(admission.settle(), deps, admission.id, "release failed");
     sendError(res, e);
-    if (released) await afterAnswer(released, deps, admission?.id, "release failed");
   } finally {
     cancel.stopTimer();
     res.off("close", onClose);
@@ -233,7 +232,7 @@ async function forward(
     const text = await upstreamRes.text().catch(() => "");
     observe(`${Math.floor(upstreamRes.status / 100)}xx`);
     // The provider generated nothing: the reservation is released (by the caller's catch when this
-    // throws, else below, started before the answer is written).
+    // throws, else below, before the answer is written).
     if (upstreamRes.status >= 500) {
       logger.warn({ upstream: upstream.name, status: upstreamRes.status }, "upstream error");
       throw gatewayError("upstream_error", `upstream "${upstream.name}" answered ${upstreamRes.status}`, 502);
@@ -256,13 +255,12 @@ async function forward(
     }
     // Any other 4xx is about the request itself (a bad parameter, an unknown model, the provider's
     // own rate limit): pass the provider's answer through.
-    const released = a.settle();
+    await settled(a.settle(), deps, a.id, "release failed");
     res.writeHead(upstreamRes.status, {
       "content-type": upstreamRes.headers["content-type"] ?? "application/json",
       ...ours,
     });
     res.end(text);
-    await afterAnswer(released, deps, a.id, "release failed");
     return;
   }
 
@@ -289,7 +287,7 @@ async function forward(
         ? "upstream timed out"
         : "upstream body cut";
     observe("error");
-    await settleWith(a, undefined, "", failure, deps, true);
+    await settled(settleWith(a, undefined, "", failure, deps, true), deps, a.id, "settlement failed");
     throw upstreamFailure(e, cancel.timedOut, cancel.clientGone);
   }
   observe("2xx");
@@ -309,13 +307,12 @@ async function forward(
   } catch {
     // Not JSON: forwarded as is, charged from the estimate below.
   }
-  const settling = settleWith(a, usage, generated, undefined, deps);
+  await settled(settleWith(a, usage, generated, undefined, deps), deps, a.id, "settlement failed");
   // Added to our headers object rather than spread into a new one (spreads are slow in V8).
   ours["content-type"] = upstreamRes.headers["content-type"] ?? "application/json";
   ours["content-length"] = String(Buffer.byteLength(text));
   res.writeHead(200, ours);
   res.end(text);
-  await afterAnswer(settling, deps, a.id, "settlement failed after the answer was sent");
 }
 
 async function streamThrough(
@@ -388,11 +385,15 @@ async function streamThrough(
   else if (cancel.timedOut) failure = "upstream timed out";
   ctx.observe(failure ? "error" : "2xx");
   // Charged for what was generated: the reported usage (authoritative once seen, even if the stream
-  // failed after it), else an estimate from the text that passed. Started before the stream's end
-  // (or error) is written, awaited after: see `afterAnswer`.
-  const settling = settleWith(a, tap.usage, tap.generatedText(), failure, ctx.deps);
+  // failed after it), else an estimate from the text that passed. Before the stream's end (or
+  // error) is written: see `settled`.
+  await settled(
+    settleWith(a, tap.usage, tap.generatedText(), failure, ctx.deps),
+    ctx.deps,
+    a.id,
+    "settlement failed",
+  );
   endStream(res, failure, started, cancel, write);
-  await afterAnswer(settling, ctx.deps, a.id, "settlement failed after the answer was sent");
 }
 
 /** Ends a stream: with an error the client can read, abruptly, or normally. */
@@ -426,18 +427,17 @@ function endStream(
 }
 
 /**
- * Waits for a settlement (or release) that was started before the answer was written.
- * Why started before: the settlement is then on its way to the store before the client can read
- * the answer and send anything else (the memory store applies it before this process reads its
- * next request; on Redis its script is on this process's connection ahead of every later command),
- * so a budget read or a retry that follows the answer sees it. Why awaited after: the answer does
- * not wait for the store's reply, one store round trip (and any cost check after it) less on every
- * request; the request still counts as in flight until the settlement is done, so a graceful stop
- * waits for it. A failure now cannot change the answer, which the provider generated (and bills):
- * it is logged. A store outage never ends here: the guarded store queues the settlement and
+ * Waits for a settlement (or release) before the answer is written.
+ * Why before, although on Redis it costs a round trip per request (measured: 0.16–0.28 ms at one
+ * connection, docs/BENCHMARKS.md): what follows the answer must find it applied and recorded: a
+ * client's next request is decided after its usage-log settlement line, so a replay of the log
+ * decides as the store did, and after the hourly cost checks it triggers, so a cost cap or breaker
+ * stops a sequential client at once; a budget read or retry sent to another gateway process sees it.
+ * A failure cannot change the answer, which the provider generated (and bills): it is logged, and
+ * the answer is sent. A store outage never ends here: the guarded store queues the settlement and
  * applies it when the store is back.
  */
-async function afterAnswer(
+async function settled(
   settling: Promise<unknown>,
   deps: ChatHandlerDeps,
   id: string | undefined,

@@ -8,10 +8,10 @@ import { MemoryStore } from "../src/stores/memory-store.js";
 import type { SettleRequest, SettleStatus } from "../src/stores/types.js";
 
 /**
- * The answer does not wait for the store's reply to its settlement: the settlement is handed to the
- * store before the answer is written (so whatever follows the answer sees it), and the request
- * counts as in flight until the store answered (a graceful stop waits for it). The store here holds
- * every settlement until the test lets it through, so "before" and "after" are observed, not timed.
+ * The answer is written only once the store applied its settlement (or release): whatever the
+ * client sends after the answer (a budget read, a retry, its next request) finds it applied. And a
+ * settlement that fails cannot turn the provider's answer, which is paid for, into an error. The
+ * store here holds every settlement until the test lets it through.
  */
 class GatedSettleStore extends MemoryStore {
   settleCalls = 0;
@@ -64,7 +64,7 @@ async function until(cond: () => boolean | Promise<boolean>, what: string): Prom
   throw new Error(`never happened: ${what}`);
 }
 
-describe("settlement after the answer", () => {
+describe("settlement before the answer", () => {
   let mock: MockServer;
   let store: GatedSettleStore;
   let logger: ReturnType<typeof recordingLogger>;
@@ -79,6 +79,22 @@ describe("settlement after the answer", () => {
   const day = async () => {
     const r = await fetch(`${base}/v1/budget`, { headers: AUTH });
     return ((await r.json()) as { user: { day: { used: number; reserved: number } } }).user.day;
+  };
+  /** Sends, waits until the store holds the request's settlement, checks the answer is not out yet. */
+  const heldAnswer = async (send: () => Promise<Response>) => {
+    store.hold();
+    const calls = store.settleCalls;
+    let answered = false;
+    const pending = send().then((r) => {
+      answered = true;
+      return r;
+    });
+    await until(() => store.settleCalls === calls + 1, "the settlement reached the store");
+    // The settlement is held: the answer must still be waiting (a few event-loop turns to show it).
+    await new Promise((r) => setTimeout(r, 50));
+    expect(answered).toBe(false);
+    store.release();
+    return pending;
   };
 
   beforeAll(async () => {
@@ -111,35 +127,33 @@ describe("settlement after the answer", () => {
     await mock.close();
   });
 
-  it("a non-streamed answer arrives while its settlement is held; the settlement was already handed to the store", async () => {
+  it("a non-streamed answer waits for its settlement; a budget read right after it sees the usage", async () => {
     const before = await day();
-    store.hold();
-    const calls = store.settleCalls;
-    const res = await post(BODY);
+    const res = await heldAnswer(() => post(BODY));
     expect(res.status).toBe(200);
     const json = (await res.json()) as { usage: { prompt_tokens: number; completion_tokens: number } };
-    expect(store.settleCalls).toBe(calls + 1);
-    // Not applied yet: the reservation still holds its tokens.
-    const held = await day();
-    expect(held.reserved).toBeGreaterThan(0);
-    expect(held.used).toBe(before.used);
-    store.release();
-    const total = json.usage.prompt_tokens + json.usage.completion_tokens;
-    await until(async () => (await day()).reserved === 0, "the settlement applied");
-    expect((await day()).used).toBe(before.used + total);
+    const after = await day();
+    expect(after.reserved).toBe(0);
+    expect(after.used).toBe(before.used + json.usage.prompt_tokens + json.usage.completion_tokens);
   });
 
-  it("a stream ends while its settlement is held", async () => {
+  it("a stream ends only after its settlement; a budget read right after it sees the usage", async () => {
     const before = await day();
     store.hold();
     const calls = store.settleCalls;
     const res = await post({ ...BODY, stream: true, stream_options: { include_usage: true } });
     expect(res.status).toBe(200);
-    const text = await res.text();
-    expect(text).toContain("data: [DONE]");
-    expect(store.settleCalls).toBe(calls + 1);
-    expect((await day()).reserved).toBeGreaterThan(0);
+    let ended = false;
+    const whole = res.text().then((t) => {
+      ended = true;
+      return t;
+    });
+    await until(() => store.settleCalls === calls + 1, "the settlement reached the store");
+    await new Promise((r) => setTimeout(r, 50));
+    expect(ended).toBe(false);
     store.release();
+    const text = await whole;
+    expect(text).toContain("data: [DONE]");
     const usage = JSON.parse(
       text
         .split("\n")
@@ -147,87 +161,47 @@ describe("settlement after the answer", () => {
         .at(-1)
         ?.slice(6) ?? "{}",
     ) as { usage: { total_tokens: number } };
-    await until(async () => (await day()).reserved === 0, "the settlement applied");
-    expect((await day()).used).toBe(before.used + usage.usage.total_tokens);
+    const after = await day();
+    expect(after.reserved).toBe(0);
+    expect(after.used).toBe(before.used + usage.usage.total_tokens);
   });
 
-  it("an upstream 4xx passed through: the release is handed to the store before the answer", async () => {
+  it("an upstream 4xx passed through: released before the answer", async () => {
     const before = await day();
-    store.hold();
-    const calls = store.settleCalls;
-    const res = await post(BODY, { "x-mock-fault": "429" });
+    const res = await heldAnswer(() => post(BODY, { "x-mock-fault": "429" }));
     expect(res.status).toBe(429);
     await res.text();
-    expect(store.settleCalls).toBe(calls + 1);
-    store.release();
-    await until(async () => (await day()).reserved === 0, "the release applied");
-    expect((await day()).used).toBe(before.used);
+    const after = await day();
+    expect(after.reserved).toBe(0);
+    expect(after.used).toBe(before.used);
   });
 
-  it("an upstream 5xx: the release is handed to the store before the 502", async () => {
-    store.hold();
-    const calls = store.settleCalls;
-    const res = await post(BODY, { "x-mock-fault": "500" });
+  it("an upstream 5xx: released before the 502", async () => {
+    const before = await day();
+    const res = await heldAnswer(() => post(BODY, { "x-mock-fault": "500" }));
     expect(res.status).toBe(502);
     expect(((await res.json()) as { error: { code: string } }).error.code).toBe("upstream_error");
-    expect(store.settleCalls).toBe(calls + 1);
-    store.release();
-    await until(async () => (await day()).reserved === 0, "the release applied");
+    const after = await day();
+    expect(after.reserved).toBe(0);
+    expect(after.used).toBe(before.used);
   });
 
-  it("a settlement that fails after the answer leaves the answer whole and is logged", async () => {
+  it("a settlement that fails leaves a non-streamed answer whole and is logged", async () => {
     store.failWith = new Error("planted settle failure");
     const errors = logger.errors.length;
     const res = await post(BODY);
     expect(res.status).toBe(200);
     const json = (await res.json()) as { choices: unknown[] };
     expect(json.choices.length).toBe(1);
-    await until(() => logger.errors.length > errors, "the failure logged");
-    expect(logger.errors.slice(errors)).toEqual(["settlement failed after the answer was sent"]);
+    expect(logger.errors.slice(errors)).toEqual(["settlement failed"]);
   });
-});
 
-describe("a graceful stop waits for settlements of answered requests", () => {
-  it("close() resolves only after the held settlement reached the store", async () => {
-    const mock = await startMockServer({ completionTokens: 20 });
-    const store = new GatedSettleStore();
-    const gw = createGateway({
-      config: loadConfig(
-        {
-          upstreams: { provider: { type: "openai", base_url: mock.baseUrl, timeout_ms: 5000 } },
-          features: { chat: { model: "gpt-4o", max_input: 1000, max_output: 100, on_exceed: "trim" } },
-          tiers: { free: { daily_tokens: 1_000_000 } },
-          default_tier: "free",
-          keys: [{ hash: hashApiKey(KEY), user: "u" }],
-        },
-        {},
-      ),
-      store,
-      logger: recordingLogger(),
-    });
-    const base = `http://127.0.0.1:${await gw.listen(0)}`;
-    try {
-      store.hold();
-      const res = await fetch(`${base}/v1/chat/completions`, {
-        method: "POST",
-        headers: { "content-type": "application/json", ...AUTH },
-        body: JSON.stringify(BODY),
-      });
-      expect(res.status).toBe(200);
-      await res.text();
-      let closed = false;
-      const closing = gw.close().then(() => {
-        closed = true;
-      });
-      await new Promise((r) => setTimeout(r, 100));
-      expect(closed).toBe(false);
-      expect(store.applied).toBe(0);
-      store.release();
-      await closing;
-      expect(store.applied).toBe(1);
-    } finally {
-      store.release();
-      await mock.close();
-    }
+  it("a settlement that fails leaves a stream whole and is logged", async () => {
+    store.failWith = new Error("planted settle failure");
+    const errors = logger.errors.length;
+    const res = await post({ ...BODY, stream: true });
+    expect(res.status).toBe(200);
+    expect(await res.text()).toMatch(/data: \[DONE\]\s*$/);
+    expect(logger.errors.slice(errors)).toEqual(["settlement failed"]);
   });
 });
