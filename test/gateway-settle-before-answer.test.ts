@@ -15,7 +15,6 @@ import type { SettleRequest, SettleStatus } from "../src/stores/types.js";
  */
 class GatedSettleStore extends MemoryStore {
   settleCalls = 0;
-  applied = 0;
   failWith: Error | undefined;
   private gate: Promise<void> = Promise.resolve();
   private openGate: () => void = () => {};
@@ -34,9 +33,7 @@ class GatedSettleStore extends MemoryStore {
     this.settleCalls++;
     await this.gate;
     if (this.failWith) throw this.failWith;
-    const status = await super.settle(req);
-    this.applied++;
-    return status;
+    return super.settle(req);
   }
 }
 
