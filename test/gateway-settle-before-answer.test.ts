@@ -77,8 +77,11 @@ describe("settlement before the answer", () => {
     const r = await fetch(`${base}/v1/budget`, { headers: AUTH });
     return ((await r.json()) as { user: { day: { used: number; reserved: number } } }).user.day;
   };
-  /** Sends, waits until the store holds the request's settlement, checks the answer is not out yet. */
-  const heldAnswer = async (send: () => Promise<Response>) => {
+  /**
+   * Holds settlements, runs `send`, waits until the store holds the request's settlement, checks
+   * `send` has not finished yet (the answer, or a stream's end, is not out), then lets it through.
+   */
+  const heldAnswer = async <T>(send: () => Promise<T>): Promise<T> => {
     store.hold();
     const calls = store.settleCalls;
     let answered = false;
@@ -136,20 +139,11 @@ describe("settlement before the answer", () => {
 
   it("a stream ends only after its settlement; a budget read right after it sees the usage", async () => {
     const before = await day();
-    store.hold();
-    const calls = store.settleCalls;
-    const res = await post({ ...BODY, stream: true, stream_options: { include_usage: true } });
-    expect(res.status).toBe(200);
-    let ended = false;
-    const whole = res.text().then((t) => {
-      ended = true;
-      return t;
+    const text = await heldAnswer(async () => {
+      const res = await post({ ...BODY, stream: true, stream_options: { include_usage: true } });
+      expect(res.status).toBe(200); // the 200 goes out with the first chunk: only the end waits
+      return res.text();
     });
-    await until(() => store.settleCalls === calls + 1, "the settlement reached the store");
-    await new Promise((r) => setTimeout(r, 50));
-    expect(ended).toBe(false);
-    store.release();
-    const text = await whole;
     expect(text).toContain("data: [DONE]");
     const usage = JSON.parse(
       text

@@ -393,17 +393,6 @@ async function streamThrough(
     a.id,
     "settlement failed",
   );
-  endStream(res, failure, started, cancel, write);
-}
-
-/** Ends a stream: with an error the client can read, abruptly, or normally. */
-function endStream(
-  res: ServerResponse,
-  failure: string | undefined,
-  started: boolean,
-  cancel: Cancel,
-  write: (s: string) => boolean,
-): void {
   if (failure && !cancel.clientGone && !started) {
     // Nothing was sent yet: a proper error the client can read.
     sendError(
