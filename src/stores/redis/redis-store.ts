@@ -20,17 +20,20 @@ import type {
 } from "../types.js";
 import { StoreUnavailableError } from "../types.js";
 import { assertReserveRequest, assertSettleRequest } from "../validate.js";
+import { Batcher, type Pending } from "./batcher.js";
 import { luaScript, runScript, sendScript } from "./run-script.js";
 import { RedisRunTimeTables } from "./run-time-tables.js";
 import { READ_LUA } from "./scripts/read.js";
 import { RESERVE_LUA } from "./scripts/reserve.js";
 import { RESERVE_ONE_LUA } from "./scripts/reserve-one.js";
 import { SETTLE_LUA } from "./scripts/settle.js";
+import { SETTLE_MANY_LUA } from "./scripts/settle-many.js";
 import { TRIP_LUA } from "./scripts/trip.js";
 
 const RESERVE = luaScript("reserve", RESERVE_LUA);
 const RESERVE_ONE = luaScript("reserve-one", RESERVE_ONE_LUA);
 const SETTLE = luaScript("settle", SETTLE_LUA);
+const SETTLE_MANY = luaScript("settle-many", SETTLE_MANY_LUA);
 const READ = luaScript("read", READ_LUA);
 const TRIP = luaScript("trip", TRIP_LUA);
 
@@ -43,24 +46,13 @@ const TRIP = luaScript("trip", TRIP_LUA);
 const SETTLED_MEMORY_MS = 3_600_000;
 /** The expiry zset outlives the longest reservation written to it by this much (ms). */
 const EXP_KEY_MARGIN_MS = 24 * 3_600_000;
-/** At most this many reservations share one script call. */
+/** At most this many reservations (or settlements) share one script call. */
 const MAX_BATCH = 128;
-/**
- * How many reserve batches may be on the wire at once; the waiting reservations are split evenly
- * over the free slots. Why 2: with one batch in flight, Node and Redis took turns (each ~50 % busy
- * at 64 in flight, measured from /proc): every waiting caller rode in the one batch, so Redis
- * idled while Node parsed the reply and built the next one. Two halves overlap the two sides
- * (~1.7× the throughput); 4 and 8 were no faster and cost more per reservation, since each batch
- * has a fixed cost on both sides (docs/bench-redis.md). Order is kept: batches are written to the
- * one connection in queue order and Redis runs them in that order.
- */
+/** How many batches of each kind may be on the wire at once (why 2: batcher.ts). */
 const MAX_BATCHES_IN_FLIGHT = 2;
 
-interface PendingReserve {
-  req: ReserveRequest;
-  resolve: (r: ReserveResult) => void;
-  reject: (e: unknown) => void;
-}
+type PendingReserve = Pending<ReserveRequest, ReserveResult>;
+type PendingSettle = Pending<SettleRequest, SettleStatus>;
 
 /**
  * Switches are kept this long (ms) after their last change or refresh; reads refresh it once an hour
@@ -171,6 +163,26 @@ function loneResult(res: readonly number[], n: number): ReserveResult {
   throw new Error(`malformed reply from the reserve script (${res.length} values)`);
 }
 
+const SETTLE_CODES = new Map<string, SettleStatus>([
+  ["s", "settled"],
+  ["e", "expired"],
+  ["d", "duplicate"],
+]);
+
+/**
+ * The statuses of a batch of `n` settlements from its script's reply: the lone script answers the
+ * status itself (scripts/settle.ts), the batch script one letter per settlement
+ * (scripts/settle-many.ts). Anything else is a protocol error, never a guess.
+ */
+function settleResults(reply: unknown, n: number): SettleStatus[] {
+  if (n === 1 && (reply === "settled" || reply === "expired" || reply === "duplicate")) return [reply];
+  const parts = n > 1 && typeof reply === "string" ? reply.split(",") : [];
+  const out = parts.map((c) => SETTLE_CODES.get(c));
+  if (out.length !== n || out.includes(undefined))
+    throw new Error(`malformed reply from the settle script: ${String(reply).slice(0, 80)}`);
+  return out as SettleStatus[];
+}
+
 /**
  * A key's TTL in ms for PEXPIRE (decimal string), from the instant it should expire at and the
  * caller's now. Why relative: scripts/reserve.ts. At least 1: an instant already past expires the
@@ -235,12 +247,12 @@ export class RedisStore implements Store {
   private switchesRefreshedAt = 0;
   /** This process's clock minus the Redis server's (ms), as of the last check; 0 before. */
   clockSkewMs = 0;
-  private readonly queue: PendingReserve[] = [];
-  private batchesInFlight = 0;
-  /** Batches waiting for the connection, and the promise the next one waits behind (sendBatch). */
+  /** Reservations and settlements waiting for the wire (batcher.ts). */
+  private readonly reserves: Batcher<ReserveRequest, ReserveResult>;
+  private readonly settles: Batcher<SettleRequest, SettleStatus>;
+  /** Batches waiting for the connection, and the promise the next one waits behind (whenReady). */
   private waitingBatches = 0;
   private waitingLine: Promise<void> = Promise.resolve();
-  private flushScheduled = false;
 
   constructor(options: RedisStoreOptions) {
     this.prefix = options.keyPrefix ?? "tf:v1:";
@@ -260,6 +272,22 @@ export class RedisStore implements Store {
     });
     this.logger = options.logger;
     this.clockCheckMs = options.clockCheckMs ?? CLOCK_CHECK_MS;
+    this.reserves = new Batcher({
+      maxBatch: MAX_BATCH,
+      maxInFlight: MAX_BATCHES_IN_FLIGHT,
+      send: (batch, done) =>
+        this.whenReady(batch, done, (redis) => this.dispatchReserves(redis, batch, done)),
+    });
+    this.settles = new Batcher({
+      maxBatch: MAX_BATCH,
+      maxInFlight: MAX_BATCHES_IN_FLIGHT,
+      // Every sum the batch script makes stays exact on Lua doubles (scripts/settle-many.ts).
+      weigh: (q) =>
+        q.reservedTokens +
+        q.actualTokens +
+        (q.spend ? q.spend.costNanoUsd + q.spend.inputTokens + q.spend.outputTokens : 0),
+      send: (batch, done) => this.whenReady(batch, done, (redis) => this.dispatchSettles(redis, batch, done)),
+    });
     this.redis.on("error", (e: Error) => {
       options.logger?.warn({ err: e.message }, "redis connection error");
     });
@@ -429,65 +457,49 @@ export class RedisStore implements Store {
     } catch (e) {
       return Promise.reject(e);
     }
-    return new Promise((resolve, reject) => {
-      this.queue.push({ req, resolve, reject });
-      if (this.batchesInFlight < MAX_BATCHES_IN_FLIGHT && !this.flushScheduled) {
-        this.flushScheduled = true;
-        queueMicrotask(() => this.sendBatch());
-      }
-    });
-  }
-
-  private sendBatch(): void {
-    this.flushScheduled = false;
-    const slots = MAX_BATCHES_IN_FLIGHT - this.batchesInFlight;
-    if (slots <= 0 || this.queue.length === 0) return;
-    const batch = this.queue.splice(0, Math.min(MAX_BATCH, Math.ceil(this.queue.length / slots)));
-    this.batchesInFlight++;
-    // Why not always `await this.conn()`: when connected, skipping the await saves microtask turns
-    // on every batch (it shows at 1 in flight). When connected, the script call below is written to
-    // the socket before this returns, so the next batch (sent right after) follows it on the wire.
-    if (this.redis.status === "ready" && this.unusable === undefined && this.waitingBatches === 0)
-      this.dispatch(this.redis, batch);
-    else {
-      // Waiting for the connection (or its server check): in line behind every batch already
-      // waiting, and no later batch takes the fast path before this one is written. Why: the
-      // reservations must be applied in the order they were made (a later one admitted and an
-      // earlier one refused for the same budget was seen on the first connection).
-      this.waitingBatches++;
-      // Each link settles its own batch and never rejects, so a failure of one batch can never
-      // reach the next one's handlers.
-      this.waitingLine = this.waitingLine
-        .then(() => this.conn())
-        .then(
-          (redis) => this.dispatch(redis, batch),
-          (e: unknown) => this.batchFailed(batch, e),
-        )
-        .catch((e: unknown) => this.logger?.error({ err: String(e) }, "redis store: a waiting batch failed"))
-        .finally(() => {
-          this.waitingBatches--;
-        });
-    }
-    if (this.queue.length > 0) this.sendBatch();
-  }
-
-  /** A batch is off the wire (answered or failed): its slot is free for the reservations waiting. */
-  private batchDone(): void {
-    this.batchesInFlight--;
-    if (this.queue.length > 0) this.sendBatch();
-  }
-
-  private batchFailed(batch: readonly PendingReserve[], e: unknown): void {
-    this.batchDone();
-    const err = toUnavailable(e);
-    for (const b of batch) b.reject(err);
+    return this.reserves.add(req);
   }
 
   /**
-   * Sends one script call for a batch and settles every caller's promise from its reply, in batch
-   * order. Callbacks, not async functions: see `sendScript`.
+   * Hands a batch to `dispatch` with the connection: at once when connected and nothing waits for
+   * the connection; else in line behind every batch already waiting, so that no later batch takes
+   * the fast path before this one is written. Why: the reservations must be applied in the order
+   * they were made (a later one admitted and an earlier one refused for the same budget was seen on
+   * the first connection). Why not always `await this.conn()`: when connected, skipping the await
+   * saves microtask turns on every batch (it shows at 1 in flight); the script call is written to
+   * the socket before this returns, so the next batch (sent right after) follows it on the wire.
    */
-  private dispatch(redis: Redis, batch: readonly PendingReserve[]): void {
+  private whenReady<Q, R>(
+    batch: Array<Pending<Q, R>>,
+    done: (batch: Array<Pending<Q, R>>, e?: unknown) => void,
+    dispatch: (redis: Redis) => void,
+  ): void {
+    if (this.redis.status === "ready" && this.unusable === undefined && this.waitingBatches === 0) {
+      dispatch(this.redis);
+      return;
+    }
+    this.waitingBatches++;
+    // Each link settles its own batch and never rejects, so a failure of one batch can never
+    // reach the next one's handlers.
+    this.waitingLine = this.waitingLine
+      .then(() => this.conn())
+      .then(dispatch, (e: unknown) => done(batch, toUnavailable(e)))
+      .catch((e: unknown) => this.logger?.error({ err: String(e) }, "redis store: a waiting batch failed"))
+      .finally(() => {
+        this.waitingBatches--;
+      });
+  }
+
+  /**
+   * Sends one script call for a batch of reservations and settles every caller's promise from its
+   * reply, in batch order. Callbacks, not async functions (batcher.ts).
+   */
+  private dispatchReserves(
+    redis: Redis,
+    batch: PendingReserve[],
+    done: (batch: PendingReserve[], e?: unknown) => void,
+  ): void {
+    const failed = (e: unknown) => done(batch, toUnavailable(e));
     const only = batch.length === 1 ? batch[0] : undefined;
     try {
       if (only) {
@@ -502,12 +514,12 @@ export class RedisStore implements Store {
             try {
               r = loneResult(parseReply(reply), only.req.scopes.length);
             } catch (e) {
-              return this.batchFailed(batch, e);
+              return failed(e);
             }
-            this.batchDone();
+            done(batch);
             only.resolve(r);
           },
-          (e) => this.batchFailed(batch, e),
+          failed,
         );
         return;
       }
@@ -522,15 +534,15 @@ export class RedisStore implements Store {
           try {
             rs = batchResults(batch, parseReply(reply), counters, m);
           } catch (e) {
-            return this.batchFailed(batch, e);
+            return failed(e);
           }
-          this.batchDone();
+          done(batch);
           for (let i = 0; i < batch.length; i++) batch[i]?.resolve(rs[i] as ReserveResult);
         },
-        (e) => this.batchFailed(batch, e),
+        failed,
       );
     } catch (e) {
-      this.batchFailed(batch, e);
+      failed(e);
     }
   }
 
@@ -606,13 +618,58 @@ export class RedisStore implements Store {
     return { keys, args: [JSON.stringify(args)] };
   }
 
-  async settle(req: SettleRequest): Promise<SettleStatus> {
-    assertSettleRequest(req);
-    const redis = await this.conn();
+  /**
+   * Settle: queued and sent with the other settlements waiting for the wire, as one script call
+   * (scripts/settle-many.ts; a lone settlement uses scripts/settle.ts). Why: a settlement's script
+   * call cost Redis about twice a batched reservation's, so at 64 in flight settlements, not
+   * reservations, bounded a full admission's throughput (docs/BENCHMARKS.md). Like a reservation,
+   * a settlement's promise is settled only from the reply of the call that applied it.
+   */
+  settle(req: SettleRequest): Promise<SettleStatus> {
+    try {
+      assertSettleRequest(req);
+    } catch (e) {
+      return Promise.reject(e);
+    }
+    return this.settles.add(req);
+  }
+
+  private dispatchSettles(
+    redis: Redis,
+    batch: PendingSettle[],
+    done: (batch: PendingSettle[], e?: unknown) => void,
+  ): void {
+    const failed = (e: unknown) => done(batch, toUnavailable(e));
+    const only = batch.length === 1 ? batch[0] : undefined;
+    try {
+      const { keys, args } = only ? this.settleOneCall(only.req) : this.settleManyCall(batch);
+      sendScript(
+        redis,
+        only ? SETTLE : SETTLE_MANY,
+        keys,
+        args,
+        (reply) => {
+          let rs: SettleStatus[];
+          try {
+            rs = settleResults(reply, batch.length);
+          } catch (e) {
+            return failed(e);
+          }
+          done(batch);
+          for (let i = 0; i < batch.length; i++) batch[i]?.resolve(rs[i] as SettleStatus);
+        },
+        failed,
+      );
+    } catch (e) {
+      failed(e);
+    }
+  }
+
+  /** The script call for a lone settlement: scripts/settle.ts (argument layout there). */
+  private settleOneCall(req: SettleRequest): { keys: string[]; args: string[] } {
     const counters = req.scopes.map((s) => this.key(s.key));
     const spend = req.spend;
     const keys = [this.expKey, this.recKey, `${this.prefix}s:${req.id}`, ...counters];
-    // Argument layout: scripts/settle.ts.
     const args: Array<string | number> = [
       req.id,
       this.record(req.reservedTokens, req.scopes),
@@ -629,11 +686,66 @@ export class RedisStore implements Store {
       keys.push(this.key(c.key));
       args.push(ttlString(c.expireAtMs, req.nowMs));
     }
-    try {
-      return (await runScript(redis, SETTLE, keys, [JSON.stringify(args)])) as SettleStatus;
-    } catch (e) {
-      throw toUnavailable(e);
+    return { keys, args: [JSON.stringify(args)] };
+  }
+
+  /**
+   * The script call for several settlements: scripts/settle-many.ts (argument layout there). Each
+   * distinct counter is sent once, with the longest TTL any settlement of the batch gives it (the
+   * same window seen from instants a few ms apart; a TTL is never cut short).
+   */
+  private settleManyCall(batch: readonly PendingSettle[]): { keys: string[]; args: string[] } {
+    const counterIndex = new Map<string, number>();
+    const counterKeys: string[] = [];
+    const counterTtl: number[] = [];
+    const spendIndex = new Map<string, number>();
+    const spendKeys: string[] = [];
+    const spendTtl: number[] = [];
+    const index = (
+      map: Map<string, number>,
+      keys: string[],
+      ttls: number[],
+      key: string,
+      ttl: number,
+    ): number => {
+      let i = map.get(key);
+      if (i === undefined) {
+        i = keys.length;
+        map.set(key, i);
+        keys.push(this.key(key));
+        ttls.push(ttl);
+      } else if (ttl > (ttls[i] as number)) ttls[i] = ttl;
+      return i + 1; // 1-based in the script's arguments (Lua tables)
+    };
+    const per: Array<string | number> = [];
+    const markers: string[] = [];
+    for (const { req } of batch) {
+      const spend = req.spend;
+      markers.push(`${this.prefix}s:${req.id}`);
+      per.push(
+        req.id,
+        this.record(req.reservedTokens, req.scopes),
+        req.reservedTokens,
+        req.actualTokens,
+        req.abandon ? "0" : String(SETTLED_MEMORY_MS),
+        spend?.costNanoUsd ?? 0,
+        spend?.inputTokens ?? 0,
+        spend?.outputTokens ?? 0,
+        req.scopes.length,
+      );
+      for (const s of req.scopes)
+        per.push(index(counterIndex, counterKeys, counterTtl, s.key, Math.max(1, s.expireAtMs - req.nowMs)));
+      const spendCounters = spend?.counters ?? [];
+      per.push(spendCounters.length);
+      for (const c of spendCounters)
+        per.push(index(spendIndex, spendKeys, spendTtl, c.key, Math.max(1, c.expireAtMs - req.nowMs)));
     }
+    const keys = [this.expKey, this.recKey, ...counterKeys, ...spendKeys, ...markers];
+    const args: Array<string | number> = [counterKeys.length, spendKeys.length];
+    for (const t of counterTtl) args.push(String(t));
+    for (const t of spendTtl) args.push(String(t));
+    for (const x of per) args.push(x);
+    return { keys, args: [JSON.stringify(args)] };
   }
 
   async read(keys: readonly string[], nowMs: number): Promise<ScopeState[]> {

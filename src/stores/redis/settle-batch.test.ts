@@ -1,0 +1,201 @@
+import { randomUUID } from "node:crypto";
+import { describe, expect, inject, it } from "vitest";
+import type { ScopeCharge, SettleRequest, SettleStatus } from "../types.js";
+import { createRedisStore, type RedisStore } from "./redis-store.js";
+
+/**
+ * Settlements sent together share one script call (scripts/settle-many.ts). These tests hold it to
+ * the lone script's results: the same settlements, one store settling them together (batched) and
+ * another one by one (each awaited: the lone script), must answer the same statuses and leave the
+ * same keys, values and TTLs.
+ */
+
+const T0 = (Math.floor(Date.now() / 3_600_000) + 1) * 3_600_000;
+const scope = (key: string): ScopeCharge => ({
+  key,
+  kind: "user",
+  window: "day",
+  limit: Number.MAX_SAFE_INTEGER,
+  resetAtMs: T0 + 1e7,
+  expireAtMs: T0 + 2e7,
+});
+
+/** A small seeded PRNG (mulberry32): each run of a seed builds the same scenario. */
+function rng(seed: number): () => number {
+  let a = seed >>> 0;
+  return () => {
+    a = (a + 0x6d2b79f5) >>> 0;
+    let t = a;
+    t = Math.imul(t ^ (t >>> 15), t | 1);
+    t ^= t + Math.imul(t ^ (t >>> 7), t | 61);
+    return ((t ^ (t >>> 14)) >>> 0) / 4294967296;
+  };
+}
+
+interface Scenario {
+  /** Reservations made before the settlements: id, tokens, scope keys. */
+  reserves: Array<{ id: string; tokens: number; scopes: ScopeCharge[] }>;
+  settles: SettleRequest[];
+}
+
+function scenario(seed: number): Scenario {
+  const r = rng(seed);
+  const pick = <T>(xs: readonly T[]): T => xs[Math.floor(r() * xs.length)] as T;
+  const users = ["u:a", "u:b", "u:c", "u:d"];
+  const spendKeys = ["spend:f:h", "spend:g:h", "spend:u:a", "spend:u:b"];
+  const reserves: Scenario["reserves"] = [];
+  const settles: SettleRequest[] = [];
+  for (let i = 0; i < 60; i++) {
+    const id = `r${i}`;
+    const scopes = [scope(pick(users)), scope("feature"), scope("global")];
+    const tokens = 1 + Math.floor(r() * 500);
+    const kind = r();
+    // ~15 % never reserved (settled "expired"), the rest reserved first.
+    if (kind >= 0.15) reserves.push({ id, tokens, scopes });
+    // ~10 % describe the reservation differently (its stored record is released instead).
+    const describedTokens = r() < 0.1 ? tokens + 7 : tokens;
+    const describedScopes = r() < 0.05 ? [scope("u:other"), scope("feature")] : scopes;
+    const abandon = r() < 0.1;
+    const actual = abandon ? 0 : r() < 0.15 ? 0 : Math.floor(r() * (describedTokens + 1));
+    const spendCounters = [pick(spendKeys), "spend:global:h"].map((key) => ({ key, expireAtMs: T0 + 3e7 }));
+    const req: SettleRequest = {
+      id,
+      actualTokens: actual,
+      reservedTokens: describedTokens,
+      scopes: describedScopes,
+      nowMs: T0 + Math.floor(r() * 50),
+      ...(abandon
+        ? { abandon: true }
+        : actual > 0 || r() < 0.5
+          ? {
+              spend: {
+                costNanoUsd: Math.floor(r() * 1e6),
+                inputTokens: Math.floor(actual / 2),
+                outputTokens: actual - Math.floor(actual / 2),
+                counters: spendCounters,
+              },
+            }
+          : {}),
+    };
+    settles.push(req);
+    // ~20 % sent twice (a resend): right after, or somewhere else in the run.
+    const twice = r();
+    if (twice < 0.1) settles.push(req);
+    else if (twice < 0.2) settles.splice(Math.floor(r() * settles.length), 0, req);
+  }
+  return { reserves, settles };
+}
+
+/** Every key under the prefix: its value (hash fields equal to "0" left out) and whether it has a TTL. */
+async function dump(store: RedisStore, prefix: string): Promise<Record<string, unknown>> {
+  const out: Record<string, unknown> = {};
+  let cursor = "0";
+  do {
+    const [next, keys] = await store.redis.scan(cursor, "MATCH", `${prefix}*`, "COUNT", "1000");
+    cursor = next;
+    for (const k of keys) {
+      const name = k.slice(prefix.length);
+      const type = await store.redis.type(k);
+      const ttl = await store.redis.pttl(k);
+      let value: unknown;
+      if (type === "hash") {
+        const h = await store.redis.hgetall(k);
+        value = Object.fromEntries(Object.entries(h).filter(([, v]) => v !== "0"));
+        if (Object.keys(value as object).length === 0) continue;
+      } else if (type === "zset") value = await store.redis.zrange(k, "0", "-1", "WITHSCORES");
+      else value = await store.redis.get(k);
+      out[name] = { type, value, hasTtl: ttl > 0 };
+    }
+  } while (cursor !== "0");
+  return out;
+}
+
+async function run(
+  s: Scenario,
+  together: boolean,
+  between?: (store: RedisStore, prefix: string) => Promise<unknown>,
+): Promise<{ statuses: SettleStatus[]; keys: Record<string, unknown> }> {
+  const prefix = `${inject("redisPrefix")}${randomUUID()}:`;
+  const store = createRedisStore({ url: inject("redisUrl"), keyPrefix: prefix });
+  try {
+    for (const r of s.reserves) {
+      const res = await store.reserve({
+        id: r.id,
+        tokens: r.tokens,
+        scopes: r.scopes,
+        nowMs: T0,
+        ttlMs: 600_000,
+      });
+      expect(res.ok).toBe(true);
+    }
+    await between?.(store, prefix);
+    let statuses: SettleStatus[];
+    if (together) statuses = await Promise.all(s.settles.map((q) => store.settle(q)));
+    else {
+      statuses = [];
+      for (const q of s.settles) statuses.push(await store.settle(q));
+    }
+    return { statuses, keys: await dump(store, prefix) };
+  } finally {
+    await store.close();
+  }
+}
+
+describe("redis store: settlements sent together", () => {
+  for (const seed of [1, 2, 3, 4, 5, 6]) {
+    it(`answer and write what the same settlements one by one do (seed ${seed})`, async () => {
+      const s = scenario(seed);
+      const one = await run(s, false);
+      const batched = await run(s, true);
+      expect(batched.statuses).toEqual(one.statuses);
+      expect(batched.keys).toEqual(one.keys);
+      // The scenario reaches every path: live, expired and duplicate settlements, and counters.
+      expect(new Set(one.statuses)).toEqual(new Set(["settled", "expired", "duplicate"]));
+      for (const [k, v] of Object.entries(one.keys))
+        expect({ k, ttl: (v as { hasTtl: boolean }).hasTtl }).toEqual({ k, ttl: true });
+    });
+  }
+
+  it("cut a batch where a sum would no longer be exact on doubles", async () => {
+    // Each pair of these sums to 2^53 + 3, which a double cannot hold: sent in one script call, the
+    // counter would be off by one.
+    const big = [2 ** 52 + 1, 2 ** 52 + 2, 2 ** 52 + 1, 2 ** 52 + 2];
+    const s: Scenario = {
+      reserves: [],
+      settles: big.map((n, i) => ({
+        id: `big${i}`,
+        actualTokens: n,
+        reservedTokens: 0,
+        scopes: [scope("u:big")],
+        nowMs: T0,
+      })),
+    };
+    const batched = await run(s, true);
+    expect(batched.statuses).toEqual(["expired", "expired", "expired", "expired"]);
+    const exact = big.reduce((a, b) => a + BigInt(b), 0n).toString();
+    expect(batched.keys["c:u:big"]).toMatchObject({ value: { t: exact, u: exact } });
+  });
+
+  it("a settlement releasing a record it does not describe sees the counters written earlier in its batch", async () => {
+    // "m" was reserved on u:z, whose counter then expired (deleted here). In the batch, "e" (never
+    // reserved) charges u:z first, creating the counter again; then "m", describing other tokens,
+    // releases its record's own counters, which only touches counters that exist: u:z does by then.
+    const s: Scenario = {
+      reserves: [{ id: "m", tokens: 10, scopes: [scope("u:z")] }],
+      settles: [
+        { id: "e", actualTokens: 5, reservedTokens: 5, scopes: [scope("u:z")], nowMs: T0 },
+        { id: "m", actualTokens: 3, reservedTokens: 99, scopes: [scope("u:y")], nowMs: T0 },
+        // Four queued together go out as two batches of two (two slots): "e" and "m" share one.
+        { id: "f1", actualTokens: 1, reservedTokens: 1, scopes: [scope("u:f")], nowMs: T0 },
+        { id: "f2", actualTokens: 1, reservedTokens: 1, scopes: [scope("u:f")], nowMs: T0 },
+      ],
+    };
+    const drop = (store: RedisStore, prefix: string) => store.redis.del(`${prefix}c:u:z`);
+    const one = await run(s, false, drop);
+    const batched = await run(s, true, drop);
+    expect(one.statuses).toEqual(["expired", "settled", "expired", "expired"]);
+    expect(batched.statuses).toEqual(one.statuses);
+    expect(batched.keys).toEqual(one.keys);
+    expect(one.keys["c:u:z"]).toMatchObject({ value: { t: "-5", u: "5" } });
+  });
+});
