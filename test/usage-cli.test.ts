@@ -55,6 +55,7 @@ describe("spend counters and tokenfuse usage", () => {
     expect(chat?.costNanoUsd).toBe(chatCost);
     expect(chat?.requests).toBe(8);
     expect(global?.costNanoUsd).toBe(totalCost);
+    const budget = await tf.remaining({ user: "ana" });
     await tf.close();
 
     const path = join(mkdtempSync(join(tmpdir(), "tf-usage-")), "tokenfuse.json");
@@ -70,6 +71,15 @@ describe("spend counters and tokenfuse usage", () => {
     expect(text).toContain(`total cost in the last 2 h (all users): ${usd(totalCost)}`);
     // Every request here was ana's: her own total is the same amount, from her day counters.
     expect(text).toContain(`user ana's cost on the days shown: ${usd(totalCost)}`);
+    // Her budgets, as the library (and the gateway's GET /v1/budget) reports them (SPEC §4).
+    const used = budget.user.day.used;
+    expect(used).toBeGreaterThan(12_000);
+    expect(text).toContain("budgets of user ana (tier free) now:");
+    const n = (x: number) => x.toLocaleString("en-US");
+    expect(text).toMatch(
+      new RegExp(`user ana, day\\s+${n(1_000_000)}\\s+${n(used)}\\s+0\\s+${n(1_000_000 - used)}\\s`),
+    );
+    expect(text).toMatch(/feature chat, day\s+none\s/);
   });
 
   it("a user's days are read in the zone of the tier their budget is counted in (their key's, or a run-time override), not the default tier's", async () => {

@@ -1,4 +1,6 @@
 import { resolveUserTier } from "../access/user-tier.js";
+import { createConfiguredEngine } from "../configured-engine.js";
+import type { BudgetReport, BudgetWindow } from "../core/engine.js";
 import { silentLogger } from "../core/logger.js";
 import { queryUsage, UsageQueryError } from "../cost/usage-query.js";
 import { createStoreFromConfig } from "../stores/from-config.js";
@@ -6,9 +8,34 @@ import { resolveCliConfig } from "./config-arg.js";
 import { CliError, type CliIo, parseCliArgs } from "./io.js";
 import { num, renderTable, usd } from "./table.js";
 
+/** The budget windows of a report as table rows (SPEC §4: every scope's remaining budget). */
+function budgetRows(report: BudgetReport): string[][] {
+  const rows = [["budget", "limit", "used", "reserved", "remaining", "resets at"]];
+  const add = (name: string, w: BudgetWindow | undefined) => {
+    if (!w) return;
+    rows.push([
+      name,
+      w.limit === null ? "none" : num(w.limit),
+      num(w.used),
+      num(w.reserved),
+      w.remaining === null ? "–" : num(w.remaining),
+      w.resets_at,
+    ]);
+  };
+  add(`user ${report.user.id}, day`, report.user.day);
+  add(`user ${report.user.id}, minute`, report.user.minute);
+  for (const [name, f] of Object.entries(report.features)) {
+    if (f.daily) add(`feature ${name}, day`, f.daily);
+    else rows.push([`feature ${name}, day`, "none", num(f.used_today), "–", "–", "–"]);
+  }
+  add("global, minute", report.global.minute);
+  return rows;
+}
+
 /**
  * `tokenfuse usage [--user U] [--tier T] [--feature F] [--hours H] [--config F]`: tokens and cost
- * per hour (features, global) and per day (a user), read from the shared store's spend counters.
+ * per hour (features, global) and per day (a user), read from the shared store's spend counters;
+ * with --user, also that user's budgets as the gateway's `GET /v1/budget` reports them.
  */
 export async function runUsage(args: string[], io: CliIo): Promise<number> {
   const { values } = parseCliArgs(
@@ -77,6 +104,27 @@ export async function runUsage(args: string[], io: CliIo): Promise<number> {
       io.out(
         `${renderTable(table)}\n\ntotal cost in the last ${hours} h${feature ? ` for ${feature}` : user !== undefined ? " (all users)" : ""}: ${usd(result.totalCostNanoUsd)}\n${userLine}`,
       );
+    }
+    if (user !== undefined) {
+      // The same document as the gateway's GET /v1/budget, read through an engine on this store.
+      // No usage log: reading budgets writes nothing.
+      const configured = createConfiguredEngine({
+        config: { ...config, usageLog: undefined },
+        store,
+        logger: silentLogger,
+      });
+      try {
+        const report = await configured.engine.remaining({
+          user,
+          tier,
+          ...(feature !== undefined ? { features: [feature] } : {}),
+        });
+        io.out(
+          `\nbudgets of user ${user} (tier ${report.user.tier}) now:\n${renderTable(budgetRows(report))}\n`,
+        );
+      } finally {
+        await configured.close();
+      }
     }
     return 0;
   } finally {
