@@ -2,6 +2,7 @@ import { createDecisionAlerts } from "./alerts/budget-watch.js";
 import { createCostWatch } from "./alerts/cost-watch.js";
 import { type AlertDispatcher, createAlertDispatcher } from "./alerts/dispatcher.js";
 import { createLogSink, createWebhookSink } from "./alerts/sinks.js";
+import type { AlertSink } from "./alerts/types.js";
 import type { FeatureConfig, ResolvedConfig } from "./config/types.js";
 import { createEngine, type Engine, type EngineEvents, type SummaryProvider } from "./core/engine.js";
 import { createGlobalCostCap } from "./core/global-cost-cap.js";
@@ -64,6 +65,8 @@ export function createConfiguredEngine(opts: {
   events?: EngineEvents | undefined;
   /** Token counting per model (default: the real tokenizers; `simulate` counts from the log). */
   tokenizerFor?: ((model: string) => ChatTokenizer) | undefined;
+  /** Sinks of the caller's own (plugins), given every alert besides the config's sinks. */
+  alertSinks?: readonly AlertSink[] | undefined;
 }): ConfiguredEngine {
   const { config, store, logger } = opts;
   // First, so that a usage log path that cannot be opened (a ConfigError) leaves nothing running.
@@ -83,9 +86,12 @@ export function createConfiguredEngine(opts: {
   };
   const alerts = createAlertDispatcher({
     logger,
-    sinks: config.alerts.sinks.map((s) =>
-      s.type === "log" ? createLogSink(logger) : createWebhookSink({ url: s.url, secret: s.secret }),
-    ),
+    sinks: [
+      ...config.alerts.sinks.map((s) =>
+        s.type === "log" ? createLogSink(logger) : createWebhookSink({ url: s.url, secret: s.secret }),
+      ),
+      ...(opts.alertSinks ?? []),
+    ],
   });
   const globalCostCap =
     config.global.hourlyCostNanoUsd === undefined

@@ -3,6 +3,7 @@
  * Public library API: re-exports only.
  */
 
+export type { Alert, AlertSink } from "./alerts/types.js";
 export { ConfigError, isConfigError } from "./config/config-error.js";
 export { defaultConfig, loadConfig, loadConfigFile } from "./config/load.js";
 export type { FeatureConfig, OnExceed, ResolvedConfig, TierConfig } from "./config/types.js";

@@ -1,3 +1,4 @@
+import type { AlertSink } from "./alerts/types.js";
 import { defaultConfig, loadConfig } from "./config/load.js";
 import type { ResolvedConfig } from "./config/types.js";
 import { createConfiguredEngine } from "./configured-engine.js";
@@ -23,6 +24,27 @@ export interface TokenfuseOptions {
   events?: EngineEvents | undefined;
   /** Environment for `${env:NAME}` interpolation (default `process.env`). */
   env?: Record<string, string | undefined> | undefined;
+  /**
+   * Alert sinks of your own (SPEC §7: "more by plugin"), given every alert besides the config's
+   * `alerts.sinks`: each `{ name, send(alert, signal) }`; `send` rejects on failure and must give
+   * up when `signal` aborts (the delivery timeout). A failing sink is logged and never fails a
+   * request or the other sinks.
+   */
+  alertSinks?: readonly AlertSink[] | undefined;
+}
+
+/** Checks the plugin sinks before anything starts: a wrong one is named, not found at the first alert. */
+function checkAlertSinks(sinks: readonly AlertSink[] | undefined): void {
+  if (sinks === undefined) return;
+  if (!Array.isArray(sinks))
+    throw new TypeError("alertSinks must be an array of { name, send(alert, signal) }");
+  sinks.forEach((s: unknown, i) => {
+    const sink = s as Partial<AlertSink> | null;
+    if (typeof sink !== "object" || sink === null || typeof sink.name !== "string" || sink.name === "")
+      throw new TypeError(`alertSinks[${i}] needs a non-empty string name`);
+    if (typeof sink.send !== "function")
+      throw new TypeError(`alertSinks[${i}] (${sink.name}) needs a send(alert, signal) function`);
+  });
 }
 
 /** The library API (SPEC §9). */
@@ -51,6 +73,7 @@ export interface Tokenfuse {
  * store or one is passed in.
  */
 export function createTokenfuse(options: TokenfuseOptions = {}): Tokenfuse {
+  checkAlertSinks(options.alertSinks);
   const logger = options.logger ?? createLogger();
   const config =
     options.config === undefined
@@ -66,6 +89,7 @@ export function createTokenfuse(options: TokenfuseOptions = {}): Tokenfuse {
       clock: options.clock,
       summaryProvider: options.summarizer,
       events: options.events,
+      alertSinks: options.alertSinks,
     });
   } catch (e) {
     // A usage log that cannot be opened: release the store this call created (a Redis connection).

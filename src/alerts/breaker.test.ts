@@ -5,6 +5,7 @@ import { isTokenBudgetError } from "../core/errors.js";
 import type { Logger } from "../core/logger.js";
 import { createMemoryStore } from "../stores/memory-store.js";
 import { createTokenfuse } from "../tokenfuse.js";
+import type { Alert, AlertSink } from "./types.js";
 
 const msgs = [{ role: "user", content: "review this code please" }];
 
@@ -123,5 +124,55 @@ describe("hourly cost breaker", () => {
     server.closeAllConnections();
     server.close();
     await tf.close();
+  });
+});
+
+describe("alert sinks of the caller's own (plugins, SPEC §7)", () => {
+  it("get every alert beside the config's sinks; one that fails is logged and harms nothing", async () => {
+    const got: Alert[] = [];
+    const errors: string[] = [];
+    const warnings: string[] = [];
+    const logger: Logger = {
+      info() {},
+      warn: (_o, m) => void warnings.push(m ?? ""),
+      error: (o, m) => void errors.push(`${(o as { sink?: string }).sink}: ${m ?? ""}`),
+    };
+    const mine: AlertSink = { name: "mine", send: async (a) => void got.push(a) };
+    const broken: AlertSink = {
+      name: "broken",
+      send: async () => {
+        throw new Error("pager down");
+      },
+    };
+    const tf = createTokenfuse({
+      config: breakerConfig({ alerts: { sinks: [{ type: "log" }] } }),
+      store: createMemoryStore(),
+      logger,
+      clock: { nowMs: () => Date.parse("2026-11-24T10:15:00Z") },
+      alertSinks: [broken, mine],
+    });
+    for (let i = 0; i < 4; i++) {
+      const a = await tf.admit({ feature: "code_review", user: "dev", messages: msgs });
+      await a.settle({ prompt_tokens: 1000, completion_tokens: 500 });
+    }
+    await tf.close(); // drains the alert queue
+    const breaker = got.filter((a) => a.scope === "feature:code_review");
+    expect(breaker.length).toBe(1);
+    expect(breaker[0]?.message).toMatch(/switched off until 11:00Z/);
+    // The config's log sink still got it, and the broken sink's failure was said.
+    expect(warnings.some((w) => /switched off until 11:00Z/.test(w))).toBe(true);
+    expect(errors).toContain("broken: alert could not be delivered");
+  });
+
+  it("a sink without a name or a send function is refused when tokenfuse is created, naming it", () => {
+    const make = (alertSinks: unknown) => () =>
+      createTokenfuse({
+        config: breakerConfig(),
+        store: createMemoryStore(),
+        alertSinks: alertSinks as AlertSink[],
+      });
+    expect(make([{ send: async () => {} }])).toThrow(/alertSinks\[0\] needs a non-empty string name/);
+    expect(make([{ name: "x" }])).toThrow(/alertSinks\[0\] \(x\) needs a send\(alert, signal\) function/);
+    expect(make({ name: "x" })).toThrow(/alertSinks must be an array/);
   });
 });
