@@ -11,6 +11,7 @@ export type {
   Admission,
   BudgetReport,
   BudgetWindow,
+  CostWindow,
   DecisionEvent,
   EngineEvents,
   SettleEvent,

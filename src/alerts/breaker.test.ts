@@ -176,3 +176,52 @@ describe("alert sinks of the caller's own (plugins, SPEC §7)", () => {
     expect(make({ name: "x" })).toThrow(/alertSinks must be an array/);
   });
 });
+
+describe("hourly cost caps in the budget report", () => {
+  it("remaining() shows each feature's and the global hourly cost cap against this hour's spend", async () => {
+    let now = Date.parse("2026-11-24T10:15:00Z");
+    const tf = createTokenfuse({
+      config: breakerConfig({ global: { tokens_per_minute: 1_000_000, hourly_cost_usd: 1 } }),
+      store: createMemoryStore(),
+      clock: { nowMs: () => now },
+    });
+    const before = await tf.remaining({ user: "dev" });
+    expect(before.features.code_review?.hourly_cost).toEqual({
+      limit_usd: 0.02,
+      spent_usd: 0,
+      remaining_usd: 0.02,
+      resets_at: "2026-11-24T11:00:00Z",
+    });
+    for (let i = 0; i < 3; i++) {
+      const a = await tf.admit({ feature: "code_review", user: "dev", messages: msgs });
+      await a.settle({ prompt_tokens: 1000, completion_tokens: 500 }); // $0.006 each
+    }
+    const after = await tf.remaining({ user: "dev" });
+    expect(after.features.code_review?.hourly_cost).toEqual({
+      limit_usd: 0.02,
+      spent_usd: 0.018,
+      remaining_usd: 0.002,
+      resets_at: "2026-11-24T11:00:00Z",
+    });
+    expect(after.global.hourly_cost).toEqual({
+      limit_usd: 1,
+      spent_usd: 0.018,
+      remaining_usd: 0.982,
+      resets_at: "2026-11-24T11:00:00Z",
+    });
+    // The next hour starts from nothing.
+    now = Date.parse("2026-11-24T11:00:00Z");
+    expect((await tf.remaining({ user: "dev" })).global.hourly_cost?.spent_usd).toBe(0);
+    await tf.close();
+  });
+
+  it("a report without cost caps has no hourly_cost entries", async () => {
+    const config = breakerConfig();
+    delete (config.features.code_review as { hourly_cost_usd?: number }).hourly_cost_usd;
+    const tf = createTokenfuse({ config, store: createMemoryStore() });
+    const r = await tf.remaining({ user: "dev" });
+    expect(r.features.code_review).not.toHaveProperty("hourly_cost");
+    expect(r.global).not.toHaveProperty("hourly_cost");
+    await tf.close();
+  });
+});

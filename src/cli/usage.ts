@@ -1,6 +1,6 @@
 import { resolveUserTier } from "../access/user-tier.js";
 import { createConfiguredEngine } from "../configured-engine.js";
-import type { BudgetReport, BudgetWindow } from "../core/engine.js";
+import type { BudgetReport, BudgetWindow, CostWindow } from "../core/engine.js";
 import { silentLogger } from "../core/logger.js";
 import { queryUsage, UsageQueryError } from "../cost/usage-query.js";
 import { createStoreFromConfig } from "../stores/from-config.js";
@@ -29,6 +29,14 @@ function budgetRows(report: BudgetReport): string[][] {
     else rows.push([`feature ${name}, day`, "none", num(f.used_today), "–", "–", "–"]);
   }
   add("global, minute", report.global.minute);
+  // Hourly cost caps, in USD (nothing is reserved against a cost cap: it is checked on settled spend).
+  const cost = (name: string, c: CostWindow | undefined) => {
+    if (!c) return;
+    const $ = (x: number) => usd(Math.round(x * 1e9));
+    rows.push([name, $(c.limit_usd), $(c.spent_usd), "–", $(c.remaining_usd), c.resets_at]);
+  };
+  for (const [name, f] of Object.entries(report.features)) cost(`feature ${name}, hour cost`, f.hourly_cost);
+  cost("global, hour cost", report.global.hourly_cost);
   return rows;
 }
 

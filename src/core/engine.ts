@@ -19,9 +19,10 @@ import { TokenBudgetError } from "./errors.js";
 import type { GlobalCostCap } from "./global-cost-cap.js";
 import type { Logger } from "./logger.js";
 import { type AdmitRequest, outputCap, validateAdmitRequest } from "./request.js";
-import { createScopeCache, NO_LIMIT, refusalCode, scopesFor } from "./scopes.js";
+import { createScopeCache, NO_LIMIT, refusalCode, scopesFor, spendKeys } from "./scopes.js";
 import type { ChatMessage, Clock, Decision, OpenAIUsage, Usage } from "./types.js";
 import { chargeableUsage, chargedTokens, normalizeUsage } from "./usage.js";
+import { hourWindow } from "./windows.js";
 
 /** What a request was admitted with; settle it exactly once after the provider call. */
 export interface Admission {
@@ -223,14 +224,32 @@ export interface BudgetWindow {
   resets_at: string;
 }
 
+/**
+ * An hourly cost cap in a budget report (a feature's or the global `hourly_cost_usd`): this UTC
+ * hour's settled spend against it, in USD (from the store's integer nano-USD counters).
+ */
+export interface CostWindow {
+  limit_usd: number;
+  spent_usd: number;
+  remaining_usd: number;
+  resets_at: string;
+}
+
 /** The budget report (SPEC §6 `GET /v1/budget`; the library returns the same document). */
 export interface BudgetReport {
   user: { id: string; tier: string; day: BudgetWindow; minute?: BudgetWindow };
   features: Record<
     string,
-    { enabled: boolean; max_input: number; max_output: number; used_today: number; daily?: BudgetWindow }
+    {
+      enabled: boolean;
+      max_input: number;
+      max_output: number;
+      used_today: number;
+      daily?: BudgetWindow;
+      hourly_cost?: CostWindow;
+    }
   >;
-  global: { minute: BudgetWindow };
+  global: { minute: BudgetWindow; hourly_cost?: CostWindow };
 }
 
 /** The policy engine: admit → (caller calls provider) → settle. */
@@ -808,12 +827,22 @@ export function createEngine(deps: EngineDeps): Engine {
     const userScopes = base.filter((s) => s.kind === "user");
     const globalScope = base.find((s) => s.kind === "global") as ScopeCharge;
     const all = [...userScopes, ...featureScopes, globalScope];
+    // The hourly cost caps, read from this hour's spend counters beside the token scopes.
+    const hour = hourWindow(nowMs);
+    const capped = features.filter((f) => f.hourlyCostNanoUsd !== undefined);
+    const globalCap = config.global.hourlyCostNanoUsd;
+    const spendKeysRead = capped.map((f) => spendKeys.featureHour(f.name, hour.id));
+    if (globalCap !== undefined) spendKeysRead.push(spendKeys.globalHour(hour.id));
     let states: Awaited<ReturnType<Store["read"]>>;
+    let spent: Awaited<ReturnType<Store["readSpend"]>>;
     try {
-      states = await store.read(
-        all.map((s) => s.key),
-        nowMs,
-      );
+      [states, spent] = await Promise.all([
+        store.read(
+          all.map((s) => s.key),
+          nowMs,
+        ),
+        spendKeysRead.length > 0 ? store.readSpend(spendKeysRead) : [],
+      ]);
     } catch (e) {
       if (!isStoreUnavailable(e)) throw e;
       throw new TokenBudgetError({
@@ -835,11 +864,22 @@ export function createEngine(deps: EngineDeps): Engine {
         resets_at: new Date(s.resetAtMs).toISOString().replace(".000Z", "Z"),
       };
     };
+    const hourEnds = new Date(hour.endMs).toISOString().replace(".000Z", "Z");
+    const costWin = (limitNano: number, i: number): CostWindow => {
+      const spentNano = spent[i]?.costNanoUsd ?? 0;
+      return {
+        limit_usd: limitNano / 1e9,
+        spent_usd: spentNano / 1e9,
+        remaining_usd: Math.max(0, limitNano - spentNano) / 1e9,
+        resets_at: hourEnds,
+      };
+    };
     const report: BudgetReport = {
       user: { id: q.user, tier: tier.name, day: win(userScopes[0] as ScopeCharge, 0) },
       features: {},
       global: { minute: win(globalScope, all.length - 1) },
     };
+    if (globalCap !== undefined) report.global.hourly_cost = costWin(globalCap, capped.length);
     if (userScopes[1]) report.user.minute = win(userScopes[1], 1);
     features.forEach((f, j) => {
       const i = userScopes.length + j;
@@ -851,6 +891,10 @@ export function createEngine(deps: EngineDeps): Engine {
         used_today: w.used,
         ...(f.dailyTokens !== undefined ? { daily: w } : {}),
       };
+    });
+    capped.forEach((f, i) => {
+      const entry = report.features[f.name];
+      if (entry) entry.hourly_cost = costWin(f.hourlyCostNanoUsd as number, i);
     });
     return report;
   }
