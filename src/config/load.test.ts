@@ -323,6 +323,18 @@ describe("defaultConfig", () => {
     expect(config.upstreams[0]).toMatchObject({ type: "openai", apiKey: "sk-live" });
     expect(defaultConfig({ OPENAI_API_KEY: "" }).upstreams.map((u) => u.name)).toEqual(["mock"]);
   });
+
+  it("turns the admin API on with TOKENFUSE_ADMIN_TOKEN from the environment (SPEC §6: config/env)", () => {
+    expect(defaultConfig({ TOKENFUSE_ADMIN_TOKEN: "0123456789abcdef0123" }).admin?.token).toBe(
+      "0123456789abcdef0123",
+    );
+    expect(defaultConfig({ TOKENFUSE_ADMIN_TOKEN: "" }).admin).toBeUndefined();
+    expect(defaultConfig({}).admin).toBeUndefined();
+    // As in a config file: a token too short to be safe is refused, naming the variable's setting.
+    expect(() => defaultConfig({ TOKENFUSE_ADMIN_TOKEN: "short" })).toThrow(
+      /TOKENFUSE_ADMIN_TOKEN: the admin token must be at least 16 characters/,
+    );
+  });
 });
 
 describe("sources and formats", () => {
