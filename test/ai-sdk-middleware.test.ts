@@ -185,6 +185,71 @@ describe("tokenfuseMiddleware with the AI SDK's own OpenAI provider, against the
   });
 });
 
+describe("tokenfuseMiddleware: a streamText caller that stops reading", () => {
+  let mock: MockServer;
+  let tf: Tokenfuse;
+  let provider: ReturnType<typeof createOpenAI>;
+  beforeAll(async () => {
+    // A long answer in small chunks: more than the streams' buffers hold once nobody reads.
+    mock = await startMockServer({ completionTokens: 150, chunkTokens: 2 });
+    provider = createOpenAI({ baseURL: mock.baseUrl, apiKey: "sk-test" });
+    tf = fresh({ long: { model: "gpt-4o", max_input: 500, max_output: 200, on_exceed: "trim" } });
+  });
+  afterAll(async () => {
+    await tf.close();
+    await mock.close();
+  });
+
+  /** The user's day once nothing is reserved any more (or after 3 s, to fail with what is there). */
+  const settledDay = async (user: string) => {
+    const until = Date.now() + 3000;
+    for (;;) {
+      const d = await day(tf, user);
+      if (d.reserved === 0 || Date.now() > until) return d;
+      await new Promise((r) => setTimeout(r, 20));
+    }
+  };
+
+  for (const how of ["break", "throw", "fullStream break"] as const) {
+    it(`is charged what the provider generated and reported, nothing left reserved (${how})`, async () => {
+      const user = `stop-${how.replace(" ", "-")}`;
+      const r = streamText({
+        model: wrapLanguageModel({
+          model: provider.chat("gpt-4o"),
+          middleware: tokenfuseMiddleware(tf, { feature: "long", user }),
+        }),
+        prompt: "tell me a long story",
+        maxRetries: 0,
+        onError: () => {},
+      });
+      let parts = 0;
+      try {
+        if (how === "fullStream break") {
+          // Its first parts come before the model is called: stop at the first text.
+          for await (const part of r.fullStream) {
+            if (part.type !== "text-delta") continue;
+            parts++;
+            break;
+          }
+        } else {
+          for await (const _ of r.textStream) {
+            parts++;
+            if (how === "throw") throw new Error("the caller failed");
+            break;
+          }
+        }
+      } catch (e) {
+        expect((e as Error).message).toBe("the caller failed");
+      }
+      expect(parts).toBe(1);
+      const d = await settledDay(user);
+      const rec = mock.upstream.ledger().records.at(-1);
+      expect(rec?.completionTokens).toBe(150);
+      expect(d).toMatchObject({ used: (rec?.promptTokens ?? 0) + 150, reserved: 0 });
+    });
+  }
+});
+
 describe("tokenfuseMiddleware: the prompt, the context and the model", () => {
   const recording = recordingModel;
   const history = (turns: number) => {

@@ -673,56 +673,82 @@ export function tokenfuseMiddleware(
         })();
         return settled;
       };
-      const stream = new ReadableStream<StreamPart>({
-        async pull(controller) {
+      /** Reads a part for settlement (what was generated, the finish and its usage); returns it to pass on. */
+      const observe = (part: StreamPart): StreamPart => {
+        switch (part.type) {
+          case "text-delta":
+          case "reasoning-delta":
+            if (typeof part.delta === "string") generated.push(part.delta);
+            break;
+          case "tool-input-start":
+            if (typeof part.toolName === "string") generated.push(part.toolName);
+            if (typeof part.id === "string") streamedInputs.add(part.id);
+            break;
+          case "tool-input-delta":
+            if (typeof part.delta === "string") generated.push(part.delta);
+            break;
+          case "tool-call":
+            if (typeof part.toolCallId !== "string" || !streamedInputs.has(part.toolCallId)) {
+              if (typeof part.toolName === "string") generated.push(part.toolName);
+              generated.push(typeof part.input === "string" ? part.input : jsonText(part.input));
+            }
+            break;
+          case "error":
+            failed = true;
+            break;
+          case "finish": {
+            finished = true;
+            const reason = (part.finishReason as { unified?: unknown } | undefined)?.unified;
+            if (reason === "error" || reason === "interrupted") failed = true;
+            usage = openAIUsageOf(part.usage);
+            return withMetadata(part, a);
+          }
+        }
+        return part;
+      };
+      /** Set when the caller cancelled the stream: nothing more is handed on. */
+      let cancelled = false;
+      /**
+       * The provider's stream is read to its end by this loop, not by the caller's reads, and is
+       * settled there. Why: the AI SDK's streamText splits the model's stream in two; a caller that
+       * stops reading its textStream (a break, a throw) cancels only its half, and the other half is
+       * never read: a stream read on demand then neither ends nor is cancelled, its reservation held
+       * until it expires and then released with nothing charged for what the provider generated.
+       * Read ahead, the parts wait in this stream's queue until read; that queue is bounded by the
+       * answer's size, which the output cap bounds. A caller's cancel still stops the provider.
+       * At the end the settlement is applied before the stream closes (or errors), so a caller that
+       * finished reading sees it in the budget.
+       */
+      const pump = async (controller: ReadableStreamDefaultController<StreamPart>) => {
+        for (;;) {
           let next: Awaited<ReturnType<typeof reader.read>>;
           try {
             next = await reader.read();
           } catch (e) {
             await settle(true).catch(settleFailed(a));
-            controller.error(e);
+            if (!cancelled) controller.error(e);
             return;
           }
           if (next.done) {
             // A stream that ends without its finish part stopped early (no usage to trust).
             await settle(!finished).catch(settleFailed(a));
-            controller.close();
+            if (!cancelled) controller.close();
             return;
           }
-          let part = next.value;
-          switch (part.type) {
-            case "text-delta":
-            case "reasoning-delta":
-              if (typeof part.delta === "string") generated.push(part.delta);
-              break;
-            case "tool-input-start":
-              if (typeof part.toolName === "string") generated.push(part.toolName);
-              if (typeof part.id === "string") streamedInputs.add(part.id);
-              break;
-            case "tool-input-delta":
-              if (typeof part.delta === "string") generated.push(part.delta);
-              break;
-            case "tool-call":
-              if (typeof part.toolCallId !== "string" || !streamedInputs.has(part.toolCallId)) {
-                if (typeof part.toolName === "string") generated.push(part.toolName);
-                generated.push(typeof part.input === "string" ? part.input : jsonText(part.input));
-              }
-              break;
-            case "error":
-              failed = true;
-              break;
-            case "finish": {
-              finished = true;
-              const reason = (part.finishReason as { unified?: unknown } | undefined)?.unified;
-              if (reason === "error" || reason === "interrupted") failed = true;
-              usage = openAIUsageOf(part.usage);
-              part = withMetadata(part, a);
-              break;
-            }
-          }
-          controller.enqueue(part);
+          const part = observe(next.value);
+          if (!cancelled) controller.enqueue(part);
+        }
+      };
+      const stream = new ReadableStream<StreamPart>({
+        start(controller) {
+          void pump(controller).catch((e: unknown) => {
+            // Not expected (the loop catches the provider's failures): settle, and say it.
+            void settle(true).catch(settleFailed(a));
+            if (!cancelled) controller.error(e);
+          });
         },
         async cancel(reason) {
+          cancelled = true;
           // The provider's stream first: it must stop generating whatever the store does.
           try {
             await reader.cancel(reason);
