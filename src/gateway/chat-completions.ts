@@ -257,7 +257,7 @@ async function forward(
     // own rate limit): pass the provider's answer through.
     await settled(a.settle(), deps, a.id, "release failed");
     res.writeHead(upstreamRes.status, {
-      "content-type": upstreamRes.headers["content-type"] ?? "application/json",
+      "content-type": upstreamRes.contentType ?? upstreamRes.headers["content-type"] ?? "application/json",
       ...ours,
     });
     res.end(text);
@@ -309,7 +309,7 @@ async function forward(
   }
   await settled(settleWith(a, usage, generated, undefined, deps), deps, a.id, "settlement failed");
   // Added to our headers object rather than spread into a new one (spreads are slow in V8).
-  ours["content-type"] = upstreamRes.headers["content-type"] ?? "application/json";
+  ours["content-type"] = upstreamRes.contentType ?? upstreamRes.headers["content-type"] ?? "application/json";
   ours["content-length"] = String(Buffer.byteLength(text));
   res.writeHead(200, ours);
   res.end(text);

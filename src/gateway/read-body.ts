@@ -77,6 +77,13 @@ export const MAX_JSON_DEPTH = 128;
  * blamed on the upstream. One pass over the characters, cheap next to the parse itself.
  */
 export function nestedDeeperThan(text: string, max: number): boolean {
+  // Fast path: a text with at most `max` opening brackets in all (strings included) cannot nest
+  // deeper than that. Counted with indexOf (native), so a usual body (a few dozen brackets) is not
+  // walked character by character; past `max` brackets the exact walk below decides.
+  let brackets = 0;
+  for (let i = text.indexOf("{"); i !== -1 && brackets <= max; i = text.indexOf("{", i + 1)) brackets++;
+  for (let i = text.indexOf("["); i !== -1 && brackets <= max; i = text.indexOf("[", i + 1)) brackets++;
+  if (brackets <= max) return false;
   let depth = 0;
   let inString = false;
   for (let i = 0; i < text.length; i++) {

@@ -74,6 +74,12 @@ export class DispatchCall implements Dispatcher.DispatchHandler, UpstreamRespons
     return this.#flat;
   }
 
+  get contentType(): string | undefined {
+    // undici hands header names in lower case (onResponseStart relies on it too).
+    const v = this.#raw["content-type"];
+    return Array.isArray(v) ? v.join(", ") : v;
+  }
+
   // --- undici's side (DispatchHandler) ---
 
   onRequestStart(controller: Dispatcher.DispatchController): void {

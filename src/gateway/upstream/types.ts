@@ -58,6 +58,8 @@ export interface UpstreamResponse {
   status: number;
   /** Response headers, lower-case names (may be gathered on first read). */
   readonly headers: Record<string, string>;
+  /** Optional: the Content-Type header, read without gathering all headers (else `headers`). */
+  readonly contentType?: string | undefined;
   /** The body, chunk by chunk as it arrives (streamed answers). */
   body: AsyncIterable<Buffer | string>;
   /**
