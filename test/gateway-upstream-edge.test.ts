@@ -376,4 +376,42 @@ describe("gateway: odd upstream answers", () => {
     expect(res.status).toBe(400);
     expect(await res.text()).toBe(bad);
   });
+
+  it("without usage, n > 1 choices are estimated choice by choice, not as one string of their interleaved pieces", async () => {
+    // Interleaved, the pieces would merge into other tokens ("HelWorlold"); per choice they are
+    // "Hello" and "World". Whole answers likewise: "an" and "other", not "another".
+    const piece = (index: number, content: string) =>
+      sse({ id: "c1", choices: [{ index, delta: { content } }] });
+    const g = await gatewayWith(async (req) =>
+      req.body.stream === true
+        ? streamed(async function* () {
+            yield piece(0, "Hel");
+            yield piece(1, "Wor");
+            yield piece(0, "lo");
+            yield piece(1, "ld");
+            yield "data: [DONE]\n\n";
+          })
+        : whole(
+            200,
+            JSON.stringify({
+              id: "x",
+              object: "chat.completion",
+              choices: ["an", "other"].map((content, index) => ({
+                index,
+                message: { role: "assistant", content },
+                finish_reason: "stop",
+              })),
+            }),
+          ),
+    );
+    const before = (await g.day()).used;
+    await (await g.post({ stream: true, n: 2 })).text();
+    const streamedCharge = (await g.day()).used - before;
+    expect(streamedCharge).toBe(prompt + count("Hello") + count("World"));
+    expect(count("HelWorlold")).not.toBe(count("Hello") + count("World"));
+    await (await g.post({ n: 2 })).text();
+    expect((await g.day()).used - before - streamedCharge).toBe(prompt + count("an") + count("other"));
+    expect(count("another")).not.toBe(count("an") + count("other"));
+    expect((await g.day()).reserved).toBe(0);
+  });
 });

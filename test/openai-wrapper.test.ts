@@ -259,4 +259,24 @@ describe("guardOpenAI: what the provider generated is charged even when its usag
     expect(await day(tf, "tools")).toEqual(content);
     await tf.close();
   });
+
+  it("a stream of n > 1 choices that fails is estimated choice by choice, not as one string of interleaved pieces", async () => {
+    const tf = fresh();
+    const piece = (index: number, content: string) => ({ choices: [{ index, delta: { content } }] });
+    await expect(
+      drain(
+        guardOpenAI(
+          streamOf([piece(0, "Hel"), piece(1, "Wor"), piece(0, "lo"), piece(1, "ld")], true),
+          tf,
+        ).stream({ feature: "chat", user: "two" }, { model: "gpt-4o", messages: msgs, n: 2 }),
+      ),
+    ).rejects.toThrow("connection reset");
+    const t = getChatTokenizer("o200k_base");
+    expect(t.countText("HelWorlold")).not.toBe(t.countText("Hello") + t.countText("World"));
+    expect(await day(tf, "two")).toMatchObject({
+      used: t.countChat(msgs) + t.countText("Hello") + t.countText("World"),
+      reserved: 0,
+    });
+    await tf.close();
+  });
 });

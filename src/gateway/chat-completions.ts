@@ -101,12 +101,20 @@ export function upstreamBody(body: Record<string, unknown>, a: Admission): Recor
   return out;
 }
 
-/** Output tokens to charge when the upstream reported no usage: what was generated, counted. */
-function estimateUsage(a: Admission, generated: string): OpenAIUsage {
+/**
+ * Output tokens to charge when the upstream reported no usage: what was generated, counted choice
+ * by choice (`generated` holds one text per choice: counted as one string, the choices of `n > 1`
+ * would merge into tokens never generated).
+ */
+function estimateUsage(a: Admission, generated: readonly string[]): OpenAIUsage {
   // Never more than the reservation allowed for output (cap × n): what passed cannot exceed it; and
   // counting stops there, so an upstream that sent megabytes cannot make the estimate slow.
   const allowance = a.reservedTokens - a.inputTokens;
-  const out = generated === "" ? 0 : tokenizerForModel(a.model).countTextUpTo(generated, allowance);
+  let out = 0;
+  for (const text of generated) {
+    if (out >= allowance) break;
+    if (text !== "") out += tokenizerForModel(a.model).countTextUpTo(text, allowance - out);
+  }
   return { prompt_tokens: a.inputTokens, completion_tokens: Math.min(out, allowance) };
 }
 
@@ -287,26 +295,31 @@ async function forward(
         ? "upstream timed out"
         : "upstream body cut";
     observe("error");
-    await settled(settleWith(a, undefined, "", failure, deps, true), deps, a.id, "settlement failed");
+    await settled(
+      settleWith(a, undefined, () => [], failure, deps, true),
+      deps,
+      a.id,
+      "settlement failed",
+    );
     throw upstreamFailure(e, cancel.timedOut, cancel.clientGone);
   }
   observe("2xx");
   let usage: unknown;
-  let generated = "";
+  let choices: unknown[] = [];
   try {
-    const parsed = JSON.parse(text) as {
-      usage?: unknown;
-      choices?: Array<{ message?: { content?: unknown } }>;
-    };
+    const parsed = JSON.parse(text) as { usage?: unknown; choices?: unknown };
     usage = parsed?.usage;
-    const choices = Array.isArray(parsed?.choices) ? parsed.choices : [];
-    const parts: string[] = [];
-    for (const c of choices)
-      generatedParts((c as { message?: unknown } | null)?.message, (t) => parts.push(t));
-    generated = parts.join("");
+    if (Array.isArray(parsed?.choices)) choices = parsed.choices;
   } catch {
     // Not JSON: forwarded as is, charged from the estimate below.
   }
+  // One text per choice (estimateUsage counts them apart), gathered only when an estimate is needed.
+  const generated = () =>
+    choices.map((c) => {
+      const parts: string[] = [];
+      generatedParts((c as { message?: unknown } | null)?.message, (t) => parts.push(t));
+      return parts.join("");
+    });
   await settled(settleWith(a, usage, generated, undefined, deps), deps, a.id, "settlement failed");
   // Added to our headers object rather than spread into a new one (spreads are slow in V8).
   ours["content-type"] = upstreamRes.contentType ?? upstreamRes.headers["content-type"] ?? "application/json";
@@ -388,7 +401,7 @@ async function streamThrough(
   // failed after it), else an estimate from the text that passed. Before the stream's end (or
   // error) is written: see `settled`.
   await settled(
-    settleWith(a, tap.usage, tap.generatedText(), failure, ctx.deps),
+    settleWith(a, tap.usage, tap.generatedTexts, failure, ctx.deps),
     ctx.deps,
     a.id,
     "settlement failed",
@@ -447,7 +460,8 @@ async function settled(
 async function settleWith(
   a: Admission,
   reported: unknown,
-  generated: string,
+  /** What was generated, one text per choice (called only when an estimate is needed). */
+  generated: () => readonly string[],
   failure: string | undefined,
   deps: ChatHandlerDeps,
   /** The answer was generated whole but not read (a non-streamed body cut after its headers). */
@@ -465,7 +479,7 @@ async function settleWith(
   const est =
     unreadAnswer || (failure === undefined && COMPLETION_CAP_ONLY.test(a.model))
       ? { prompt_tokens: a.inputTokens, completion_tokens: a.reservedTokens - a.inputTokens }
-      : estimateUsage(a, generated);
+      : estimateUsage(a, generated());
   deps.metrics.estimatedSettlements.inc({ feature: a.feature, reason });
   deps.logger.warn(
     {

@@ -24,8 +24,14 @@ export interface SseTap {
   readonly usage: OpenAIUsage | undefined;
   /** True once `data: [DONE]` was seen. */
   readonly done: boolean;
-  /** Content (and tool-call argument) text generated so far, for estimating output tokens. */
+  /** Content (and tool-call argument) text generated so far, all choices together. */
   generatedText(): string;
+  /**
+   * The same text per choice (by its `index`, in index order), for estimating output tokens: the
+   * choices of `n > 1` stream interleaved, and counted as one string their pieces would merge
+   * across choices into tokens the provider never generated.
+   */
+  generatedTexts(): string[];
 }
 
 const EVENT_END = /\r?\n\r?\n/;
@@ -63,13 +69,29 @@ export function createSseTap(options: SseTapOptions): SseTap {
   let buffer = "";
   let usage: OpenAIUsage | undefined;
   let done = false;
-  const generated: string[] = [];
+  /** Generated pieces per choice index (a Map: indexes come from the upstream's JSON). */
+  const generated = new Map<number, string[]>();
+  let choice: string[] = [];
   let keptChars = 0;
 
   function keep(s: string): void {
     if (keptChars >= maxKept) return;
-    generated.push(s);
+    choice.push(s);
     keptChars += s.length;
+  }
+
+  function choiceAt(index: unknown): string[] {
+    const i = typeof index === "number" && Number.isSafeInteger(index) ? index : 0;
+    let parts = generated.get(i);
+    if (!parts) {
+      parts = [];
+      generated.set(i, parts);
+    }
+    return parts;
+  }
+
+  function texts(): string[] {
+    return [...generated.entries()].sort((x, y) => x[0] - y[0]).map(([, parts]) => parts.join(""));
   }
 
   /**
@@ -96,7 +118,9 @@ export function createSseTap(options: SseTapOptions): SseTap {
     if (!isObject(parsed)) return true;
     const choices = Array.isArray(parsed.choices) ? parsed.choices : undefined;
     for (const c of choices ?? []) {
-      if (isObject(c)) generatedParts(c.delta, keep);
+      if (!isObject(c)) continue;
+      choice = choiceAt(c.index);
+      generatedParts(c.delta, keep);
     }
     if (isObject(parsed.usage)) {
       usage = parsed.usage as OpenAIUsage;
@@ -148,6 +172,7 @@ export function createSseTap(options: SseTapOptions): SseTap {
     get done() {
       return done;
     },
-    generatedText: () => generated.join(""),
+    generatedText: () => texts().join(""),
+    generatedTexts: texts,
   };
 }

@@ -667,7 +667,7 @@ export function tokenfuseMiddleware(
           }
           const reported = settlement.usable(usage, a, false);
           return a.settle(
-            reported ?? passedOutputEstimate(a, generated),
+            reported ?? passedOutputEstimate(a, [generated]),
             reported ? undefined : { estimated: "stream stopped early" },
           );
         })();

@@ -93,10 +93,17 @@ function providerBody(body: Record<string, unknown>, a: Admission): Record<strin
 }
 
 /** Appends a streamed delta's generated parts (content, tool-call names and arguments) to `out`. */
-function keepGenerated(choices: unknown[], out: string[]): void {
-  for (const c of choices as Array<{ delta?: Delta } | null>) {
+/** Keeps what a chunk's choices generated, per choice index (estimates count each choice apart). */
+function keepGenerated(choices: unknown[], byChoice: Map<number, string[]>): void {
+  for (const c of choices as Array<{ delta?: Delta; index?: unknown } | null>) {
     const d = c?.delta;
     if (!d) continue;
+    const i = typeof c?.index === "number" && Number.isSafeInteger(c.index) ? c.index : 0;
+    let out = byChoice.get(i);
+    if (!out) {
+      out = [];
+      byChoice.set(i, out);
+    }
     if (typeof d.content === "string") out.push(d.content);
     // Why: a tool call is generated (and billed) output too; a stream that fails after one must be
     // charged an estimate, not released for free.
@@ -161,7 +168,7 @@ export function guardOpenAI(
       let settled = false;
       /** The provider answered (the stream began): from then on the call is charged, never released. */
       let answered = false;
-      const generated: string[] = [];
+      const generated = new Map<number, string[]>();
       try {
         const stream = (await client.chat.completions.create(
           { ...providerBody(body, a), stream: true, stream_options: { ...so, include_usage: true } },
@@ -191,7 +198,11 @@ export function guardOpenAI(
           // input and the output that passed (estimated).
           const reported = settlement.usable(usage, a, false);
           await a.settle(
-            reported ?? passedOutputEstimate(a, generated),
+            reported ??
+              passedOutputEstimate(
+                a,
+                [...generated.entries()].sort((x, y) => x[0] - y[0]).map(([, pieces]) => pieces),
+              ),
             reported ? undefined : { estimated: "stream stopped early" },
           );
         }

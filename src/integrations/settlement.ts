@@ -69,14 +69,17 @@ export function fullCapEstimate(a: Admission, n = 1): OpenAIUsage {
  * stops there). Never a release: the provider answered, so it bills at least the input, even when
  * no output passed yet (a reasoning model still thinking, a cut before the first chunk).
  */
-export function passedOutputEstimate(a: Admission, generated: readonly string[]): OpenAIUsage {
-  const text = generated.join("");
+export function passedOutputEstimate(a: Admission, choices: ReadonlyArray<readonly string[]>): OpenAIUsage {
+  // `choices`: the pieces that passed, per choice. Each choice is counted apart: the choices of
+  // n > 1 stream interleaved, and as one string their pieces would merge into other tokens.
   const allowance = a.reservedTokens - a.inputTokens;
-  return {
-    prompt_tokens: a.inputTokens,
-    completion_tokens:
-      text === "" ? 0 : Math.min(tokenizerForModel(a.model).countTextUpTo(text, allowance), allowance),
-  };
+  let out = 0;
+  for (const pieces of choices) {
+    if (out >= allowance) break;
+    const text = pieces.join("");
+    if (text !== "") out += tokenizerForModel(a.model).countTextUpTo(text, allowance - out);
+  }
+  return { prompt_tokens: a.inputTokens, completion_tokens: Math.min(out, allowance) };
 }
 
 /**
