@@ -197,5 +197,44 @@ describe("redis store: settlements sent together", () => {
     expect(batched.statuses).toEqual(one.statuses);
     expect(batched.keys).toEqual(one.keys);
     expect(one.keys["c:u:z"]).toMatchObject({ value: { t: "-5", u: "5" } });
+    // The counter the batch created again, like every key, has its TTL (lone and batched alike).
+    for (const keys of [one.keys, batched.keys])
+      for (const [k, v] of Object.entries(keys))
+        expect({ k, ttl: (v as { hasTtl: boolean }).hasTtl }).toEqual({ k, ttl: true });
+  });
+
+  it("a counter and a spend counter that expired before the settlement come back with their TTL", async () => {
+    const spend = (id: string) => ({
+      costNanoUsd: 5,
+      inputTokens: 2,
+      outputTokens: 1,
+      counters: [{ key: `spend:${id}`, expireAtMs: T0 + 3e7 }],
+    });
+    const s: Scenario = {
+      reserves: ["a", "b", "c", "d"].map((id) => ({ id, tokens: 10, scopes: [scope(`u:${id}`)] })),
+      settles: ["a", "b", "c", "d"].map((id) => ({
+        id,
+        actualTokens: 3,
+        reservedTokens: 10,
+        scopes: [scope(`u:${id}`)],
+        nowMs: T0,
+        spend: spend(id),
+      })),
+    };
+    // The counters go (their window ended) while the reservations are still live.
+    const drop = (store: RedisStore, prefix: string) =>
+      Promise.all(["a", "b", "c", "d"].map((id) => store.redis.del(`${prefix}c:u:${id}`)));
+    for (const together of [false, true]) {
+      const r = await run(s, together, drop);
+      expect(r.statuses).toEqual(["settled", "settled", "settled", "settled"]);
+      for (const id of ["a", "b", "c", "d"]) {
+        expect(r.keys[`c:u:${id}`]).toEqual({ type: "hash", value: { t: "-7", u: "3" }, hasTtl: true });
+        expect(r.keys[`c:spend:${id}`]).toEqual({
+          type: "hash",
+          value: { c: "5", i: "2", o: "1", r: "1" },
+          hasTtl: true,
+        });
+      }
+    }
   });
 });

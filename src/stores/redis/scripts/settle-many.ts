@@ -24,7 +24,7 @@ import { SWEEP_LUA } from "./sweep.js";
  * them per counter; here the markers are read with ONE MGET, the live reservations with ONE ZMSCORE
  * and their records with ONE HMGET, removed with one ZREM and one HDEL, and each distinct counter
  * (the feature's and the global ones are shared by most of a batch) is written once with the
- * batch's net sum, then given its TTL once. Sums commute, so applying them at the end gives every
+ * batch's net sum, and given its TTL when that write may have created it (as settle.ts does). Sums commute, so applying them at the end gives every
  * counter the value the settlements one by one would have. One exception is kept exact: a
  * settlement whose stored record differs from what it describes (its id was reserved with other
  * tokens or scopes) releases the record's own counters, which that release reads (EXISTS), so the
@@ -60,9 +60,12 @@ local function flush()
   for j = 1, m do
     if touched[j] then
       local key = KEYS[j + 2]
-      if dt[j] ~= 0 then redis.call('HINCRBY', key, 't', fmt('%d', dt[j])) end
-      if du[j] ~= 0 then redis.call('HINCRBY', key, 'u', fmt('%d', du[j])) end
-      redis.call('PEXPIRE', key, a[2 + j])
+      -- A field that equals what was just added may be a key this call created: give it its TTL
+      -- (as settle.ts does). With no net change nothing is written, so nothing can be created.
+      local new = false
+      if dt[j] ~= 0 and redis.call('HINCRBY', key, 't', fmt('%d', dt[j])) == dt[j] then new = true end
+      if du[j] ~= 0 and redis.call('HINCRBY', key, 'u', fmt('%d', du[j])) == du[j] then new = true end
+      if new then redis.call('PEXPIRE', key, a[2 + j]) end
       dt[j] = 0 du[j] = 0 touched[j] = false
     end
   end
@@ -125,8 +128,7 @@ for j = 1, k do
     if sc[j] ~= 0 then redis.call('HINCRBY', key, 'c', fmt('%d', sc[j])) end
     if si[j] ~= 0 then redis.call('HINCRBY', key, 'i', fmt('%d', si[j])) end
     if so[j] ~= 0 then redis.call('HINCRBY', key, 'o', fmt('%d', so[j])) end
-    redis.call('HINCRBY', key, 'r', fmt('%d', sr[j]))
-    redis.call('PEXPIRE', key, a[2 + m + j])
+    if redis.call('HINCRBY', key, 'r', fmt('%d', sr[j])) == sr[j] then redis.call('PEXPIRE', key, a[2 + m + j]) end
   end
 end
 if #gone > 0 then
