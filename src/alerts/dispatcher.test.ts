@@ -120,4 +120,49 @@ describe("alert dispatch", () => {
     await d.drain();
     await d.close();
   });
+
+  it("a sink that ignores its signal and never settles is given up at the timeout: later alerts still reach every sink, and close() returns", async () => {
+    const got: string[] = [];
+    const errors: string[] = [];
+    const d = createAlertDispatcher({
+      sinks: [
+        { name: "stuck", send: () => new Promise<void>(() => {}) },
+        { name: "fine", send: async (a) => void got.push(a.scope) },
+      ],
+      logger: { ...silentLogger, error: (o) => void errors.push((o as { sink?: string }).sink ?? "") },
+      timeoutMs: 50,
+      attempts: 1,
+    });
+    d.dispatch({ ...alert, scope: "first" });
+    d.dispatch({ ...alert, scope: "second" });
+    await d.drain();
+    expect(got).toEqual(["first", "second"]);
+    expect(errors).toEqual(["stuck", "stuck"]);
+    expect(d.failed).toBe(2);
+    // A send under way when the dispatcher closes is given up (after a 100 ms grace), not awaited.
+    d.dispatch({ ...alert, scope: "third" });
+    const t0 = Date.now();
+    await d.close();
+    expect(Date.now() - t0).toBeLessThan(1000);
+  });
+
+  it("a sink that throws instead of rejecting is an ordinary failed attempt", async () => {
+    const errors: string[] = [];
+    const d = createAlertDispatcher({
+      sinks: [
+        {
+          name: "throws",
+          send: () => {
+            throw new Error("boom");
+          },
+        },
+      ],
+      logger: { ...silentLogger, error: (o) => void errors.push((o as { err?: string }).err ?? "") },
+      attempts: 1,
+    });
+    d.dispatch(alert);
+    await d.drain();
+    expect(errors).toEqual(["boom"]);
+    await d.close();
+  });
 });

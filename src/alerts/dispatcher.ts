@@ -1,6 +1,9 @@
 import type { Logger } from "../core/logger.js";
 import type { Alert, AlertSink } from "./types.js";
 
+/** How long a sink whose attempt was aborted has to fail by itself before it is given up on (ms). */
+const ABORT_GRACE_MS = 100;
+
 /** Options of {@link createAlertDispatcher}. */
 export interface AlertDispatcherOptions {
   sinks: AlertSink[];
@@ -54,13 +57,41 @@ export function createAlertDispatcher(options: AlertDispatcherOptions): AlertDis
       });
     });
 
+  /**
+   * One attempt: the sink's send, given up when its signal aborts (the attempt's timeout, or close)
+   * even if the sink ignores the signal. Why enforced here: a sink of the caller's own that never
+   * settles would otherwise hold the queue (every later alert, every sink) and close() forever.
+   */
+  function attempt(sink: AlertSink, alert: Alert): Promise<void> {
+    const signal = AbortSignal.any([stop.signal, AbortSignal.timeout(timeoutMs)]);
+    const sent = Promise.resolve().then(() => sink.send(alert, signal));
+    let onAbort: (() => void) | undefined;
+    const aborted = new Promise<never>((_, reject) => {
+      // A sink that honours its signal fails on its own a moment later, with its own (more telling)
+      // error: it is given ABORT_GRACE_MS for that before the attempt is failed for it.
+      onAbort = () => {
+        setTimeout(
+          () => reject(signal.reason ?? new Error("alert delivery aborted")),
+          ABORT_GRACE_MS,
+        ).unref();
+      };
+      if (signal.aborted) onAbort();
+      else signal.addEventListener("abort", onAbort, { once: true });
+    });
+    // A send given up on may still settle later: its outcome is no longer anyone's.
+    sent.catch(() => {});
+    return Promise.race([sent, aborted]).finally(() => {
+      if (onAbort) signal.removeEventListener("abort", onAbort);
+    });
+  }
+
   async function deliver(sink: AlertSink, alert: Alert): Promise<void> {
-    for (let attempt = 1; attempt <= attempts; attempt++) {
+    for (let n = 1; n <= attempts; n++) {
       try {
-        await sink.send(alert, AbortSignal.any([stop.signal, AbortSignal.timeout(timeoutMs)]));
+        await attempt(sink, alert);
         return;
       } catch (e) {
-        if (attempt === attempts || stop.signal.aborted) {
+        if (n === attempts || stop.signal.aborted) {
           failed++;
           options.logger.error(
             { sink: sink.name, kind: alert.kind, scope: alert.scope, err: deliveryErrorText(e) },
@@ -68,7 +99,7 @@ export function createAlertDispatcher(options: AlertDispatcherOptions): AlertDis
           );
           return;
         }
-        await sleep(backoffMs * 2 ** (attempt - 1));
+        await sleep(backoffMs * 2 ** (n - 1));
       }
     }
   }
