@@ -18,5 +18,5 @@ export function resolveCliConfig(path: string | undefined, io: CliIo): CliConfig
   for (const p of candidates) {
     if (path || existsSync(p)) return { config: loadConfigFile(p, io.env), source: p };
   }
-  return { config: defaultConfig(io.env), source: "built-in example config" };
+  return { config: defaultConfig(io.env, { adminFromEnv: true }), source: "built-in example config" };
 }

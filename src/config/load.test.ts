@@ -324,14 +324,17 @@ describe("defaultConfig", () => {
     expect(defaultConfig({ OPENAI_API_KEY: "" }).upstreams.map((u) => u.name)).toEqual(["mock"]);
   });
 
-  it("turns the admin API on with TOKENFUSE_ADMIN_TOKEN from the environment (SPEC §6: config/env)", () => {
-    expect(defaultConfig({ TOKENFUSE_ADMIN_TOKEN: "0123456789abcdef0123" }).admin?.token).toBe(
+  it("turns the admin API on with TOKENFUSE_ADMIN_TOKEN from the environment for the CLI (SPEC §6: config/env)", () => {
+    const cli = { adminFromEnv: true };
+    expect(defaultConfig({ TOKENFUSE_ADMIN_TOKEN: "0123456789abcdef0123" }, cli).admin?.token).toBe(
       "0123456789abcdef0123",
     );
-    expect(defaultConfig({ TOKENFUSE_ADMIN_TOKEN: "" }).admin).toBeUndefined();
-    expect(defaultConfig({}).admin).toBeUndefined();
+    expect(defaultConfig({ TOKENFUSE_ADMIN_TOKEN: "" }, cli).admin).toBeUndefined();
+    expect(defaultConfig({}, cli).admin).toBeUndefined();
+    // The library has no admin API: the variable is not read there, a short one included.
+    expect(defaultConfig({ TOKENFUSE_ADMIN_TOKEN: "short" }).admin).toBeUndefined();
     // As in a config file: a token too short to be safe is refused, naming the variable's setting.
-    expect(() => defaultConfig({ TOKENFUSE_ADMIN_TOKEN: "short" })).toThrow(
+    expect(() => defaultConfig({ TOKENFUSE_ADMIN_TOKEN: "short" }, cli)).toThrow(
       /TOKENFUSE_ADMIN_TOKEN: the admin token must be at least 16 characters/,
     );
   });

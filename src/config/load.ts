@@ -86,17 +86,19 @@ export function loadConfig(source: ConfigSource, env: Env = process.env): Resolv
  * The built-in example config (the article's four features and three tiers, memory store) that runs
  * when there is no config file. Its only upstream is the deterministic `mock`, unless `env` is given
  * and holds a non-empty `OPENAI_API_KEY`: then an `openai` upstream using it comes first (the default)
- * and `mock` second (SPEC §6); a non-empty `TOKENFUSE_ADMIN_TOKEN` turns the admin API on with that
- * token (at least 16 characters, as in a config file). Returns a fresh object on every call.
+ * and `mock` second (SPEC §6); with `adminFromEnv` (the CLI), a non-empty `TOKENFUSE_ADMIN_TOKEN`
+ * turns the admin API on with that token (at least 16 characters, as in a config file). Returns a
+ * fresh object on every call.
  */
-export function defaultConfig(env?: Env): ResolvedConfig {
+export function defaultConfig(env?: Env, opts: { adminFromEnv?: boolean } = {}): ResolvedConfig {
   const openAiKey = env?.OPENAI_API_KEY;
   const upstreams =
     openAiKey !== undefined && openAiKey !== ""
       ? { openai: { type: "openai", api_key: "${env:OPENAI_API_KEY}" }, mock: { type: "mock" } }
       : undefined;
   // SPEC §6: the admin token from config or environment; a config file names it as ${env:NAME}.
-  const adminToken = env?.TOKENFUSE_ADMIN_TOKEN;
+  // Only where there is an admin API to turn on (the CLI's serve and check): the library has none.
+  const adminToken = opts.adminFromEnv ? env?.TOKENFUSE_ADMIN_TOKEN : undefined;
   if (adminToken !== undefined && adminToken !== "" && adminToken.length < 16)
     throw new ConfigError(
       [{ path: "TOKENFUSE_ADMIN_TOKEN", message: "the admin token must be at least 16 characters" }],
