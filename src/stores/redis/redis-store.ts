@@ -206,6 +206,31 @@ const NOT_WRITTEN = /^Stream isn't writeable/;
  */
 const REFUSED_BEFORE_RUNNING = /^(?:READONLY|OOM|MISCONF|LOADING|BUSY|MASTERDOWN)\b/;
 
+/**
+ * An error reply from inside one of tokenfuse's scripts (a nested command failed: a key of another
+ * type under the prefix), as against the connection failing or Redis refusing to run the call.
+ */
+function isScriptError(e: unknown): boolean {
+  if (!(e instanceof Error) || e.name !== "ReplyError") return false;
+  return !REFUSED_BEFORE_RUNNING.test(e.message) && !e.message.startsWith("NOSCRIPT");
+}
+
+/**
+ * How a settlement's failure reaches the caller. A failure inside the settle script is final, not
+ * "store unavailable": retrying it cannot succeed while the offending key is there, and a queued
+ * retry that keeps failing would hold back every settlement queued behind it. The script reads the
+ * keys it writes before writing (scripts/settle.ts), so such a failure applied nothing; it is
+ * reported (the gateway logs it) instead of retried.
+ */
+function settleFailure(e: unknown): Error {
+  if (!isScriptError(e)) return toUnavailable(e);
+  const err = new Error(
+    `redis store: the settlement script failed, nothing was applied, and it is not retried (a key of another type under the key prefix?): ${(e as Error).message}`,
+  );
+  (err as { cause?: unknown }).cause = e;
+  return err;
+}
+
 function toUnavailable(e: unknown, notSent = false): StoreUnavailableError {
   if (e instanceof StoreUnavailableError) return e;
   const msg = e instanceof Error ? e.message : String(e);
@@ -639,8 +664,20 @@ export class RedisStore implements Store {
     batch: PendingSettle[],
     done: (batch: PendingSettle[], e?: unknown) => void,
   ): void {
-    const failed = (e: unknown) => done(batch, toUnavailable(e));
     const only = batch.length === 1 ? batch[0] : undefined;
+    const failed = (e: unknown) => {
+      if (only || !isScriptError(e)) return done(batch, settleFailure(e));
+      // The batch script reads every key it would write before writing any (scripts/settle-many.ts):
+      // an error from inside it (a key of another type under the prefix) left nothing written. Each
+      // settlement is sent alone, so only the one that names that key fails.
+      this.logger?.warn(
+        { err: (e as Error).message, settlements: batch.length },
+        "redis store: a batch of settlements failed inside its script; sending each alone",
+      );
+      // Written before the slot is freed (done), so they go out ahead of the next batch.
+      for (const p of batch) this.settleAlone(redis, p);
+      done(batch);
+    };
     try {
       const { keys, args } = only ? this.settleOneCall(only.req) : this.settleManyCall(batch);
       sendScript(
@@ -653,7 +690,7 @@ export class RedisStore implements Store {
           try {
             rs = settleResults(reply, batch.length);
           } catch (e) {
-            return failed(e);
+            return done(batch, toUnavailable(e));
           }
           done(batch);
           for (let i = 0; i < batch.length; i++) batch[i]?.resolve(rs[i] as SettleStatus);
@@ -661,7 +698,30 @@ export class RedisStore implements Store {
         failed,
       );
     } catch (e) {
-      failed(e);
+      done(batch, toUnavailable(e));
+    }
+  }
+
+  /** One settlement by the lone script, outside the batches (after its batch's script failed). */
+  private settleAlone(redis: Redis, p: PendingSettle): void {
+    try {
+      const { keys, args } = this.settleOneCall(p.req);
+      sendScript(
+        redis,
+        SETTLE,
+        keys,
+        args,
+        (reply) => {
+          try {
+            p.resolve(settleResults(reply, 1)[0] as SettleStatus);
+          } catch (e) {
+            p.reject(toUnavailable(e));
+          }
+        },
+        (e) => p.reject(settleFailure(e)),
+      );
+    } catch (e) {
+      p.reject(toUnavailable(e));
     }
   }
 

@@ -1,6 +1,6 @@
 import { randomUUID } from "node:crypto";
 import { describe, expect, inject, it } from "vitest";
-import type { ScopeCharge, SettleRequest, SettleStatus } from "../types.js";
+import { isStoreUnavailable, type ScopeCharge, type SettleRequest, type SettleStatus } from "../types.js";
 import { createRedisStore, type RedisStore } from "./redis-store.js";
 
 /**
@@ -235,6 +235,93 @@ describe("redis store: settlements sent together", () => {
           hasTtl: true,
         });
       }
+    }
+  });
+});
+
+describe("redis store: a key of another type under the prefix", () => {
+  const fresh = () => {
+    const prefix = `${inject("redisPrefix")}${randomUUID()}:`;
+    return { prefix, store: createRedisStore({ url: inject("redisUrl"), keyPrefix: prefix }) };
+  };
+  const settleOf = (id: string, spendKey: string): SettleRequest => ({
+    id,
+    actualTokens: 3,
+    reservedTokens: 10,
+    scopes: [scope("u:p")],
+    nowMs: T0,
+    spend: {
+      costNanoUsd: 7,
+      inputTokens: 2,
+      outputTokens: 1,
+      counters: [{ key: spendKey, expireAtMs: T0 + 3e7 }],
+    },
+  });
+
+  it("fails only the settlement that names it, applying nothing for it; its batch's others are applied once", async () => {
+    const { prefix, store } = fresh();
+    try {
+      const ids = ["x0", "x1", "a", "b"];
+      for (const id of ids)
+        expect(
+          (await store.reserve({ id, tokens: 10, scopes: [scope("u:p")], nowMs: T0, ttlMs: 600_000 })).ok,
+        ).toBe(true);
+      await store.redis.set(`${prefix}c:spend:poisoned`, "a string", "PX", 60_000);
+      // Four queued together go out as two batches, [x0, x1] and [a, b]; b names the string key.
+      const results = await Promise.allSettled(
+        ids.map((id) => store.settle(settleOf(id, id === "b" ? "spend:poisoned" : "spend:ok"))),
+      );
+      expect(results.map((r) => r.status)).toEqual(["fulfilled", "fulfilled", "fulfilled", "rejected"]);
+      const failure = (results[3] as PromiseRejectedResult).reason as Error;
+      expect(isStoreUnavailable(failure)).toBe(false); // final: not queued for a retry
+      expect(failure.message).toMatch(/settlement script failed, nothing was applied, and it is not retried/);
+      // x0, x1 and a: settled once (3 used each, their 7 unused released); b: still reserved (10).
+      expect(await store.redis.hgetall(`${prefix}c:u:p`)).toEqual({ t: String(3 * 3 + 10), u: "9" });
+      expect(await store.redis.hgetall(`${prefix}c:spend:ok`)).toEqual({ c: "21", i: "6", o: "3", r: "3" });
+      // Sent again (as a guarded store would not, but a caller might), a is a duplicate: nothing twice.
+      expect(await store.settle(settleOf("a", "spend:ok"))).toBe("duplicate");
+      expect(await store.redis.hget(`${prefix}c:u:p`, "u")).toBe("9");
+    } finally {
+      await store.close();
+    }
+  });
+
+  it("a lone settlement naming it fails before writing anything", async () => {
+    const { prefix, store } = fresh();
+    try {
+      expect(
+        (await store.reserve({ id: "l", tokens: 10, scopes: [scope("u:p")], nowMs: T0, ttlMs: 600_000 })).ok,
+      ).toBe(true);
+      await store.redis.set(`${prefix}c:spend:poisoned`, "a string", "PX", 60_000);
+      await expect(store.settle(settleOf("l", "spend:poisoned"))).rejects.toThrow(/not retried/);
+      expect(await store.redis.hgetall(`${prefix}c:u:p`)).toEqual({ t: "10" });
+      expect(await store.redis.zscore(`${prefix}exp`, "l")).not.toBeNull(); // still live, released at expiry
+    } finally {
+      await store.close();
+    }
+  });
+
+  it("a reservation record naming it is still swept, and later reservations still work", async () => {
+    const { prefix, store } = fresh();
+    try {
+      await store.ping();
+      // A record (tokens + scope keys) whose second scope is a string key, expired already.
+      await store.redis.hset(`${prefix}c:u:q`, "t", "5");
+      await store.redis.pexpire(`${prefix}c:u:q`, 60_000);
+      await store.redis.set(`${prefix}c:u:str`, "a string", "PX", 60_000);
+      await store.redis.zadd(`${prefix}exp`, T0 - 1, "old");
+      await store.redis.hset(`${prefix}rec`, "old", "5\nu:q\nu:str");
+      const r = await store.reserve({
+        id: "n",
+        tokens: 1,
+        scopes: [scope("u:q")],
+        nowMs: T0,
+        ttlMs: 600_000,
+      });
+      expect(r).toMatchObject({ ok: true, committed: [1] }); // the old 5 released, then 1 reserved
+      expect(await store.redis.zscore(`${prefix}exp`, "old")).toBeNull();
+    } finally {
+      await store.close();
     }
   });
 });

@@ -24,15 +24,15 @@ import { SWEEP_LUA } from "./sweep.js";
  * them per counter; here the markers are read with ONE MGET, the live reservations with ONE ZMSCORE
  * and their records with ONE HMGET, removed with one ZREM and one HDEL, and each distinct counter
  * (the feature's and the global ones are shared by most of a batch) is written once with the
- * batch's net sum, and given its TTL when that write may have created it (as settle.ts does). Sums commute, so applying them at the end gives every
+ * batch's net sum, and given its TTL when that write created it (as settle.ts does). Sums commute, so applying them at the end gives every
  * counter the value the settlements one by one would have. One exception is kept exact: a
  * settlement whose stored record differs from what it describes (its id was reserved with other
  * tokens or scopes) releases the record's own counters, which that release reads (EXISTS), so the
  * sums gathered so far are written first. What each settlement writes is what settle.ts writes:
  * the settled marker with its TTL (none for an abandoned reservation) and no key without a TTL.
- * The markers are written last, as settle.ts writes its marker last: should a call fail halfway
- * (an error reply from a nested command: a foreign key of the wrong type under the prefix), no
- * settlement of the batch is remembered as settled, so each is retried and charged, never lost.
+ * Every counter is read (HLEN) before the first write, so a key of another type under the prefix
+ * fails the call before it writes anything; the caller then sends each settlement of the batch
+ * alone (redis-store.ts), and only the one that names that key fails.
  */
 export const SETTLE_MANY_LUA = `${SWEEP_LUA}
 local exp, rec = KEYS[1], KEYS[2]
@@ -51,6 +51,11 @@ end
 local marked = redis.call('MGET', unpack(KEYS, first))
 local live = redis.call('ZMSCORE', exp, unpack(ids))
 local recs = redis.call('HMGET', rec, unpack(ids))
+-- Every counter the batch may write is read before anything is written: a key of another type
+-- under the prefix fails the whole call here, with nothing written (the caller then sends each
+-- settlement alone, so only the one that names that key fails). HLEN 0: the key does not exist yet.
+local absent = {}
+for j = 3, first - 1 do absent[j] = redis.call('HLEN', KEYS[j]) == 0 end
 local fmt = string.format
 local dt, du, touched = {}, {}, {}
 for j = 1, m do dt[j] = 0 du[j] = 0 end
@@ -60,12 +65,13 @@ local function flush()
   for j = 1, m do
     if touched[j] then
       local key = KEYS[j + 2]
-      -- A field that equals what was just added may be a key this call created: give it its TTL
-      -- (as settle.ts does). With no net change nothing is written, so nothing can be created.
-      local new = false
-      if dt[j] ~= 0 and redis.call('HINCRBY', key, 't', fmt('%d', dt[j])) == dt[j] then new = true end
-      if du[j] ~= 0 and redis.call('HINCRBY', key, 'u', fmt('%d', du[j])) == du[j] then new = true end
-      if new then redis.call('PEXPIRE', key, a[2 + j]) end
+      if dt[j] ~= 0 then redis.call('HINCRBY', key, 't', fmt('%d', dt[j])) end
+      if du[j] ~= 0 then redis.call('HINCRBY', key, 'u', fmt('%d', du[j])) end
+      -- A key this call creates gets its TTL (as settle.ts); with no net change nothing is written.
+      if absent[j + 2] and (dt[j] ~= 0 or du[j] ~= 0) then
+        redis.call('PEXPIRE', key, a[2 + j])
+        absent[j + 2] = false
+      end
       dt[j] = 0 du[j] = 0 touched[j] = false
     end
   end
@@ -128,7 +134,8 @@ for j = 1, k do
     if sc[j] ~= 0 then redis.call('HINCRBY', key, 'c', fmt('%d', sc[j])) end
     if si[j] ~= 0 then redis.call('HINCRBY', key, 'i', fmt('%d', si[j])) end
     if so[j] ~= 0 then redis.call('HINCRBY', key, 'o', fmt('%d', so[j])) end
-    if redis.call('HINCRBY', key, 'r', fmt('%d', sr[j])) == sr[j] then redis.call('PEXPIRE', key, a[2 + m + j]) end
+    redis.call('HINCRBY', key, 'r', fmt('%d', sr[j]))
+    if absent[m + 2 + j] then redis.call('PEXPIRE', key, a[2 + m + j]) end
   end
 end
 if #gone > 0 then

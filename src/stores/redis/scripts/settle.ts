@@ -18,15 +18,22 @@ import { SWEEP_LUA } from "./sweep.js";
  * describes (the usual case), release and charge are one HINCRBY per counter (actual - reserved);
  * otherwise the record's own tokens are released from its own counters first, as the sweep does.
  * (SWEEP_LUA is included for its `release` function; settle does not sweep.)
- * TTLs: a counter gets its PEXPIRE only when this call may have created it — a field whose new value
- * equals what was just added (it was absent or 0; a spend counter's request count is 1). Every
- * script that creates a counter gives it its TTL then, so a counter that already held something has
- * it; rewriting the same TTL on every settlement was a third of the settlement's write calls.
+ * Before any write, every hash it may write is read (HLEN): a key of another type under the prefix
+ * fails the call there, with nothing written, rather than halfway (a retry would then apply the first
+ * half again). HLEN 0 means the key does not exist: a counter gets its PEXPIRE only then. Every
+ * script that creates a counter gives it its TTL, so one that exists has it; rewriting the same TTL
+ * on every settlement was a third of the settlement's write calls.
  */
 export const SETTLE_LUA = `${SWEEP_LUA}
 if redis.call('EXISTS', KEYS[3]) == 1 then return 'duplicate' end
 local a = cjson.decode(ARGV[1])
 local exp, rec, id = KEYS[1], KEYS[2], a[1]
+-- Every hash this call may write is read first: a key of another type under the prefix fails the
+-- call here, before anything is written (never halfway, which a retry would apply again).
+-- HLEN 0 also says the key does not exist yet: it gets its TTL when written.
+redis.call('HLEN', rec)
+local absent = {}
+for i = 4, #KEYS do absent[i] = redis.call('HLEN', KEYS[i]) == 0 end
 local live = redis.call('ZREM', exp, id)
 local au = a[4]
 local actual = tonumber(au)
@@ -42,11 +49,9 @@ if delta ~= 0 or actual > 0 then
   local dt = string.format('%d', delta)
   for i = 1, n do
     local key = KEYS[3 + i]
-    -- A field that equals what was just added may be a key this call created: give it its TTL.
-    local new = false
-    if delta ~= 0 and redis.call('HINCRBY', key, 't', dt) == delta then new = true end
-    if actual > 0 and redis.call('HINCRBY', key, 'u', au) == actual then new = true end
-    if new then redis.call('PEXPIRE', key, a[9 + i]) end
+    if delta ~= 0 then redis.call('HINCRBY', key, 't', dt) end
+    if actual > 0 then redis.call('HINCRBY', key, 'u', au) end
+    if absent[3 + i] then redis.call('PEXPIRE', key, a[9 + i]) end
   end
 end
 if actual > 0 then
@@ -56,7 +61,8 @@ if actual > 0 then
     if cost ~= '0' then redis.call('HINCRBY', key, 'c', cost) end
     if input ~= '0' then redis.call('HINCRBY', key, 'i', input) end
     if output ~= '0' then redis.call('HINCRBY', key, 'o', output) end
-    if redis.call('HINCRBY', key, 'r', '1') == 1 then redis.call('PEXPIRE', key, a[6 + j]) end
+    redis.call('HINCRBY', key, 'r', '1')
+    if absent[j] then redis.call('PEXPIRE', key, a[6 + j]) end
   end
 end
 if a[5] ~= '0' then redis.call('SET', KEYS[3], '1', 'PX', a[5]) end

@@ -43,7 +43,9 @@ local function release(cp, r, skip)
     elseif k > skip then
       local key = part
       if string.sub(part, 1, ncp) ~= cp then key = cp .. part end
-      if redis.call('EXISTS', key) == 1 then redis.call('HINCRBY', key, 't', minus) end
+      -- pcall: a key of another type under the prefix is not a counter; skipped, it must not make
+      -- every later script that sweeps fail while this record stays in the zset.
+      if redis.call('EXISTS', key) == 1 then redis.pcall('HINCRBY', key, 't', minus) end
     end
   end
 end
