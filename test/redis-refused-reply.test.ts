@@ -78,4 +78,60 @@ describe("redis store: a settlement Redis refused to run", () => {
       await store.close();
     }
   });
+
+  it("NOREPLICAS (min-replicas-to-write unmet): lone and batched settlements are deferred, then applied once", async () => {
+    const now = Date.now();
+    const scope: ScopeCharge = {
+      key: "user:{v}:day:x",
+      kind: "user",
+      window: "day",
+      limit: 10_000,
+      resetAtMs: now + 3_600_000,
+      expireAtMs: now + 7_200_000,
+    };
+    const errors: string[] = [];
+    const logger: Logger = { info() {}, warn() {}, error: (_o, m = "") => void errors.push(m) };
+    const primary = createRedisStore({ url: own.url, keyPrefix: "norep:", commandTimeoutMs: 1000 });
+    const store = new GuardedStore({
+      primary,
+      onError: "allow",
+      logger,
+      retryMs: 3_600_000,
+      maxUnsureRetryMs: 300,
+    });
+    const direct = new Redis(own.url);
+    try {
+      expect(await primary.ping()).toBe(true);
+      await direct.config("SET", "min-replicas-to-write", "1"); // no replica: every write refused
+      const err = await primary
+        .settle({ id: "probe", actualTokens: 1, reservedTokens: 1, scopes: [scope], nowMs: now })
+        .catch((e: unknown) => e as { message: string; notSent: boolean });
+      expect(err).toMatchObject({ message: expect.stringMatching(/NOREPLICAS/), notSent: true });
+      // Four settlements together (two batches) and one alone, all refused: deferred, not lost.
+      const req = (id: string) => ({
+        id,
+        actualTokens: 100,
+        reservedTokens: 100,
+        scopes: [scope],
+        nowMs: now,
+      });
+      const statuses = await Promise.all(["b1", "b2", "b3", "b4"].map((id) => store.settle(req(id))));
+      statuses.push(await store.settle(req("alone")));
+      expect(statuses).toEqual(Array(5).fill("deferred"));
+      expect(await direct.exists("norep:c:user:{v}:day:x")).toBe(0); // nothing ran
+      await sleep(400); // past maxUnsureRetryMs: a refused call is still retried
+      await direct.config("SET", "min-replicas-to-write", "0");
+      await store.flush();
+      const used = Number(await direct.hget("norep:c:user:{v}:day:x", "u"));
+      expect({ used, unconfirmed: store.unconfirmedSettlements, errors }).toEqual({
+        used: 500,
+        unconfirmed: 0,
+        errors: [],
+      });
+    } finally {
+      await direct.config("SET", "min-replicas-to-write", "0").catch(() => {});
+      direct.disconnect();
+      await store.close();
+    }
+  });
 });

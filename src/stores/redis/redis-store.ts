@@ -198,13 +198,16 @@ const NOT_WRITTEN = /^Stream isn't writeable/;
  * Error replies by which Redis refuses a command before it changes anything: a replica (READONLY,
  * e.g. the URL reached a primary that was demoted in a failover), no memory for a first write (OOM;
  * a script that already wrote runs to its end), a failed snapshot (MISCONF), a server still loading
- * or busy with another script (LOADING, BUSY), no primary (MASTERDOWN). Our scripts meet each at
+ * or busy with another script (LOADING, BUSY), no primary (MASTERDOWN), too few replicas for
+ * `min-replicas-to-write` (NOREPLICAS, a failover's usual companion). Our scripts meet each at
  * their first write, or before running, so a refused call applied nothing. Not NOPERM: an ACL that
  * allows some of the keys refuses a later write after earlier ones were made.
  * Why it matters: a call that may have run is retried only within the hour its marker lasts, then
  * given up (guarded-store.ts); one Redis refused is retried until it is applied, whatever the wait.
+ * Any other error reply to a settlement (NOPERM included) came from inside its script and is final
+ * (`settleFailure`): retrying could re-apply what it wrote before failing.
  */
-const REFUSED_BEFORE_RUNNING = /^(?:READONLY|OOM|MISCONF|LOADING|BUSY|MASTERDOWN)\b/;
+const REFUSED_BEFORE_RUNNING = /^(?:READONLY|OOM|MISCONF|LOADING|BUSY|MASTERDOWN|NOREPLICAS)\b/;
 
 /**
  * An error reply from inside one of tokenfuse's scripts (a nested command failed: a key of another
