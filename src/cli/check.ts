@@ -123,7 +123,9 @@ export async function runCheck(args: string[], io: CliIo): Promise<number> {
     false,
   );
   void positionals;
-  const { config, source } = resolveCliConfig(values.config as string | undefined, io);
+  const { config, source } = resolveCliConfig(values.config as string | undefined, io, {
+    adminFromEnv: true,
+  });
   // What `serve` (or a library with a usage log) would refuse at start fails here too: a deploy
   // gate must not pass a config the gateway then refuses.
   checkGatewayUpstreams(config);

@@ -44,6 +44,19 @@ function file(name: string, content: string): string {
   return p;
 }
 
+describe("TOKENFUSE_ADMIN_TOKEN", () => {
+  it("is read by serve and check only (the commands with an admin API), with no config file", async () => {
+    const short = { TOKENFUSE_ADMIN_TOKEN: "short" };
+    const c = io("", short);
+    expect(await main(["check"], c.cliIo)).toBe(2);
+    expect(c.err()).toMatch(/TOKENFUSE_ADMIN_TOKEN: the admin token must be at least 16 characters/);
+    const u = io("", short);
+    expect(await main(["usage", "--user", "alice"], u.cliIo)).toBe(2);
+    expect(u.err()).not.toMatch(/TOKENFUSE_ADMIN_TOKEN/);
+    expect(u.err()).toMatch(/memory store/);
+  });
+});
+
 describe("tokenfuse count", () => {
   const samples: Record<string, string> = {
     prose: proseSample(1, 20_000),

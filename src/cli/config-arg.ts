@@ -13,10 +13,18 @@ export interface CliConfig {
  * `--config F`, else `./tokenfuse.yaml` (or `.yml`, `.json`) when present, else the built-in example.
  * Config errors propagate as ConfigError (exit 2, every issue with its path).
  */
-export function resolveCliConfig(path: string | undefined, io: CliIo): CliConfig {
+export function resolveCliConfig(
+  path: string | undefined,
+  io: CliIo,
+  /** The commands that run or check the admin API (serve, check) read TOKENFUSE_ADMIN_TOKEN. */
+  opts: { adminFromEnv?: boolean } = {},
+): CliConfig {
   const candidates = path ? [path] : ["tokenfuse.yaml", "tokenfuse.yml", "tokenfuse.json"];
   for (const p of candidates) {
     if (path || existsSync(p)) return { config: loadConfigFile(p, io.env), source: p };
   }
-  return { config: defaultConfig(io.env, { adminFromEnv: true }), source: "built-in example config" };
+  return {
+    config: defaultConfig(io.env, { adminFromEnv: opts.adminFromEnv === true }),
+    source: "built-in example config",
+  };
 }

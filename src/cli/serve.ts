@@ -19,7 +19,9 @@ export async function runServe(args: string[], io: CliIo): Promise<number> {
   if (!Number.isInteger(port) || port < 0 || port > 65535)
     throw new CliError(`--port must be a port number, got "${portText}"`);
   const host = (values.host as string | undefined) ?? io.env.HOST ?? "127.0.0.1";
-  const { config, source } = resolveCliConfig(values.config as string | undefined, io);
+  const { config, source } = resolveCliConfig(values.config as string | undefined, io, {
+    adminFromEnv: true,
+  });
   const logger = createLogger();
   const store = createStoreFromConfig(config.store, logger);
   let gateway: ReturnType<typeof createGateway>;
