@@ -134,4 +134,41 @@ describe("redis store: a settlement Redis refused to run", () => {
       await store.close();
     }
   });
+
+  it("OOM met by the sweep's release fails the call: the expired reservation is released later, not dropped unreleased", async () => {
+    const now = Date.now();
+    const scope: ScopeCharge = {
+      key: "user:{w}:day:x",
+      kind: "user",
+      window: "day",
+      limit: 10_000,
+      resetAtMs: now + 3_600_000,
+      expireAtMs: now + 7_200_000,
+    };
+    const store = createRedisStore({ url: own.url, keyPrefix: "oomsweep:", commandTimeoutMs: 1000 });
+    const direct = new Redis(own.url);
+    try {
+      expect(
+        await store.reserve({ id: "old", tokens: 10, scopes: [scope], nowMs: now, ttlMs: 1000 }),
+      ).toMatchObject({
+        ok: true,
+      });
+      const used = Number(/used_memory:(\d+)/.exec(await direct.info("memory"))?.[1]);
+      await direct.config("SET", "maxmemory-policy", "noeviction");
+      await direct.config("SET", "maxmemory", String(used - 100_000));
+      // Two seconds on, "old" has expired: the next reservation's script sweeps it first.
+      const err = await store
+        .reserve({ id: "new", tokens: 1, scopes: [scope], nowMs: now + 2000, ttlMs: 600_000 })
+        .catch((e: unknown) => e as Error);
+      expect(err).toBeInstanceOf(Error);
+      expect((err as Error).message).toMatch(/OOM/);
+      await direct.config("SET", "maxmemory", "0");
+      expect(await store.read([scope.key], now + 2010)).toEqual([{ used: 0, reserved: 0 }]);
+      expect(await direct.zcard("oomsweep:exp")).toBe(0);
+    } finally {
+      await direct.config("SET", "maxmemory", "0").catch(() => {});
+      direct.disconnect();
+      await store.close();
+    }
+  });
 });

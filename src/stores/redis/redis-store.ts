@@ -199,36 +199,40 @@ const NOT_WRITTEN = /^Stream isn't writeable/;
  * e.g. the URL reached a primary that was demoted in a failover), no memory for a first write (OOM;
  * a script that already wrote runs to its end), a failed snapshot (MISCONF), a server still loading
  * or busy with another script (LOADING, BUSY), no primary (MASTERDOWN), too few replicas for
- * `min-replicas-to-write` (NOREPLICAS, a failover's usual companion). Our scripts meet each at
- * their first write, or before running, so a refused call applied nothing. Not NOPERM: an ACL that
- * allows some of the keys refuses a later write after earlier ones were made.
+ * `min-replicas-to-write` (NOREPLICAS, a failover's usual companion), an ACL or password that no
+ * longer lets this client run the scripts (NOPERM, NOAUTH). Our scripts meet each before running or
+ * at their first write, so a refused call applied nothing. Redis 7 answers the code itself; Redis
+ * 6.2 wraps one met inside a script as `ERR Error running script (…): … -READONLY …`, hence the `-`.
+ * (An ACL that allows some of tokenfuse's keys and not others could refuse a later write after
+ * earlier ones: a misconfiguration this cannot tell apart.)
  * Why it matters: a call that may have run is retried only within the hour its marker lasts, then
  * given up (guarded-store.ts); one Redis refused is retried until it is applied, whatever the wait.
- * Any other error reply to a settlement (NOPERM included) came from inside its script and is final
- * (`settleFailure`): retrying could re-apply what it wrote before failing.
  */
-const REFUSED_BEFORE_RUNNING = /^(?:READONLY|OOM|MISCONF|LOADING|BUSY|MASTERDOWN|NOREPLICAS)\b/;
+const REFUSED_BEFORE_RUNNING =
+  /(?:^|-)(?:READONLY|OOM|MISCONF|LOADING|BUSY|MASTERDOWN|NOREPLICAS|NOPERM|NOAUTH)\b/;
 
 /**
- * An error reply from inside one of tokenfuse's scripts (a nested command failed: a key of another
- * type under the prefix), as against the connection failing or Redis refusing to run the call.
+ * The settle scripts' refusal of a key under the prefix that is not a counter (another type, or a
+ * value that is not an integer): met by reading every key before the first write
+ * (scripts/settle.ts), so the call applied nothing, and retrying cannot succeed while the key is
+ * there.
  */
-function isScriptError(e: unknown): boolean {
-  if (!(e instanceof Error) || e.name !== "ReplyError") return false;
-  return !REFUSED_BEFORE_RUNNING.test(e.message) && !e.message.startsWith("NOSCRIPT");
+const NOT_A_COUNTER = /(?:^|-)(?:WRONGTYPE|TFCORRUPT)\b/;
+
+function isNotACounter(e: unknown): boolean {
+  return e instanceof Error && e.name === "ReplyError" && NOT_A_COUNTER.test(e.message);
 }
 
 /**
- * How a settlement's failure reaches the caller. A failure inside the settle script is final, not
- * "store unavailable": retrying it cannot succeed while the offending key is there, and a queued
- * retry that keeps failing would hold back every settlement queued behind it. The script reads the
- * keys it writes before writing (scripts/settle.ts), so such a failure applied nothing; it is
- * reported (the gateway logs it) instead of retried.
+ * How a settlement's failure reaches the caller. A key that is not a counter is final: reported (the
+ * gateway logs it, the library throws it), not queued as "store unavailable", where it would be
+ * retried in vain and hold back every settlement queued behind it. Anything else is the store's
+ * failure (`toUnavailable`): queued and retried by the guarded store.
  */
 function settleFailure(e: unknown): Error {
-  if (!isScriptError(e)) return toUnavailable(e);
+  if (!isNotACounter(e)) return toUnavailable(e);
   const err = new Error(
-    `redis store: the settlement script failed, nothing was applied, and it is not retried (a key of another type under the key prefix?): ${(e as Error).message}`,
+    `redis store: a key this settlement adds to is not a counter, so nothing was applied and it is not retried: ${(e as Error).message}`,
   );
   (err as { cause?: unknown }).cause = e;
   return err;
@@ -669,13 +673,13 @@ export class RedisStore implements Store {
   ): void {
     const only = batch.length === 1 ? batch[0] : undefined;
     const failed = (e: unknown) => {
-      if (only || !isScriptError(e)) return done(batch, settleFailure(e));
+      if (only || !isNotACounter(e)) return done(batch, settleFailure(e));
       // The batch script reads every key it would write before writing any (scripts/settle-many.ts):
-      // an error from inside it (a key of another type under the prefix) left nothing written. Each
-      // settlement is sent alone, so only the one that names that key fails.
+      // a key that is not a counter failed it with nothing written. Each settlement is sent alone,
+      // so only the one that names that key fails.
       this.logger?.warn(
         { err: (e as Error).message, settlements: batch.length },
-        "redis store: a batch of settlements failed inside its script; sending each alone",
+        "redis store: a batch of settlements names a key that is not a counter; sending each alone",
       );
       // Written before the slot is freed (done), so they go out ahead of the next batch.
       for (const p of batch) this.settleAlone(redis, p);

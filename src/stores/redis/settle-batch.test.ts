@@ -274,7 +274,7 @@ describe("redis store: a key of another type under the prefix", () => {
       expect(results.map((r) => r.status)).toEqual(["fulfilled", "fulfilled", "fulfilled", "rejected"]);
       const failure = (results[3] as PromiseRejectedResult).reason as Error;
       expect(isStoreUnavailable(failure)).toBe(false); // final: not queued for a retry
-      expect(failure.message).toMatch(/settlement script failed, nothing was applied, and it is not retried/);
+      expect(failure.message).toMatch(/not a counter, so nothing was applied and it is not retried/);
       // x0, x1 and a: settled once (3 used each, their 7 unused released); b: still reserved (10).
       expect(await store.redis.hgetall(`${prefix}c:u:p`)).toEqual({ t: String(3 * 3 + 10), u: "9" });
       expect(await store.redis.hgetall(`${prefix}c:spend:ok`)).toEqual({ c: "21", i: "6", o: "3", r: "3" });
@@ -293,7 +293,9 @@ describe("redis store: a key of another type under the prefix", () => {
         (await store.reserve({ id: "l", tokens: 10, scopes: [scope("u:p")], nowMs: T0, ttlMs: 600_000 })).ok,
       ).toBe(true);
       await store.redis.set(`${prefix}c:spend:poisoned`, "a string", "PX", 60_000);
-      await expect(store.settle(settleOf("l", "spend:poisoned"))).rejects.toThrow(/not retried/);
+      await expect(store.settle(settleOf("l", "spend:poisoned"))).rejects.toThrow(
+        /not a counter, so nothing was applied and it is not retried/,
+      );
       expect(await store.redis.hgetall(`${prefix}c:u:p`)).toEqual({ t: "10" });
       expect(await store.redis.zscore(`${prefix}exp`, "l")).not.toBeNull(); // still live, released at expiry
     } finally {
@@ -320,6 +322,38 @@ describe("redis store: a key of another type under the prefix", () => {
       });
       expect(r).toMatchObject({ ok: true, committed: [1] }); // the old 5 released, then 1 reserved
       expect(await store.redis.zscore(`${prefix}exp`, "old")).toBeNull();
+    } finally {
+      await store.close();
+    }
+  });
+
+  it("a counter with a field that is not an integer fails only its settlement, nothing applied for it", async () => {
+    const { prefix, store } = fresh();
+    try {
+      const ids = ["x0", "x1", "a", "b"];
+      for (const id of ids)
+        expect(
+          (await store.reserve({ id, tokens: 10, scopes: [scope("u:p")], nowMs: T0, ttlMs: 600_000 })).ok,
+        ).toBe(true);
+      await store.redis.hset(`${prefix}c:u:bad`, "u", "not-a-number");
+      await store.redis.pexpire(`${prefix}c:u:bad`, 60_000);
+      const results = await Promise.allSettled(
+        ids.map((id) =>
+          store.settle({
+            id,
+            actualTokens: 3,
+            reservedTokens: 10,
+            scopes: id === "b" ? [scope("u:p"), scope("u:bad")] : [scope("u:p")],
+            nowMs: T0,
+          }),
+        ),
+      );
+      expect(results.map((r) => r.status)).toEqual(["fulfilled", "fulfilled", "fulfilled", "rejected"]);
+      expect(((results[3] as PromiseRejectedResult).reason as Error).message).toMatch(/TFCORRUPT/);
+      // x0, x1, a settled once; b untouched: still live, its 10 still reserved, no marker.
+      expect(await store.redis.hgetall(`${prefix}c:u:p`)).toEqual({ t: "19", u: "9" });
+      expect(await store.redis.zscore(`${prefix}exp`, "b")).not.toBeNull();
+      expect(await store.redis.get(`${prefix}s:b`)).toBeNull();
     } finally {
       await store.close();
     }

@@ -30,9 +30,10 @@ import { SWEEP_LUA } from "./sweep.js";
  * tokens or scopes) releases the record's own counters, which that release reads (EXISTS), so the
  * sums gathered so far are written first. What each settlement writes is what settle.ts writes:
  * the settled marker with its TTL (none for an abandoned reservation) and no key without a TTL.
- * Every counter is read (HLEN) before the first write, so a key of another type under the prefix
- * fails the call before it writes anything; the caller then sends each settlement of the batch
- * alone (redis-store.ts), and only the one that names that key fails.
+ * Every counter is read (`addable`, sweep.ts) before the first write, so a key under the prefix that
+ * is not a counter fails the call before it writes anything; the caller then sends each settlement
+ * of the batch alone (redis-store.ts), and only the one that names that key fails. A misdescribed
+ * record's release skips such a key (sweep.ts).
  */
 export const SETTLE_MANY_LUA = `${SWEEP_LUA}
 local exp, rec = KEYS[1], KEYS[2]
@@ -51,11 +52,13 @@ end
 local marked = redis.call('MGET', unpack(KEYS, first))
 local live = redis.call('ZMSCORE', exp, unpack(ids))
 local recs = redis.call('HMGET', rec, unpack(ids))
--- Every counter the batch may write is read before anything is written: a key of another type
--- under the prefix fails the whole call here, with nothing written (the caller then sends each
--- settlement alone, so only the one that names that key fails). HLEN 0: the key does not exist yet.
+-- Every counter the batch may write is read before anything is written (addable: sweep.ts): a key
+-- that is not a counter fails the whole call here, with nothing written (the caller then sends each
+-- settlement alone, so only the one that names that key fails). A counter with none of the fields
+-- is new: it gets its TTL when written.
 local absent = {}
-for j = 3, first - 1 do absent[j] = redis.call('HLEN', KEYS[j]) == 0 end
+for j = 3, m + 2 do absent[j] = addable(KEYS[j], 't', 'u') end
+for j = m + 3, first - 1 do absent[j] = addable(KEYS[j], 'c', 'i', 'o', 'r') end
 local fmt = string.format
 local dt, du, touched = {}, {}, {}
 for j = 1, m do dt[j] = 0 du[j] = 0 end

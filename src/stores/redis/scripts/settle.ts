@@ -18,22 +18,25 @@ import { SWEEP_LUA } from "./sweep.js";
  * describes (the usual case), release and charge are one HINCRBY per counter (actual - reserved);
  * otherwise the record's own tokens are released from its own counters first, as the sweep does.
  * (SWEEP_LUA is included for its `release` function; settle does not sweep.)
- * Before any write, every hash it may write is read (HLEN): a key of another type under the prefix
- * fails the call there, with nothing written, rather than halfway (a retry would then apply the first
- * half again). HLEN 0 means the key does not exist: a counter gets its PEXPIRE only then. Every
- * script that creates a counter gives it its TTL, so one that exists has it; rewriting the same TTL
- * on every settlement was a third of the settlement's write calls.
+ * Before any write, every field it may add to is read (`addable`, sweep.ts): a key under the
+ * prefix that is not a counter (another type, a value that is not an integer) fails the call there
+ * with `WRONGTYPE` or `TFCORRUPT`, nothing written, rather than halfway (a retry would then apply
+ * the first half again). A counter none of whose fields exists is new: it gets its PEXPIRE only
+ * then. Every script that creates a counter gives it its TTL, so one that exists has it; rewriting
+ * the same TTL on every settlement was a third of the settlement's write calls.
  */
 export const SETTLE_LUA = `${SWEEP_LUA}
 if redis.call('EXISTS', KEYS[3]) == 1 then return 'duplicate' end
 local a = cjson.decode(ARGV[1])
 local exp, rec, id = KEYS[1], KEYS[2], a[1]
--- Every hash this call may write is read first: a key of another type under the prefix fails the
--- call here, before anything is written (never halfway, which a retry would apply again).
--- HLEN 0 also says the key does not exist yet: it gets its TTL when written.
+-- Every hash this call may write is read first (addable: sweep.ts): a key under the prefix that
+-- is not a counter fails the call here, before anything is written (never halfway, which a retry
+-- would apply again); a counter none of whose fields exists is new and gets its TTL when written.
 redis.call('HLEN', rec)
 local absent = {}
-for i = 4, #KEYS do absent[i] = redis.call('HLEN', KEYS[i]) == 0 end
+local n0 = a[9]
+for i = 4, 3 + n0 do absent[i] = addable(KEYS[i], 't', 'u') end
+for i = 4 + n0, #KEYS do absent[i] = addable(KEYS[i], 'c', 'i', 'o', 'r') end
 local live = redis.call('ZREM', exp, id)
 local au = a[4]
 local actual = tonumber(au)

@@ -43,9 +43,14 @@ local function release(cp, r, skip)
     elseif k > skip then
       local key = part
       if string.sub(part, 1, ncp) ~= cp then key = cp .. part end
-      -- pcall: a key of another type under the prefix is not a counter; skipped, it must not make
-      -- every later script that sweeps fail while this record stays in the zset.
-      if redis.call('EXISTS', key) == 1 then redis.pcall('HINCRBY', key, 't', minus) end
+      if redis.call('EXISTS', key) == 1 then
+        -- A key under the prefix that is not a counter (another type, or a value that is not an
+        -- integer) is skipped: it must not fail every later script that sweeps while this record
+        -- stays in the zset. Any other error (OOM at this first write) still fails the call.
+        local r = redis.pcall('HINCRBY', key, 't', minus)
+        if type(r) == 'table' and r.err and not (string.find(r.err, 'WRONGTYPE', 1, true)
+            or string.find(r.err, 'not an integer', 1, true)) then error(r) end
+      end
     end
   end
 end
@@ -65,6 +70,23 @@ local function sweep(exp, rec, now)
     redis.call('HDEL', rec, unpack(ids))
     if #ids < 128 then return end
   end
+end
+-- For the settle scripts: reads the fields a settlement adds to, before anything is written, and
+-- fails the call (nothing written) unless each is absent or an integer that cannot overflow when
+-- added to. Returns true when none of them exists (the key is new: it gets its TTL when written).
+local function addable(key, ...)
+  local vs = redis.call('HMGET', key, ...)
+  local none = true
+  for _, v in ipairs(vs) do
+    if v then
+      none = false
+      local d = string.match(v, '^%-?(%d+)$')
+      if not d or #d > 18 then
+        error({err = 'TFCORRUPT ' .. key .. ' holds a value a settlement cannot add to'})
+      end
+    end
+  end
+  return none
 end
 local function keep(key, want)
   if redis.call('PTTL', key) < tonumber(want) - 3600000 then redis.call('PEXPIRE', key, want) end
