@@ -165,4 +165,46 @@ describe("alert dispatch", () => {
     expect(errors).toEqual(["boom"]);
     await d.close();
   });
+
+  it("a sink that ignores its signal but finishes late is not tried again (it may still deliver): one delivery", async () => {
+    const got: string[] = [];
+    const d = createAlertDispatcher({
+      sinks: [
+        {
+          name: "late",
+          send: (a) => new Promise<void>((r) => setTimeout(() => r(void got.push(a.scope)), 400)),
+        },
+      ],
+      logger: silentLogger,
+      timeoutMs: 100,
+      attempts: 3,
+      backoffMs: 10,
+    });
+    d.dispatch({ ...alert, scope: "s1" });
+    await d.drain();
+    await new Promise((r) => setTimeout(r, 600));
+    expect(got).toEqual(["s1"]);
+    expect(d.failed).toBe(1);
+    await d.close();
+  });
+
+  it("close() counts and says what it leaves undelivered", async () => {
+    const errors: string[] = [];
+    const d = createAlertDispatcher({
+      sinks: [
+        {
+          name: "slow",
+          send: (_a, signal) =>
+            new Promise<void>((_, rej) => signal.addEventListener("abort", () => rej(new Error("aborted")))),
+        },
+      ],
+      logger: { ...silentLogger, error: (_o, m) => void errors.push(m ?? "") },
+      timeoutMs: 5000,
+      attempts: 1,
+    });
+    for (const scope of ["a1", "a2", "a3"]) d.dispatch({ ...alert, scope });
+    await d.close();
+    expect(d.dropped).toBe(2);
+    expect(errors).toContain("alerts not delivered before close");
+  });
 });

@@ -1,6 +1,15 @@
 import type { Logger } from "../core/logger.js";
 import type { Alert, AlertSink } from "./types.js";
 
+/** An attempt given up on while the sink's send was still under way (it ignored its signal). */
+class GaveUp extends Error {
+  constructor() {
+    super(
+      "the sink did not finish within its timeout nor stop when told to (not retried: it may still deliver)",
+    );
+  }
+}
+
 /** How long a sink whose attempt was aborted has to fail by itself before it is given up on (ms). */
 const ABORT_GRACE_MS = 100;
 
@@ -70,10 +79,7 @@ export function createAlertDispatcher(options: AlertDispatcherOptions): AlertDis
       // A sink that honours its signal fails on its own a moment later, with its own (more telling)
       // error: it is given ABORT_GRACE_MS for that before the attempt is failed for it.
       onAbort = () => {
-        setTimeout(
-          () => reject(signal.reason ?? new Error("alert delivery aborted")),
-          ABORT_GRACE_MS,
-        ).unref();
+        setTimeout(() => reject(new GaveUp()), ABORT_GRACE_MS).unref();
       };
       if (signal.aborted) onAbort();
       else signal.addEventListener("abort", onAbort, { once: true });
@@ -91,7 +97,9 @@ export function createAlertDispatcher(options: AlertDispatcherOptions): AlertDis
         await attempt(sink, alert);
         return;
       } catch (e) {
-        if (n === attempts || stop.signal.aborted) {
+        // Given up on while the sink still runs: not tried again, since that send may yet deliver
+        // (a second attempt would then send the alert twice).
+        if (n === attempts || stop.signal.aborted || e instanceof GaveUp) {
           failed++;
           options.logger.error(
             { sink: sink.name, kind: alert.kind, scope: alert.scope, err: deliveryErrorText(e) },
@@ -139,6 +147,15 @@ export function createAlertDispatcher(options: AlertDispatcherOptions): AlertDis
       closed = true;
       stop.abort();
       await working;
+      if (queue.length > 0) {
+        // Never silent: what close() leaves undelivered is counted and said.
+        dropped += queue.length;
+        options.logger.error(
+          { alerts: queue.length, kinds: [...new Set(queue.map((a) => a.kind))] },
+          "alerts not delivered before close",
+        );
+        queue.length = 0;
+      }
     },
   };
 }
