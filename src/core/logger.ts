@@ -26,6 +26,9 @@ export const REDACT_PATHS = [
   "*.secret",
 ];
 
+/** pino's levels, and `silent`. */
+const LEVELS = ["fatal", "error", "warn", "info", "debug", "trace", "silent"];
+
 /**
  * The default logger: JSON lines on stderr (or `destination`), level from `TOKENFUSE_LOG_LEVEL`
  * (default `info`), secrets redacted.
@@ -34,6 +37,8 @@ export function createLogger(
   level = process.env.TOKENFUSE_LOG_LEVEL ?? "info",
   destination: { write(s: string): void } = pino.destination(2),
 ): Logger {
+  if (!LEVELS.includes(level))
+    throw new Error(`TOKENFUSE_LOG_LEVEL must be one of ${LEVELS.join(", ")} (it is "${level}")`);
   return pino(
     { name: "tokenfuse", level, redact: { paths: REDACT_PATHS, censor: "[redacted]" } },
     destination,

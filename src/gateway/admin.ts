@@ -26,7 +26,11 @@ function digest(s: string): Buffer {
  */
 export function assertAdmin(req: IncomingMessage, config: ResolvedConfig): void {
   const token = config.admin?.token;
-  if (!token) throw gatewayError("unauthorized", "the admin API is off: set admin.token in the config");
+  if (!token)
+    throw gatewayError(
+      "unauthorized",
+      "the admin API is off: set admin.token in the config (or TOKENFUSE_ADMIN_TOKEN when serving without a config file)",
+    );
   const m = /^Bearer\s+(\S+)\s*$/i.exec(req.headers.authorization ?? "");
   if (!m?.[1] || !timingSafeEqual(digest(m[1]), digest(token)))
     throw gatewayError("unauthorized", "missing or wrong admin token");

@@ -230,3 +230,27 @@ describe("redis store: a clock far from the server's", () => {
     }
   });
 });
+
+describe("redis store: a server that cannot be reached", () => {
+  it("names the connection's own error (ECONNREFUSED), not only ioredis's 'Connection is closed'", async () => {
+    const { createServer } = await import("node:net");
+    // A port nothing listens on: bound, then closed.
+    const srv = createServer();
+    await new Promise<void>((r) => srv.listen(0, "127.0.0.1", r));
+    const port = (srv.address() as { port: number }).port;
+    await new Promise<void>((r) => srv.close(() => r()));
+    const store = createRedisStore({
+      url: `redis://127.0.0.1:${port}`,
+      keyPrefix: prefix(),
+      connectTimeoutMs: 500,
+    });
+    try {
+      const err = await store
+        .reserve({ id: "r", tokens: 1, scopes: [userDay(Date.now(), DAY)], nowMs: Date.now(), ttlMs: 1000 })
+        .catch((e: unknown) => e as Error);
+      expect((err as Error).message).toMatch(/redis store unavailable: .*ECONNREFUSED/);
+    } finally {
+      await store.close();
+    }
+  });
+});

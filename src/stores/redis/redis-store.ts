@@ -277,6 +277,8 @@ export class RedisStore implements Store {
   private serverRunId: string | undefined;
   /** When getSwitches last refreshed the switches' TTL (Date.now(); 0: never). */
   private switchesRefreshedAt = 0;
+  /** The connection's last error (ECONNREFUSED…), until it is ready again: named in refusals. */
+  private lastConnectionError: string | undefined;
   /** This process's clock minus the Redis server's (ms), as of the last check; 0 before. */
   clockSkewMs = 0;
   /** Reservations and settlements waiting for the wire (batcher.ts). */
@@ -321,10 +323,12 @@ export class RedisStore implements Store {
       send: (batch, done) => this.whenReady(batch, done, (redis) => this.dispatchSettles(redis, batch, done)),
     });
     this.redis.on("error", (e: Error) => {
+      this.lastConnectionError = e.message;
       options.logger?.warn({ err: e.message }, "redis connection error");
     });
     // Every (re)connection checks the server again: it may have been replaced by another one.
     this.redis.on("ready", () => {
+      this.lastConnectionError = undefined;
       this.serverChecked = this.checkServer();
       if (this.clockTimer === undefined) {
         this.clockTimer = setInterval(() => this.recheckClock(), this.clockCheckMs);
@@ -454,13 +458,21 @@ export class RedisStore implements Store {
         await this.connecting;
         await this.serverChecked;
       } catch (e) {
-        throw toUnavailable(e, true);
+        // ioredis rejects with "Connection is closed."; the cause (ECONNREFUSED, a DNS failure, a
+        // refused password) came through its error event: said too, so a CLI user sees it.
+        const err = toUnavailable(e, true);
+        const cause = this.lastConnectionError;
+        if (cause !== undefined && !err.message.includes(cause)) err.message += ` (${cause})`;
+        throw err;
       }
       if (this.unusable !== undefined)
         throw new StoreUnavailableError(`redis store unusable: ${this.unusable}`, { notSent: true });
       return this.redis;
     }
-    throw new StoreUnavailableError(`redis store unavailable: connection is ${st}`, { notSent: true });
+    const cause = this.lastConnectionError === undefined ? "" : ` (${this.lastConnectionError})`;
+    throw new StoreUnavailableError(`redis store unavailable: connection is ${st}${cause}`, {
+      notSent: true,
+    });
   }
 
   private key(scopeKey: string): string {
