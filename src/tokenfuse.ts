@@ -28,7 +28,7 @@ export interface TokenfuseOptions {
    * Alert sinks of your own (SPEC §7: "more by plugin"), given every alert besides the config's
    * `alerts.sinks`: each `{ name, send(alert, signal) }`; `send` rejects on failure and should give
    * up when `signal` aborts (the delivery timeout; an attempt still under way 100 ms later is failed
-   * for it). A failing sink is logged and never fails a request or the other sinks.
+   * for it, not retried). A failing sink is logged and never fails a request or the other sinks.
    */
   alertSinks?: readonly AlertSink[] | undefined;
 }
