@@ -57,6 +57,26 @@ describe("TOKENFUSE_ADMIN_TOKEN", () => {
   });
 });
 
+describe("tokenfuse count, input that looks like JSON but is not a chat request", () => {
+  it("is counted as text (SPEC §8) with a note on stderr; --text silences it", async () => {
+    for (const [input, why] of [
+      ["{bad", /does not parse as JSON/],
+      ['{"model":"gpt-4o"}', /not a chat request/],
+    ] as const) {
+      const c = io(input);
+      expect(await main(["count", "-"], c.cliIo)).toBe(0);
+      expect(c.out()).toBe(`${encoders.o200k_base.encode(input).length}\n`);
+      expect(c.err()).toMatch(why);
+      const t = io(input);
+      expect(await main(["count", "--text", "-"], t.cliIo)).toBe(0);
+      expect(t.err()).toBe("");
+    }
+    const plain = io("hello");
+    expect(await main(["count", "-"], plain.cliIo)).toBe(0);
+    expect(plain.err()).toBe("");
+  });
+});
+
 describe("tokenfuse count", () => {
   const samples: Record<string, string> = {
     prose: proseSample(1, 20_000),

@@ -19,7 +19,12 @@ export type CountInput =
       /** The request body's own `model`, when it names one. */
       model?: string;
     }
-  | { kind: "text"; text: string };
+  | {
+      kind: "text";
+      text: string;
+      /** Why input that looks like JSON was counted as text (said on stderr; stdout is the count). */
+      note?: string;
+    };
 
 function isMessageArray(v: unknown): v is ChatMessage[] {
   return (
@@ -47,7 +52,7 @@ export function classifyCountInput(raw: string, forceText: boolean): CountInput 
   try {
     parsed = JSON.parse(raw);
   } catch {
-    return { kind: "text", text: raw };
+    return { kind: "text", text: raw, note: "the input starts like JSON but does not parse as JSON" };
   }
   if (isMessageArray(parsed)) return { kind: "chat", messages: parsed };
   if (typeof parsed === "object" && parsed !== null && !Array.isArray(parsed)) {
@@ -62,7 +67,11 @@ export function classifyCountInput(raw: string, forceText: boolean): CountInput 
       return { kind: "chat", messages, ...(tools ? { tools } : {}), ...model };
     }
   }
-  return { kind: "text", text: raw };
+  return {
+    kind: "text",
+    text: raw,
+    note: "the JSON is not a chat request (an object with a messages array, or an array of messages)",
+  };
 }
 
 /** The model `count` counts for when neither `--model` nor the request names one. */
@@ -100,6 +109,8 @@ export async function runCount(args: string[], io: CliIo): Promise<number> {
     exact = counted.exact;
   } else {
     tokens = tokenizer.countText(input.text);
+    // SPEC §8: such input is counted as text; said on stderr so a typo in a request file is seen.
+    if (input.note !== undefined) io.err(`note: counted as plain text: ${input.note} (--text to mean it)\n`);
   }
   if (values.json) {
     const details = {

@@ -61,7 +61,7 @@ export async function runUsage(args: string[], io: CliIo): Promise<number> {
   const { config } = resolveCliConfig(values.config as string | undefined, io);
   if (config.store.kind === "memory") {
     throw new CliError(
-      "the config uses the memory store, which lives inside one process: usage is only readable from a shared (Redis) store",
+      "the config uses the memory store, which lives inside one process: usage is only readable from a shared (Redis) store (a running gateway's own usage: its GET /admin/usage)",
     );
   }
   const feature = values.feature as string | undefined;
