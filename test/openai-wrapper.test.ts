@@ -279,4 +279,37 @@ describe("guardOpenAI: what the provider generated is charged even when its usag
     });
     await tf.close();
   });
+
+  it("a settlement that fails after the provider answered is logged, and the paid answer returned", async () => {
+    const errors: string[] = [];
+    const logger: Logger = { info() {}, warn() {}, error: (_o, m) => void errors.push(m ?? "") };
+    const base = createMemoryStore();
+    // A store whose settlements fail for a reason that is not an outage (an outage is queued).
+    const store = new Proxy(base, {
+      get(target, prop, receiver) {
+        if (prop === "settle") return async () => Promise.reject(new Error("not a counter"));
+        return Reflect.get(target, prop, receiver);
+      },
+    });
+    const tf = createTokenfuse({
+      config: {
+        features: { chat: { model: "gpt-4o", max_input: 500, max_output: 40, on_exceed: "trim" } },
+        tiers: { free: { daily_tokens: 100_000 } },
+        default_tier: "free",
+      },
+      store,
+      logger: silentLogger,
+    });
+    const answer = {
+      choices: [{ message: { content: "hi" } }],
+      usage: { prompt_tokens: 5, completion_tokens: 1 },
+    };
+    const res = await guardOpenAI(respond(answer), tf, { logger }).create(
+      { feature: "chat", user: "u" },
+      { model: "gpt-4o", messages: msgs },
+    );
+    expect(res).toBe(answer);
+    expect(errors).toContain("settlement failed");
+    await tf.close();
+  });
 });

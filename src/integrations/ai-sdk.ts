@@ -615,10 +615,13 @@ export function tokenfuseMiddleware(
         throw e;
       }
       const reported = settlement.usable(openAIUsageOf(res?.usage), a, true);
-      await a.settle(
-        reported ?? fullCapEstimate(a),
-        reported ? undefined : { estimated: "no chargeable usage reported" },
-      );
+      // Logged if it fails, and the paid answer returned (as in the gateway and guardOpenAI).
+      await a
+        .settle(
+          reported ?? fullCapEstimate(a),
+          reported ? undefined : { estimated: "no chargeable usage reported" },
+        )
+        .catch(settleFailed(a));
       return withMetadata(res, a);
     },
 

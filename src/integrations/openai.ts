@@ -146,18 +146,26 @@ export function guardOpenAI(
         res = (await call) as typeof res;
       } catch (e) {
         // Refused or unanswered: release everything; answered (a 2xx whose body failed): the cap.
+        // A settlement failing here is logged: the provider's error is the one the caller gets.
         if (answered || providerAnswered(e)) {
-          await a.settle(fullCapEstimate(a, (body.n as number) ?? 1), {
-            estimated: "response failed after the provider answered",
-          });
-        } else await a.settle();
+          await a
+            .settle(fullCapEstimate(a, (body.n as number) ?? 1), {
+              estimated: "response failed after the provider answered",
+            })
+            .catch(settlement.failed(a));
+        } else await a.settle().catch(settlement.failed(a));
         throw e;
       }
       const reported = settlement.usable(res?.usage, a, true);
-      await a.settle(
-        reported ?? fullCapEstimate(a, (body.n as number) ?? 1),
-        reported ? undefined : { estimated: "no chargeable usage reported" },
-      );
+      // A settlement that fails once the provider answered is logged, and the paid answer returned:
+      // an error instead would lose it (and a retry would pay for it again), as in the gateway.
+      // (An unavailable store does not fail it: the guarded store queues it.)
+      await a
+        .settle(
+          reported ?? fullCapEstimate(a, (body.n as number) ?? 1),
+          reported ? undefined : { estimated: "no chargeable usage reported" },
+        )
+        .catch(settlement.failed(a));
       return res;
     },
     async *stream(ctx, body, options) {
@@ -185,26 +193,34 @@ export function guardOpenAI(
         }
         const reported = settlement.usable(usage, a, true);
         usage = reported; // a refused usage is not retried below: it would be refused again
-        await a.settle(
-          reported ?? fullCapEstimate(a, (body.n as number) ?? 1),
-          reported ? undefined : { estimated: "no chargeable usage reported" },
-        );
+        // Logged if it fails, not thrown after the whole answer was read (see create).
+        await a
+          .settle(
+            reported ?? fullCapEstimate(a, (body.n as number) ?? 1),
+            reported ? undefined : { estimated: "no chargeable usage reported" },
+          )
+          .catch(settlement.failed(a));
         settled = true;
       } finally {
+        // Logged if it fails: whatever ended the stream (the provider's error, the caller's break)
+        // is what the caller sees.
         if (!settled && !answered) {
-          await a.settle(); // refused or unreachable before any answer: release everything
+          // refused or unreachable before any answer: release everything
+          await a.settle().catch(settlement.failed(a));
         } else if (!settled) {
           // Stopped early or failed after the provider answered: charge what was reported, else the
           // input and the output that passed (estimated).
           const reported = settlement.usable(usage, a, false);
-          await a.settle(
-            reported ??
-              passedOutputEstimate(
-                a,
-                [...generated.entries()].sort((x, y) => x[0] - y[0]).map(([, pieces]) => pieces),
-              ),
-            reported ? undefined : { estimated: "stream stopped early" },
-          );
+          await a
+            .settle(
+              reported ??
+                passedOutputEstimate(
+                  a,
+                  [...generated.entries()].sort((x, y) => x[0] - y[0]).map(([, pieces]) => pieces),
+                ),
+              reported ? undefined : { estimated: "stream stopped early" },
+            )
+            .catch(settlement.failed(a));
         }
       }
     },
