@@ -1,10 +1,14 @@
 #!/usr/bin/env node
 import { main } from "../dist/cli/main.js";
 
-// A reader that stopped early (`tokenfuse demo | head`) is not an error: stop quietly.
+// Standard output's reader went away (EPIPE). A one-shot command (`tokenfuse demo | head`) stops
+// quietly, as a command killed by SIGPIPE would (141, or its own code if it had finished). The
+// gateway keeps serving: what it writes there (its usage log with `usage_log: stdout`) counts and
+// logs its own lost lines, and a closed pipe must not take requests down with it.
+const serving = process.argv[2] === "serve";
 process.stdout.on("error", (e) => {
-  if (e.code === "EPIPE") process.exit(process.exitCode ?? 0);
-  throw e;
+  if (e.code !== "EPIPE") throw e;
+  if (!serving) process.exit(process.exitCode ?? 141);
 });
 
 main(process.argv.slice(2)).then(

@@ -37,7 +37,8 @@ export function createLogger(
   level = process.env.TOKENFUSE_LOG_LEVEL ?? "info",
   destination: { write(s: string): void } = pino.destination(2),
 ): Logger {
-  if (!LEVELS.includes(level))
+  // pino takes levels in any case ("WARN"); anything else is refused here, naming the variable.
+  if (!LEVELS.includes(level.toLowerCase()))
     throw new Error(`TOKENFUSE_LOG_LEVEL must be one of ${LEVELS.join(", ")} (it is "${level}")`);
   return pino(
     { name: "tokenfuse", level, redact: { paths: REDACT_PATHS, censor: "[redacted]" } },

@@ -20,6 +20,19 @@ export interface WrapperSettlement {
   failed(a: Admission): (e: unknown) => void;
 }
 
+/**
+ * The wrappers' logger when none was given: the default one, or, when TOKENFUSE_LOG_LEVEL is not a
+ * level, the default one at info. Why not throw: this runs while a paid answer is being settled, and
+ * a bad variable must not turn that answer into an error (createTokenfuse says it where it matters).
+ */
+function fallbackLogger(): Logger {
+  try {
+    return createLogger();
+  } catch {
+    return createLogger("info");
+  }
+}
+
 export function wrapperSettlement(logger: Logger | undefined): WrapperSettlement {
   let log = logger;
   return {
@@ -27,7 +40,7 @@ export function wrapperSettlement(logger: Logger | undefined): WrapperSettlement
       const r = chargeableUsage(reported);
       if (r.usage) return r.usage;
       if (r.problem === "invalid usage reported" || warnIfMissing) {
-        log ??= createLogger();
+        log ??= fallbackLogger();
         // The same fields as the gateway's "settled from an estimate" line.
         log.warn(
           {
@@ -43,7 +56,7 @@ export function wrapperSettlement(logger: Logger | undefined): WrapperSettlement
     },
     failed(a) {
       return (e) => {
-        log ??= createLogger();
+        log ??= fallbackLogger();
         log.error(
           { id: a.id, feature: a.feature, err: e instanceof Error ? e.message : String(e) },
           "settlement failed",

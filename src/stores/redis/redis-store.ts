@@ -225,7 +225,7 @@ function isNotACounter(e: unknown): boolean {
 
 /**
  * How a settlement's failure reaches the caller. A key that is not a counter is final: reported (the
- * gateway logs it, the library throws it), not queued as "store unavailable", where it would be
+ * gateway and the library wrappers log it), not queued as "store unavailable", where it would be
  * retried in vain and hold back every settlement queued behind it. Anything else is the store's
  * failure (`toUnavailable`): queued and retried by the guarded store.
  */

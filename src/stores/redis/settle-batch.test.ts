@@ -286,6 +286,27 @@ describe("redis store: a key of another type under the prefix", () => {
     }
   });
 
+  it("a lone settlement naming a field HINCRBY refuses ('05') fails before writing anything, every time", async () => {
+    const { prefix, store } = fresh();
+    try {
+      expect(
+        (await store.reserve({ id: "z", tokens: 10, scopes: [scope("u:p")], nowMs: T0, ttlMs: 600_000 })).ok,
+      ).toBe(true);
+      await store.redis.hset(`${prefix}c:u:z`, "u", "05");
+      const req: SettleRequest = {
+        id: "z",
+        actualTokens: 3,
+        reservedTokens: 10,
+        scopes: [scope("u:p"), scope("u:z")],
+        nowMs: T0,
+      };
+      for (let i = 0; i < 3; i++) await expect(store.settle(req)).rejects.toThrow(/TFCORRUPT/);
+      expect(await store.redis.hgetall(`${prefix}c:u:p`)).toEqual({ t: "10" });
+    } finally {
+      await store.close();
+    }
+  });
+
   it("a lone settlement naming it fails before writing anything", async () => {
     const { prefix, store } = fresh();
     try {
@@ -312,7 +333,9 @@ describe("redis store: a key of another type under the prefix", () => {
       await store.redis.pexpire(`${prefix}c:u:q`, 60_000);
       await store.redis.set(`${prefix}c:u:str`, "a string", "PX", 60_000);
       await store.redis.zadd(`${prefix}exp`, T0 - 1, "old");
-      await store.redis.hset(`${prefix}rec`, "old", "5\nu:q\nu:str");
+      await store.redis.hset(`${prefix}c:u:zero`, "t", "05"); // a value HINCRBY refuses
+      await store.redis.pexpire(`${prefix}c:u:zero`, 60_000);
+      await store.redis.hset(`${prefix}rec`, "old", "5\nu:q\nu:str\nu:zero");
       const r = await store.reserve({
         id: "n",
         tokens: 1,
@@ -322,40 +345,42 @@ describe("redis store: a key of another type under the prefix", () => {
       });
       expect(r).toMatchObject({ ok: true, committed: [1] }); // the old 5 released, then 1 reserved
       expect(await store.redis.zscore(`${prefix}exp`, "old")).toBeNull();
+      expect(await store.redis.hget(`${prefix}c:u:zero`, "t")).toBe("05"); // skipped, untouched
     } finally {
       await store.close();
     }
   });
 
-  it("a counter with a field that is not an integer fails only its settlement, nothing applied for it", async () => {
-    const { prefix, store } = fresh();
-    try {
-      const ids = ["x0", "x1", "a", "b"];
-      for (const id of ids)
-        expect(
-          (await store.reserve({ id, tokens: 10, scopes: [scope("u:p")], nowMs: T0, ttlMs: 600_000 })).ok,
-        ).toBe(true);
-      await store.redis.hset(`${prefix}c:u:bad`, "u", "not-a-number");
-      await store.redis.pexpire(`${prefix}c:u:bad`, 60_000);
-      const results = await Promise.allSettled(
-        ids.map((id) =>
-          store.settle({
-            id,
-            actualTokens: 3,
-            reservedTokens: 10,
-            scopes: id === "b" ? [scope("u:p"), scope("u:bad")] : [scope("u:p")],
-            nowMs: T0,
-          }),
-        ),
-      );
-      expect(results.map((r) => r.status)).toEqual(["fulfilled", "fulfilled", "fulfilled", "rejected"]);
-      expect(((results[3] as PromiseRejectedResult).reason as Error).message).toMatch(/TFCORRUPT/);
-      // x0, x1, a settled once; b untouched: still live, its 10 still reserved, no marker.
-      expect(await store.redis.hgetall(`${prefix}c:u:p`)).toEqual({ t: "19", u: "9" });
-      expect(await store.redis.zscore(`${prefix}exp`, "b")).not.toBeNull();
-      expect(await store.redis.get(`${prefix}s:b`)).toBeNull();
-    } finally {
-      await store.close();
-    }
-  });
+  for (const bad of ["not-a-number", "05", "-0", "1.5"])
+    it(`a counter with a field HINCRBY refuses (${bad}) fails only its settlement, nothing applied for it`, async () => {
+      const { prefix, store } = fresh();
+      try {
+        const ids = ["x0", "x1", "a", "b"];
+        for (const id of ids)
+          expect(
+            (await store.reserve({ id, tokens: 10, scopes: [scope("u:p")], nowMs: T0, ttlMs: 600_000 })).ok,
+          ).toBe(true);
+        await store.redis.hset(`${prefix}c:u:bad`, "u", bad);
+        await store.redis.pexpire(`${prefix}c:u:bad`, 60_000);
+        const results = await Promise.allSettled(
+          ids.map((id) =>
+            store.settle({
+              id,
+              actualTokens: 3,
+              reservedTokens: 10,
+              scopes: id === "b" ? [scope("u:p"), scope("u:bad")] : [scope("u:p")],
+              nowMs: T0,
+            }),
+          ),
+        );
+        expect(results.map((r) => r.status)).toEqual(["fulfilled", "fulfilled", "fulfilled", "rejected"]);
+        expect(((results[3] as PromiseRejectedResult).reason as Error).message).toMatch(/TFCORRUPT/);
+        // x0, x1, a settled once; b untouched: still live, its 10 still reserved, no marker.
+        expect(await store.redis.hgetall(`${prefix}c:u:p`)).toEqual({ t: "19", u: "9" });
+        expect(await store.redis.zscore(`${prefix}exp`, "b")).not.toBeNull();
+        expect(await store.redis.get(`${prefix}s:b`)).toBeNull();
+      } finally {
+        await store.close();
+      }
+    });
 });

@@ -57,8 +57,12 @@ local recs = redis.call('HMGET', rec, unpack(ids))
 -- settlement alone, so only the one that names that key fails). A counter with none of the fields
 -- is new: it gets its TTL when written.
 local absent = {}
-for j = 3, m + 2 do absent[j] = addable(KEYS[j], 't', 'u') end
-for j = m + 3, first - 1 do absent[j] = addable(KEYS[j], 'c', 'i', 'o', 'r') end
+for j = 3, first - 1 do
+  local none, bad
+  if j <= m + 2 then none, bad = addable(KEYS[j], 't', 'u') else none, bad = addable(KEYS[j], 'c', 'i', 'o', 'r') end
+  if bad then return redis.error_reply(bad) end
+  absent[j] = none
+end
 local fmt = string.format
 local dt, du, touched = {}, {}, {}
 for j = 1, m do dt[j] = 0 du[j] = 0 end

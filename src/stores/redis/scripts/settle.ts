@@ -35,8 +35,12 @@ local exp, rec, id = KEYS[1], KEYS[2], a[1]
 redis.call('HLEN', rec)
 local absent = {}
 local n0 = a[9]
-for i = 4, 3 + n0 do absent[i] = addable(KEYS[i], 't', 'u') end
-for i = 4 + n0, #KEYS do absent[i] = addable(KEYS[i], 'c', 'i', 'o', 'r') end
+for i = 4, #KEYS do
+  local none, bad
+  if i <= 3 + n0 then none, bad = addable(KEYS[i], 't', 'u') else none, bad = addable(KEYS[i], 'c', 'i', 'o', 'r') end
+  if bad then return redis.error_reply(bad) end
+  absent[i] = none
+end
 local live = redis.call('ZREM', exp, id)
 local au = a[4]
 local actual = tonumber(au)

@@ -33,6 +33,14 @@
  * error would abort every later script that sweeps, while the record would stay in the zset.
  */
 export const SWEEP_LUA = `
+-- Whether Redis's HINCRBY takes the string v as the integer it adds to (its own parsing: "0", or an
+-- optional minus and digits without a leading zero), and small enough that adding what tokenfuse
+-- adds cannot overflow (at most 18 digits).
+local function isint(v)
+  if v == '0' then return true end
+  local d = string.match(v, '^%-?([1-9]%d*)$')
+  return d ~= nil and #d <= 18
+end
 local function release(cp, r, skip)
   local ncp = #cp
   local minus, k = nil, 0
@@ -43,13 +51,14 @@ local function release(cp, r, skip)
     elseif k > skip then
       local key = part
       if string.sub(part, 1, ncp) ~= cp then key = cp .. part end
-      if redis.call('EXISTS', key) == 1 then
-        -- A key under the prefix that is not a counter (another type, or a value that is not an
-        -- integer) is skipped: it must not fail every later script that sweeps while this record
-        -- stays in the zset. Any other error (OOM at this first write) still fails the call.
-        local r = redis.pcall('HINCRBY', key, 't', minus)
-        if type(r) == 'table' and r.err and not (string.find(r.err, 'WRONGTYPE', 1, true)
-            or string.find(r.err, 'not an integer', 1, true)) then error(r) end
+      -- A missing counter is not recreated (it would come back without a TTL); a key under the
+      -- prefix that is not a counter (another type, a value HINCRBY refuses) is skipped: it must not
+      -- fail every later script that sweeps while this record stays in the zset. Checked first, so
+      -- the write itself can only fail for the server's own reasons (OOM at a first write), which
+      -- fail the call as they should.
+      if redis.call('TYPE', key).ok == 'hash' then
+        local t = redis.call('HGET', key, 't')
+        if not t or isint(t) then redis.call('HINCRBY', key, 't', minus) end
       end
     end
   end
@@ -71,19 +80,18 @@ local function sweep(exp, rec, now)
     if #ids < 128 then return end
   end
 end
--- For the settle scripts: reads the fields a settlement adds to, before anything is written, and
--- fails the call (nothing written) unless each is absent or an integer that cannot overflow when
--- added to. Returns true when none of them exists (the key is new: it gets its TTL when written).
+-- For the settle scripts: reads the fields a settlement adds to, before anything is written.
+-- Returns whether none of them exists (the key is new: it gets its TTL when written) and, when one
+-- is not an integer HINCRBY takes (isint), the error the caller returns at once with
+-- redis.error_reply (returned, not raised: Redis 6.2 cannot report an error table raised inside a
+-- function), nothing written. A key of another type fails the HMGET itself (WRONGTYPE).
 local function addable(key, ...)
   local vs = redis.call('HMGET', key, ...)
   local none = true
   for _, v in ipairs(vs) do
     if v then
       none = false
-      local d = string.match(v, '^%-?(%d+)$')
-      if not d or #d > 18 then
-        error({err = 'TFCORRUPT ' .. key .. ' holds a value a settlement cannot add to'})
-      end
+      if not isint(v) then return none, 'TFCORRUPT ' .. key .. ' holds a value a settlement cannot add to' end
     end
   end
   return none
