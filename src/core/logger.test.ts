@@ -8,6 +8,7 @@ describe("createLogger", () => {
       'TOKENFUSE_LOG_LEVEL must be one of fatal, error, warn, info, debug, trace, silent (it is "loud")',
     );
     expect(() => createLogger("debug", sink)).not.toThrow();
-    expect(() => createLogger("WARN", sink)).not.toThrow(); // pino takes any case
+    expect(() => createLogger("WARN", sink)).not.toThrow(); // any case
+    expect(() => createLogger("SILENT", sink)).not.toThrow();
   });
 });

@@ -38,10 +38,11 @@ export function createLogger(
   destination: { write(s: string): void } = pino.destination(2),
 ): Logger {
   // pino takes levels in any case ("WARN"); anything else is refused here, naming the variable.
-  if (!LEVELS.includes(level.toLowerCase()))
+  const lower = level.toLowerCase();
+  if (!LEVELS.includes(lower))
     throw new Error(`TOKENFUSE_LOG_LEVEL must be one of ${LEVELS.join(", ")} (it is "${level}")`);
   return pino(
-    { name: "tokenfuse", level, redact: { paths: REDACT_PATHS, censor: "[redacted]" } },
+    { name: "tokenfuse", level: lower, redact: { paths: REDACT_PATHS, censor: "[redacted]" } },
     destination,
   );
 }

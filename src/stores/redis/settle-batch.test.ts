@@ -383,4 +383,35 @@ describe("redis store: a key of another type under the prefix", () => {
         await store.close();
       }
     });
+
+  it("a record whose token count is not an integer is skipped by the sweep, and nothing else is released twice", async () => {
+    const { prefix, store } = fresh();
+    try {
+      await store.ping();
+      const now = T0;
+      expect(
+        (await store.reserve({ id: "r1", tokens: 100, scopes: [scope("u:a")], nowMs: now, ttlMs: 1000 })).ok,
+      ).toBe(true);
+      expect(
+        (await store.reserve({ id: "r2", tokens: 200, scopes: [scope("u:b")], nowMs: now, ttlMs: 1000 })).ok,
+      ).toBe(true);
+      await store.redis.hset(`${prefix}rec`, "r2", "abc\nu:b");
+      for (let i = 0; i < 3; i++)
+        expect(
+          (
+            await store.reserve({
+              id: `n${i}`,
+              tokens: 1,
+              scopes: [scope("u:c")],
+              nowMs: now + 2000,
+              ttlMs: 600_000,
+            })
+          ).ok,
+        ).toBe(true);
+      expect(await store.redis.hget(`${prefix}c:u:a`, "t")).toBe("0"); // r1 released once
+      expect(await store.redis.zscore(`${prefix}exp`, "r2")).toBeNull(); // swept, its bad record skipped
+    } finally {
+      await store.close();
+    }
+  });
 });

@@ -47,7 +47,9 @@ local function release(cp, r, skip)
   for part in string.gmatch(r, '[^\\n]+') do
     k = k + 1
     if k == 1 then
-      if tonumber(part) ~= 0 then minus = '-' .. part else return end
+      -- Only a record's own positive integer is released; anything else (a value another writer
+      -- put in the record) is skipped whole: HINCRBY would refuse it after earlier writes.
+      if part ~= '0' and isint(part) and string.sub(part, 1, 1) ~= '-' then minus = '-' .. part else return end
     elseif k > skip then
       local key = part
       if string.sub(part, 1, ncp) ~= cp then key = cp .. part end
