@@ -414,4 +414,28 @@ describe("redis store: a key of another type under the prefix", () => {
       await store.close();
     }
   });
+
+  it("a reservation naming a counter whose value HINCRBY refuses writes nothing, lone or batched", async () => {
+    const { prefix, store } = fresh();
+    try {
+      await store.ping();
+      await store.redis.hset(`${prefix}c:u:bad`, "t", "05");
+      await store.redis.pexpire(`${prefix}c:u:bad`, 60_000);
+      const req = (id: string) => ({
+        id,
+        tokens: 100,
+        scopes: [scope("u:a"), scope("u:bad")],
+        nowMs: T0,
+        ttlMs: 600_000,
+      });
+      await expect(store.reserve(req("lone"))).rejects.toThrow(/TFCORRUPT/);
+      const batch = await Promise.allSettled(["b1", "b2", "b3", "b4"].map((id) => store.reserve(req(id))));
+      expect(batch.map((r) => r.status)).toEqual(["rejected", "rejected", "rejected", "rejected"]);
+      expect(await store.redis.exists(`${prefix}c:u:a`)).toBe(0);
+      expect(await store.redis.zcard(`${prefix}exp`)).toBe(0);
+      await expect(store.reserve(req("lone"))).rejects.toThrow(/TFCORRUPT/); // not a duplicate now
+    } finally {
+      await store.close();
+    }
+  });
 });

@@ -27,6 +27,13 @@ local exp, rec, id = KEYS[1], KEYS[2], a[3]
 sweep(exp, rec, a[1])
 local n = #KEYS - 3
 local fmt = string.format
+-- A counter value HINCRBY would refuse (another writer's, under the prefix) fails the call here,
+-- before anything of this reservation is written (isint: sweep.ts); a key of another type fails
+-- the HGET itself. Else a refusal halfway left earlier counters charged and the id recorded.
+for i = 4, #KEYS do
+  local t = redis.call('HGET', KEYS[i], 't')
+  if t and not isint(t) then return redis.error_reply('TFCORRUPT ' .. KEYS[i] .. ' holds a value a reservation cannot add to') end
+end
 if redis.call('EXISTS', KEYS[3]) == 1 or redis.call('ZADD', exp, 'NX', a[6], id) == 0 then
   local out = {'1', '1'}
   for i = 1, n do out[i + 2] = redis.call('HGET', KEYS[i + 3], 't') or '0' end

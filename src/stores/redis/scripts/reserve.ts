@@ -75,6 +75,9 @@ local live = redis.call('ZMSCORE', exp, unpack(ids))
 local cur, absent, delta, out = {}, {}, {}, {}
 for j = 1, m do
   local t = redis.call('HGET', KEYS[j + 2], 't')
+  -- A value HINCRBY would refuse (another writer's, under the prefix) fails the call here, before
+  -- this batch writes anything (isint: sweep.ts).
+  if t and not isint(t) then return redis.error_reply('TFCORRUPT ' .. KEYS[j + 2] .. ' holds a value a reservation cannot add to') end
   if t then cur[j] = tonumber(t) out[j] = t else cur[j] = 0 absent[j] = true out[j] = '0' end
   delta[j] = 0
 end
