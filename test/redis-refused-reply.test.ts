@@ -24,28 +24,33 @@ afterAll(async () => {
 
 const sleep = (ms: number) => new Promise((r) => setTimeout(r, ms));
 
+/** A user's day scope, a guarded store over a fresh prefix on the private server, and a raw client. */
+function setup(user: string, keyPrefix: string) {
+  const now = Date.now();
+  const scope: ScopeCharge = {
+    key: `user:{${user}}:day:x`,
+    kind: "user",
+    window: "day",
+    limit: 10_000,
+    resetAtMs: now + 3_600_000,
+    expireAtMs: now + 7_200_000,
+  };
+  const errors: string[] = [];
+  const logger: Logger = { info() {}, warn() {}, error: (_o, m = "") => void errors.push(m) };
+  const primary = createRedisStore({ url: own.url, keyPrefix, commandTimeoutMs: 1000 });
+  const store = new GuardedStore({
+    primary,
+    onError: "allow",
+    logger,
+    retryMs: 3_600_000,
+    maxUnsureRetryMs: 300,
+  });
+  return { now, scope, errors, primary, store, direct: new Redis(own.url) };
+}
+
 describe("redis store: a settlement Redis refused to run", () => {
   it("is retried until applied, not given up as possibly applied", async () => {
-    const now = Date.now();
-    const scope: ScopeCharge = {
-      key: "user:{u}:day:x",
-      kind: "user",
-      window: "day",
-      limit: 10_000,
-      resetAtMs: now + 3_600_000,
-      expireAtMs: now + 7_200_000,
-    };
-    const errors: string[] = [];
-    const logger: Logger = { info() {}, warn() {}, error: (_o, m = "") => void errors.push(m) };
-    const primary = createRedisStore({ url: own.url, keyPrefix: "r5ro:", commandTimeoutMs: 1000 });
-    const store = new GuardedStore({
-      primary,
-      onError: "allow",
-      logger,
-      retryMs: 3_600_000,
-      maxUnsureRetryMs: 300,
-    });
-    const direct = new Redis(own.url);
+    const { now, scope, errors, primary, store, direct } = setup("u", "r5ro:");
     try {
       expect(await primary.ping()).toBe(true);
       await direct.replicaof("127.0.0.1", "1"); // read-only from now on (its master is unreachable)
@@ -80,26 +85,7 @@ describe("redis store: a settlement Redis refused to run", () => {
   });
 
   it("NOREPLICAS (min-replicas-to-write unmet): lone and batched settlements are deferred, then applied once", async () => {
-    const now = Date.now();
-    const scope: ScopeCharge = {
-      key: "user:{v}:day:x",
-      kind: "user",
-      window: "day",
-      limit: 10_000,
-      resetAtMs: now + 3_600_000,
-      expireAtMs: now + 7_200_000,
-    };
-    const errors: string[] = [];
-    const logger: Logger = { info() {}, warn() {}, error: (_o, m = "") => void errors.push(m) };
-    const primary = createRedisStore({ url: own.url, keyPrefix: "norep:", commandTimeoutMs: 1000 });
-    const store = new GuardedStore({
-      primary,
-      onError: "allow",
-      logger,
-      retryMs: 3_600_000,
-      maxUnsureRetryMs: 300,
-    });
-    const direct = new Redis(own.url);
+    const { now, scope, errors, primary, store, direct } = setup("v", "norep:");
     try {
       expect(await primary.ping()).toBe(true);
       await direct.config("SET", "min-replicas-to-write", "1"); // no replica: every write refused

@@ -1,5 +1,6 @@
 import { randomUUID } from "node:crypto";
 import { describe, expect, inject, it } from "vitest";
+import { createRandom } from "../../tokenizers/test-samples.js";
 import { isStoreUnavailable, type ScopeCharge, type SettleRequest, type SettleStatus } from "../types.js";
 import { createRedisStore, type RedisStore } from "./redis-store.js";
 
@@ -20,18 +21,6 @@ const scope = (key: string): ScopeCharge => ({
   expireAtMs: T0 + 2e7,
 });
 
-/** A small seeded PRNG (mulberry32): each run of a seed builds the same scenario. */
-function rng(seed: number): () => number {
-  let a = seed >>> 0;
-  return () => {
-    a = (a + 0x6d2b79f5) >>> 0;
-    let t = a;
-    t = Math.imul(t ^ (t >>> 15), t | 1);
-    t ^= t + Math.imul(t ^ (t >>> 7), t | 61);
-    return ((t ^ (t >>> 14)) >>> 0) / 4294967296;
-  };
-}
-
 interface Scenario {
   /** Reservations made before the settlements: id, tokens, scope keys. */
   reserves: Array<{ id: string; tokens: number; scopes: ScopeCharge[] }>;
@@ -39,7 +28,7 @@ interface Scenario {
 }
 
 function scenario(seed: number): Scenario {
-  const r = rng(seed);
+  const r = createRandom(seed);
   const pick = <T>(xs: readonly T[]): T => xs[Math.floor(r() * xs.length)] as T;
   const users = ["u:a", "u:b", "u:c", "u:d"];
   const spendKeys = ["spend:f:h", "spend:g:h", "spend:u:a", "spend:u:b"];
