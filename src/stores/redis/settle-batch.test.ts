@@ -233,6 +233,11 @@ describe("redis store: a key of another type under the prefix", () => {
     const prefix = `${inject("redisPrefix")}${randomUUID()}:`;
     return { prefix, store: createRedisStore({ url: inject("redisUrl"), keyPrefix: prefix }) };
   };
+  /** Writes a value under the prefix as another writer might (a hash field, or a string), with a TTL. */
+  const plant = async (store: RedisStore, key: string, field: string | undefined, value: string) => {
+    if (field === undefined) await store.redis.set(key, value, "PX", 60_000);
+    else await store.redis.multi().hset(key, field, value).pexpire(key, 60_000).exec();
+  };
   const settleOf = (id: string, spendKey: string): SettleRequest => ({
     id,
     actualTokens: 3,
@@ -255,7 +260,7 @@ describe("redis store: a key of another type under the prefix", () => {
         expect(
           (await store.reserve({ id, tokens: 10, scopes: [scope("u:p")], nowMs: T0, ttlMs: 600_000 })).ok,
         ).toBe(true);
-      await store.redis.set(`${prefix}c:spend:poisoned`, "a string", "PX", 60_000);
+      await plant(store, `${prefix}c:spend:poisoned`, undefined, "a string");
       // Four queued together go out as two batches, [x0, x1] and [a, b]; b names the string key.
       const results = await Promise.allSettled(
         ids.map((id) => store.settle(settleOf(id, id === "b" ? "spend:poisoned" : "spend:ok"))),
@@ -281,7 +286,7 @@ describe("redis store: a key of another type under the prefix", () => {
       expect(
         (await store.reserve({ id: "z", tokens: 10, scopes: [scope("u:p")], nowMs: T0, ttlMs: 600_000 })).ok,
       ).toBe(true);
-      await store.redis.hset(`${prefix}c:u:z`, "u", "05");
+      await plant(store, `${prefix}c:u:z`, "u", "05");
       const req: SettleRequest = {
         id: "z",
         actualTokens: 3,
@@ -302,7 +307,7 @@ describe("redis store: a key of another type under the prefix", () => {
       expect(
         (await store.reserve({ id: "l", tokens: 10, scopes: [scope("u:p")], nowMs: T0, ttlMs: 600_000 })).ok,
       ).toBe(true);
-      await store.redis.set(`${prefix}c:spend:poisoned`, "a string", "PX", 60_000);
+      await plant(store, `${prefix}c:spend:poisoned`, undefined, "a string");
       await expect(store.settle(settleOf("l", "spend:poisoned"))).rejects.toThrow(
         /not a counter, so nothing was applied and it is not retried/,
       );
@@ -318,12 +323,10 @@ describe("redis store: a key of another type under the prefix", () => {
     try {
       await store.ping();
       // A record (tokens + scope keys) whose second scope is a string key, expired already.
-      await store.redis.hset(`${prefix}c:u:q`, "t", "5");
-      await store.redis.pexpire(`${prefix}c:u:q`, 60_000);
-      await store.redis.set(`${prefix}c:u:str`, "a string", "PX", 60_000);
+      await plant(store, `${prefix}c:u:q`, "t", "5");
+      await plant(store, `${prefix}c:u:str`, undefined, "a string");
       await store.redis.zadd(`${prefix}exp`, T0 - 1, "old");
-      await store.redis.hset(`${prefix}c:u:zero`, "t", "05"); // a value HINCRBY refuses
-      await store.redis.pexpire(`${prefix}c:u:zero`, 60_000);
+      await plant(store, `${prefix}c:u:zero`, "t", "05"); // a value HINCRBY refuses
       await store.redis.hset(`${prefix}rec`, "old", "5\nu:q\nu:str\nu:zero");
       const r = await store.reserve({
         id: "n",
@@ -349,8 +352,7 @@ describe("redis store: a key of another type under the prefix", () => {
           expect(
             (await store.reserve({ id, tokens: 10, scopes: [scope("u:p")], nowMs: T0, ttlMs: 600_000 })).ok,
           ).toBe(true);
-        await store.redis.hset(`${prefix}c:u:bad`, "u", bad);
-        await store.redis.pexpire(`${prefix}c:u:bad`, 60_000);
+        await plant(store, `${prefix}c:u:bad`, "u", bad);
         const results = await Promise.allSettled(
           ids.map((id) =>
             store.settle({
@@ -408,8 +410,7 @@ describe("redis store: a key of another type under the prefix", () => {
     const { prefix, store } = fresh();
     try {
       await store.ping();
-      await store.redis.hset(`${prefix}c:u:bad`, "t", "05");
-      await store.redis.pexpire(`${prefix}c:u:bad`, 60_000);
+      await plant(store, `${prefix}c:u:bad`, "t", "05");
       const req = (id: string) => ({
         id,
         tokens: 100,
