@@ -1,11 +1,11 @@
 import { describe, expect, it } from "vitest";
-import { createTokenCountCache } from "./token-count-cache.js";
+import { createTokenCountCache, MAX_CHAIN } from "./token-count-cache.js";
 
 describe("token count cache", () => {
   it("never confuses keys that share length and both ends (same fingerprint)", () => {
     const cache = createTokenCountCache();
     const edge = "x".repeat(40);
-    const keys = Array.from({ length: 20 }, (_, i) => `${edge}${String(i).padStart(4, "0")}${edge}`);
+    const keys = Array.from({ length: MAX_CHAIN }, (_, i) => `${edge}${String(i).padStart(4, "0")}${edge}`);
     keys.forEach((key, i) => {
       cache.set(key, "s", { tokens: i, exact: true });
     });
@@ -15,7 +15,27 @@ describe("token count cache", () => {
       expect(cache.get(`${key} `.slice(0, -1), "s")).toEqual({ tokens: i, exact: true });
     });
     expect(cache.get(`${edge}9999${edge}`, "s")).toBeUndefined();
-    expect(cache.stats().entries).toBe(20);
+    expect(cache.stats().entries).toBe(MAX_CHAIN);
+  });
+
+  it("keeps at most MAX_CHAIN keys per fingerprint: a flood of such keys cannot slow every lookup", () => {
+    const cache = createTokenCountCache();
+    const edge = "y".repeat(40);
+    const key = (i: number) => `${edge}${String(i).padStart(6, "0")}${edge}`;
+    const n = 1000;
+    for (let i = 0; i < n; i++) cache.set(key(i), "s", { tokens: i, exact: true });
+    const st = cache.stats();
+    expect(st.entries).toBe(MAX_CHAIN);
+    expect(st.evictions).toBe(n - MAX_CHAIN);
+    expect(st.chars).toBe(MAX_CHAIN * (key(0).length + 1));
+    // The newest are kept; the dropped ones are misses, never another key's count.
+    for (let i = n - MAX_CHAIN; i < n; i++)
+      expect(cache.get(key(i), "s")).toEqual({ tokens: i, exact: true });
+    for (let i = 0; i < n - MAX_CHAIN; i += 97) expect(cache.get(key(i), "s")).toBeUndefined();
+    // Keys of other fingerprints are untouched by the cap.
+    cache.set("other", "s", { tokens: 3, exact: false });
+    expect(cache.get("other", "s")).toEqual({ tokens: 3, exact: false });
+    expect(cache.stats().entries).toBe(MAX_CHAIN + 1);
   });
 
   it("keys counts by secondary key too, and packs exactness", () => {

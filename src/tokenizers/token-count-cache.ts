@@ -50,6 +50,15 @@ interface Bucket {
   next: Bucket | undefined;
 }
 
+/**
+ * At most this many keys share one fingerprint; inserting another drops the chain's oldest. Why:
+ * the fingerprint reads only a key's length and ends, so a client can send any number of messages
+ * that differ only in the middle; unbounded, every lookup walked all of them (a reviewer's flood of
+ * such messages took a request from 78 ms to 1 s and blocked the event loop). Real messages rarely
+ * share length and both ends; with the cap a lookup compares at most this many keys.
+ */
+export const MAX_CHAIN = 8;
+
 /** Characters sampled from each end of a key for its fingerprint. */
 const FINGERPRINT_SAMPLE = 32;
 
@@ -89,6 +98,21 @@ export function createTokenCountCache(options: { maxChars?: number } = {}): Toke
     return n;
   }
 
+  /** Drops the buckets of a chain beyond {@link MAX_CHAIN} (the oldest: new ones go in front). */
+  function dropBeyondCap(head: Bucket): void {
+    let last = head;
+    for (let i = 1; i < MAX_CHAIN; i++) {
+      if (last.next === undefined) return;
+      last = last.next;
+    }
+    for (let b = last.next; b !== undefined; b = b.next) {
+      chars -= bucketChars(b);
+      entries--;
+      evictions++;
+    }
+    last.next = undefined;
+  }
+
   /** Moves a chain to the most recently used end. */
   function touch(print: number, head: Bucket): void {
     chains.delete(print);
@@ -122,6 +146,7 @@ export function createTokenCountCache(options: { maxChars?: number } = {}): Toke
         head = bucket;
         chars += primary.length;
         entries++;
+        dropBeyondCap(head);
       }
       if (!bucket.counts.has(secondary)) chars += secondary.length;
       bucket.counts.set(secondary, packed);
