@@ -377,6 +377,33 @@ describe("gateway: odd upstream answers", () => {
     expect(await res.text()).toBe(bad);
   });
 
+  it("a provider's 429 passes on with its Retry-After, retry-after-ms and request id, and holds nothing", async () => {
+    const limited = JSON.stringify({
+      error: { message: "Rate limit reached", type: "requests", code: "rate_limit_exceeded" },
+    });
+    const g = await gatewayWith(async () => ({
+      ...whole(429, limited),
+      headers: {
+        "content-type": "application/json",
+        "retry-after": "7",
+        "retry-after-ms": "6500",
+        "x-request-id": "req_abc123",
+        "x-ratelimit-remaining-tokens": "0",
+        "set-cookie": "provider=1",
+      },
+    }));
+    const res = await g.post({});
+    expect(res.status).toBe(429);
+    expect(await res.text()).toBe(limited);
+    expect(res.headers.get("retry-after")).toBe("7");
+    expect(res.headers.get("retry-after-ms")).toBe("6500");
+    expect(res.headers.get("x-request-id")).toBe("req_abc123");
+    // tokenfuse's own budget headers, not the provider's; nothing else of the provider's.
+    expect(res.headers.get("x-ratelimit-remaining-tokens")).not.toBe("0");
+    expect(res.headers.get("set-cookie")).toBeNull();
+    expect(await g.day()).toMatchObject({ used: 0, reserved: 0 });
+  });
+
   it("without usage, n > 1 choices are estimated choice by choice, not as one string of their interleaved pieces", async () => {
     // Interleaved, the pieces would merge into other tokens ("HelWorlold"); per choice they are
     // "Hello" and "World". Whole answers likewise: "an" and "other", not "another".

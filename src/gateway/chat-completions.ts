@@ -197,6 +197,9 @@ function soleFeature(config: ResolvedConfig): string | undefined {
   return names.length === 1 ? names[0] : undefined;
 }
 
+/** Headers of a provider's 4xx answer passed on to the client with it. */
+const PROVIDER_HEADERS = ["retry-after", "retry-after-ms", "x-request-id"] as const;
+
 async function forward(
   req: IncomingMessage,
   res: ServerResponse,
@@ -264,10 +267,16 @@ async function forward(
     // Any other 4xx is about the request itself (a bad parameter, an unknown model, the provider's
     // own rate limit): pass the provider's answer through.
     await settled(a.settle(), deps, a.id, "release failed");
-    res.writeHead(upstreamRes.status, {
+    const head: Record<string, string> = {
       "content-type": upstreamRes.contentType ?? upstreamRes.headers["content-type"] ?? "application/json",
-      ...ours,
-    });
+    };
+    // The provider's own retry advice and request id go with its answer (a client backs off from a
+    // provider 429 as the provider asked); tokenfuse's headers win where names overlap.
+    for (const h of PROVIDER_HEADERS) {
+      const v = upstreamRes.headers[h];
+      if (v !== undefined) head[h] = v;
+    }
+    res.writeHead(upstreamRes.status, { ...head, ...ours });
     res.end(text);
     return;
   }
