@@ -39,7 +39,7 @@ describe("gateway: upstream faults and client disconnects", () => {
 
   const used = async (_user: string) => {
     const r = (await (await fetch(`${base}/v1/budget`)).json()) as {
-      user: { day: { used: number; reserved: number } };
+      user: { day: { used: number; reserved: number; remaining: number } };
     };
     return r.user.day;
   };
@@ -118,7 +118,7 @@ describe("gateway: upstream faults and client disconnects", () => {
       const day = async () =>
         (
           (await (await fetch(`${url}/v1/budget`)).json()) as {
-            user: { day: { used: number; reserved: number } };
+            user: { day: { used: number; reserved: number; remaining: number } };
           }
         ).user.day;
       for (const stream of [false, true]) {
@@ -139,6 +139,27 @@ describe("gateway: upstream faults and client disconnects", () => {
       await g.close();
     }
   });
+
+  for (const stream of [false, true]) {
+    it(`a client that disconnects before the answer (${stream ? "streamed" : "whole"}) is charged its input, estimated and flagged`, async () => {
+      const before = await used("anonymous");
+      const flagged = await estimated();
+      const ac = new AbortController();
+      const pending = post({ stream }, { "x-mock-fault": "stall" }, ac.signal).catch(() => "aborted");
+      await new Promise((r) => setTimeout(r, 200));
+      ac.abort();
+      expect(await pending).toBe("aborted");
+      await new Promise((r) => setTimeout(r, 200));
+      // The provider had the prompt: its input is billed, so it is charged; nothing stays reserved.
+      expect(await used("anonymous")).toEqual({
+        ...before,
+        used: before.used + prompt,
+        remaining: before.remaining - prompt,
+        reserved: 0,
+      });
+      expect(await estimated()).toBe(flagged + 1);
+    });
+  }
 
   it("a client that disconnects mid-stream aborts the upstream request and is charged what was generated", async () => {
     const before = await used("anonymous");

@@ -221,7 +221,15 @@ async function forward(
       extra[h] = v;
     }
   }
+  const observe = (status: string) =>
+    metrics.upstreamLatency.observe(
+      { upstream: upstream.name, status },
+      (performance.now() - started) / 1000,
+    );
   let upstreamRes: Awaited<ReturnType<UpstreamClient["send"]>>;
+  // Whether the call goes out: a client that left during admission has cancelled it already, and
+  // the transport sends nothing then.
+  const sent = !cancel.upstream.aborted;
   try {
     upstreamRes = await upstream.send({
       body: upstreamBody(body, a),
@@ -229,15 +237,23 @@ async function forward(
       headers: extra,
     });
   } catch (e) {
+    if (sent && cancel.clientGone) {
+      // The client left while the provider had its prompt (a whole answer is generated before its
+      // first byte, a reasoning model thinks before its first token): the provider bills that input,
+      // so it is charged, estimated and flagged. A release would let a client that always leaves
+      // just before the answer spend the operator's money without touching its budget.
+      observe("error");
+      await settled(
+        settleWith(a, undefined, () => [], "client disconnected", deps),
+        deps,
+        a.id,
+        "settlement failed",
+      );
+    }
     throw upstreamFailure(e, cancel.timedOut, cancel.clientGone);
   }
   const nowMs = Date.now();
   const ours = tokenfuseHeaders(a, nowMs);
-  const observe = (status: string) =>
-    metrics.upstreamLatency.observe(
-      { upstream: upstream.name, status },
-      (performance.now() - started) / 1000,
-    );
 
   if (upstreamRes.status >= 400) {
     const text = await upstreamRes.text().catch(() => "");
