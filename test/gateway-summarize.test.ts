@@ -40,8 +40,8 @@ describe("gateway: on_exceed summarize, wired to the upstream through summarize_
   it("replaces the dropped turns with a summary made (and charged) under the summarize_with feature", async () => {
     const messages = [{ role: "system", content: "Be brief." }];
     for (let i = 0; i < 10; i++) {
-      messages.push({ role: "user", content: `question ${i} ${"about the budget ".repeat(10)}` });
-      messages.push({ role: "assistant", content: `answer ${i} ${"it is fine ".repeat(10)}` });
+      messages.push({ role: "user", content: `question ${i} ${"about the budget ".repeat(4)}` });
+      messages.push({ role: "assistant", content: `answer ${i} ${"it is fine ".repeat(4)}` });
     }
     messages.push({ role: "user", content: "and now?" });
     const res = await fetch(`${base}/v1/chat/completions`, {
@@ -65,5 +65,66 @@ describe("gateway: on_exceed summarize, wired to the upstream through summarize_
     );
     expect(report.features.chat?.used_today).toBe(body.usage.total_tokens);
     expect(report.user.day.used).toBe(body.usage.total_tokens + (report.features.digest?.used_today ?? 0));
+  });
+});
+
+describe("gateway: a summary that would leave no room for the request", () => {
+  let mock: MockServer;
+  let gw: Gateway;
+  let base: string;
+  beforeAll(async () => {
+    mock = await startMockServer({ completionTokens: 10 });
+    const config = loadConfig(
+      {
+        upstreams: { provider: { type: "openai", base_url: mock.baseUrl, timeout_ms: 5000 } },
+        features: {
+          chat: {
+            model: "gpt-4o",
+            max_input: 80,
+            max_output: 20,
+            on_exceed: "summarize",
+            summarize_with: "digest",
+          },
+          digest: { model: "gpt-4o-mini", max_input: 16000, max_output: 15, on_exceed: "reject" },
+        },
+        tiers: { free: { daily_tokens: 100_000, tokens_per_minute: 400 } },
+        default_tier: "free",
+      },
+      {},
+    );
+    gw = createGateway({ config, store: createMemoryStore(), logger: silentLogger });
+    base = `http://127.0.0.1:${await gw.listen(0)}`;
+  });
+  afterAll(async () => {
+    await gw.close();
+    await mock.close();
+  });
+
+  it("is not made: the request is trimmed instead and nothing is charged for a summary", async () => {
+    // The dropped turns make a summary request of over 300 tokens: it fits the 400 per minute, but
+    // then the request (up to 80 + 20) would not. Before, the summary was made and charged, and the
+    // request refused with 429, again at every retry.
+    const messages = [{ role: "system", content: "Be brief." }];
+    for (let i = 0; i < 8; i++) {
+      messages.push({ role: "user", content: `question ${i} ${"about the budget ".repeat(4)}` });
+      messages.push({ role: "assistant", content: `answer ${i} ${"it is fine ".repeat(4)}` });
+    }
+    messages.push({ role: "user", content: "and now?" });
+    const res = await fetch(`${base}/v1/chat/completions`, {
+      method: "POST",
+      headers: { "content-type": "application/json", "x-tokenfuse-feature": "chat" },
+      body: JSON.stringify({ model: "gpt-4o", messages }),
+    });
+    const body = (await res.json()) as { usage: { total_tokens: number } };
+    expect(res.status).toBe(200);
+    expect(res.headers.get("x-tokenfuse-decision")).toBe("trim");
+    // One provider call, the request's; the digest feature charged nothing.
+    expect(mock.upstream.ledger().records.map((r) => r.model)).toEqual(["gpt-4o"]);
+    const report = (await (await fetch(`${base}/v1/budget`)).json()) as {
+      user: { day: { used: number; reserved: number } };
+      features: Record<string, { used_today: number }>;
+    };
+    expect(report.features.digest?.used_today).toBe(0);
+    expect(report.user.day).toMatchObject({ used: body.usage.total_tokens, reserved: 0 });
   });
 });

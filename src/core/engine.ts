@@ -12,7 +12,13 @@ import {
   type Summarizer,
   summaryRequestMessages,
 } from "../policies/input-policy.js";
-import { isStoreUnavailable, type ScopeCharge, type SettleStatus, type Store } from "../stores/types.js";
+import {
+  isStoreUnavailable,
+  type ScopeCharge,
+  type ScopeState,
+  type SettleStatus,
+  type Store,
+} from "../stores/types.js";
 import type { SwitchBoard } from "../switches/switch-board.js";
 import type { ChatTokenizer } from "../tokenizers/types.js";
 import { TokenBudgetError } from "./errors.js";
@@ -386,6 +392,35 @@ export function createEngine(deps: EngineDeps): Engine {
     throw e;
   }
 
+  /**
+   * Whether `req` at its largest (the feature's max_input plus its output cap × n) fits what its
+   * scopes have left now. A read, not a reservation: another request may take the room first, and
+   * then the request is refused as any other. A store that cannot be read answers true (the
+   * reservation decides, under on_error).
+   */
+  async function roomForRequest(
+    req: AdmitRequest,
+    tier: TierConfig,
+    feature: FeatureConfig,
+  ): Promise<boolean> {
+    const nowMs = clock.nowMs();
+    const need = feature.maxInputTokens + outputCap(feature.maxOutputTokens, req) * (req.n ?? 1);
+    const scopes = scopeCache.scopes(feature, req.user, tier, nowMs);
+    let states: ScopeState[];
+    try {
+      states = await store.read(
+        scopes.map((s) => s.key),
+        nowMs,
+      );
+    } catch {
+      return true;
+    }
+    return scopes.every((s, i) => {
+      const st = states[i];
+      return st === undefined || st.used + st.reserved + need <= s.limit;
+    });
+  }
+
   function summarizerFor(
     req: AdmitRequest,
     tier: TierConfig,
@@ -403,6 +438,14 @@ export function createEngine(deps: EngineDeps): Engine {
         messages: summaryRequestMessages(dropped),
         maxTokens,
       });
+      // Its reservation made, the request itself must still fit: the summary shares the user's and
+      // global budgets with it. Else the summary would be paid for and the request refused (and
+      // again at every retry); released unused, the policy trims instead (SPEC: "does not fit, fall
+      // back to trim"). Checked against the request's largest size (max_input + its output cap).
+      if (!(await roomForRequest(req, tier, feature))) {
+        await adm.settle(null); // nothing was sent
+        throw new Error("no room left in the budgets for the request after its summary");
+      }
       let out: Awaited<ReturnType<SummaryProvider>>;
       try {
         out = await provider({
