@@ -4,6 +4,7 @@ import { afterAll, beforeAll, describe, expect, it } from "vitest";
 import { loadConfig } from "../src/config/load.js";
 import { createLogger } from "../src/core/logger.js";
 import { hashApiKey } from "../src/gateway/auth.js";
+import { FORBIDDEN_FIELDS } from "../src/gateway/chat-completions.js";
 import { type MockServer, startMockServer } from "../src/gateway/mock/mock-server.js";
 import { createGateway, type Gateway } from "../src/gateway/server.js";
 import { createGuardedStore } from "../src/stores/guarded-store.js";
@@ -247,20 +248,24 @@ describe("gateway with the official openai client", () => {
     expect(((await json(res)).error as { code: string }).code).toBe("invalid_request");
   });
 
-  it("refuses client-sent upstream URLs and keys", async () => {
-    for (const field of ["api_base", "base_url", "api_key"]) {
+  it("refuses client-sent upstream URLs and keys, and priority processing it cannot price, reserving nothing", async () => {
+    const budget = async () =>
+      (await fetch(`${base}/v1/budget`, { headers: { authorization: `Bearer ${CANARY.alice}` } })).text();
+    const before = await budget();
+    const cases: Array<[string, unknown]> = FORBIDDEN_FIELDS.map((f) => [f, "http://evil.test"]);
+    cases.push(["service_tier", "priority"]);
+    expect(cases.length).toBe(14);
+    for (const [field, value] of cases) {
       const res = await fetch(`${base}/v1/chat/completions`, {
         method: "POST",
         headers: { authorization: `Bearer ${CANARY.alice}`, "content-type": "application/json" },
-        body: JSON.stringify({
-          model: "gpt-4o",
-          messages: [{ role: "user", content: "x" }],
-          [field]: "http://evil.test",
-        }),
+        body: JSON.stringify({ model: "gpt-4o", messages: [{ role: "user", content: "x" }], [field]: value }),
       });
       expect(res.status).toBe(400);
-      expect(((await json(res)).error as { message: string }).message).toContain(field);
+      const err = (await json(res)).error as { message: string; code: string };
+      expect([err.code, err.message.includes(field)]).toEqual(["invalid_request", true]);
     }
+    expect(await budget()).toBe(before);
   });
 
   it("refuses what every provider would refuse before reserving: a message without content, a non-string model, a repeated feature header", async () => {

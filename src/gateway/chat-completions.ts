@@ -18,7 +18,7 @@ import { UpstreamCancel, type UpstreamClient } from "./upstream/types.js";
  * Body fields that would let a client choose where the request goes or with which credentials.
  * Upstream URLs and keys come only from the config (SPEC §6).
  */
-const FORBIDDEN_FIELDS = [
+export const FORBIDDEN_FIELDS = [
   "api_base",
   "base_url",
   "baseURL",
@@ -159,6 +159,13 @@ export async function handleChatCompletions(
     }
     if (body.stream !== undefined && typeof body.stream !== "boolean")
       throw gatewayError("invalid_request", "stream must be a boolean");
+    // Priority processing is billed above the standard prices tokenfuse knows: its cost caps,
+    // breaker and alerts would under-count it. Refused rather than forwarded under-priced.
+    if (body.service_tier === "priority")
+      throw gatewayError(
+        "invalid_request",
+        'service_tier "priority" is not accepted: tokenfuse prices standard processing only, and its cost caps would under-count priority spend',
+      );
     const definitions = billedDefinitions(body);
     if (definitions instanceof TokenBudgetError) throw definitions;
     admission = await engine.admit({
