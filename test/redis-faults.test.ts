@@ -488,12 +488,11 @@ describe("Redis faults", () => {
     });
   });
 
-  // Production bug (F2 in the review of issue #3's Redis store): with on_error=local, a reservation
-  // that ran in Redis but whose reply was lost, and that the local fallback then refuses, is never
-  // released (GuardedStore.reserve queues the abandon only in deny mode): it holds the user's budget in
-  // Redis until it expires (upstream timeout + 60 s, 11 min by default). deny releases the same
-  // reservation (the lone-reply test above). The concurrent-load test above found it too, once the
-  // per-process cap was reached. Remove `.fails` once it is fixed.
+  // A bug found by a review of the Redis store (fixed since): with on_error=local, a reservation
+  // that ran in Redis but whose reply was lost, and that the local fallback then refused, was never
+  // released (GuardedStore.reserve queued the abandon only in deny mode): it held the user's budget in
+  // Redis until it expired (upstream timeout + 60 s, 11 min by default). deny releases the same
+  // reservation (the lone-reply test above); these tests hold local to that.
   describe("on_error=local: reservations that ran but whose reply was lost, then refused by the per-process cap", () => {
     const prefix = freshPrefix("local-leak");
     let proxy: Awaited<ReturnType<typeof startFaultProxy>>;
