@@ -1,7 +1,7 @@
 import { once } from "node:events";
 import { createServer, type IncomingHttpHeaders, type Server } from "node:http";
 import type { AddressInfo } from "node:net";
-import { Readable } from "node:stream";
+import { pipeline, Readable } from "node:stream";
 
 /** One request as it reached the recording upstream over HTTP. */
 export interface RecordedRequest {
@@ -75,7 +75,9 @@ export async function startRecordingUpstream(
         if (k !== "content-length" && k !== "transfer-encoding" && k !== "connection") headers[k] = v;
       });
       res.writeHead(up.status, headers);
-      if (up.body) Readable.fromWeb(up.body as import("node:stream/web").ReadableStream).pipe(res);
+      // A broken upstream stream (a reset mid-stream) breaks this answer too, as a proxy would.
+      if (up.body)
+        pipeline(Readable.fromWeb(up.body as import("node:stream/web").ReadableStream), res, () => {});
       else res.end();
     } catch {
       res.destroy();
