@@ -442,3 +442,56 @@ describe("gateway: odd upstream answers", () => {
     expect((await g.day()).reserved).toBe(0);
   });
 });
+
+describe("gateway: the engine's clock", () => {
+  it("x-ratelimit-reset-tokens is read from the gateway's clock, as the budget windows are", async () => {
+    const config = loadConfig(
+      {
+        upstreams: { fake: { type: "openai", base_url: "http://127.0.0.1:9/v1", timeout_ms: 1000 } },
+        features: { chat: { model: "gpt-4o", max_input: 1000, max_output: 200, on_exceed: "trim" } },
+        tiers: { free: { daily_tokens: 1_000_000 } },
+        default_tier: "free",
+      },
+      {},
+    );
+    const answer = JSON.stringify({
+      id: "x",
+      choices: [{ index: 0, message: { role: "assistant", content: "hi" }, finish_reason: "stop" }],
+      usage: { prompt_tokens: 9, completion_tokens: 1, total_tokens: 10 },
+    });
+    const upstreams = new Map<string, UpstreamClient>([
+      [
+        "fake",
+        {
+          name: "fake",
+          type: "fake",
+          timeoutMs: 1000,
+          send: async () => whole(200, answer),
+          async close() {},
+        },
+      ],
+    ]);
+    // 90 s before a UTC midnight, years from the real date.
+    const at = Date.parse("2031-03-04T23:58:30Z");
+    const g = createGateway({
+      config,
+      store: createMemoryStore(),
+      logger: silentLogger,
+      upstreams,
+      clock: { nowMs: () => at },
+    });
+    try {
+      const base = `http://127.0.0.1:${await g.listen(0)}`;
+      const res = await fetch(`${base}/v1/chat/completions`, {
+        method: "POST",
+        headers: { "content-type": "application/json" },
+        body: JSON.stringify({ model: "gpt-4o", messages }),
+      });
+      expect(res.status).toBe(200);
+      await res.text();
+      expect(res.headers.get("x-ratelimit-reset-tokens")).toBe("1m30s");
+    } finally {
+      await g.close();
+    }
+  });
+});

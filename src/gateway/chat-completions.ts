@@ -4,7 +4,7 @@ import type { Admission, Engine } from "../core/engine.js";
 import { TokenBudgetError } from "../core/errors.js";
 import type { Logger } from "../core/logger.js";
 import { billedDefinitions } from "../core/request.js";
-import type { ChatMessage, OpenAIUsage } from "../core/types.js";
+import type { ChatMessage, Clock, OpenAIUsage } from "../core/types.js";
 import { chargeableUsage } from "../core/usage.js";
 import { tokenizerForModel } from "../tokenizers/index.js";
 import type { Authenticator } from "./auth.js";
@@ -46,6 +46,8 @@ export interface ChatHandlerDeps {
   metrics: GatewayMetrics;
   logger: Logger;
   bodyLimitBytes: number;
+  /** The engine's clock: the x-ratelimit-reset-tokens header is read from the same windows. */
+  clock: Clock;
 }
 
 function header(req: IncomingMessage, name: string): string | undefined {
@@ -259,7 +261,7 @@ async function forward(
     }
     throw upstreamFailure(e, cancel.timedOut, cancel.clientGone);
   }
-  const nowMs = Date.now();
+  const nowMs = deps.clock.nowMs();
   const ours = tokenfuseHeaders(a, nowMs);
 
   if (upstreamRes.status >= 400) {

@@ -158,6 +158,7 @@ export function createGateway(options: GatewayOptions): Gateway {
     metrics,
     logger,
     bodyLimitBytes: options.bodyLimitBytes ?? 1024 * 1024,
+    clock: options.clock ?? systemClock,
   };
 
   /** Chat requests in flight, and who waits for them to end (close: their settlements are recorded). */
