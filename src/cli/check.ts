@@ -5,6 +5,7 @@ import type { ResolvedConfig } from "../config/types.js";
 import { TokenBudgetError } from "../core/errors.js";
 import { billedDefinitions, validateAdmitRequest } from "../core/request.js";
 import type { ChatMessage, ToolDefinition } from "../core/types.js";
+import { createPriceTable } from "../cost/price-table.js";
 import { checkGatewayUpstreams } from "../gateway/upstream/create-clients.js";
 import { tokenizerForModel } from "../tokenizers/index.js";
 import { checkUsageLogPath } from "../usage-log/writer.js";
@@ -73,6 +74,43 @@ export function capWarnings(config: ResolvedConfig): string[] {
   return out;
 }
 
+/**
+ * Models the engine refuses to admit: with `unknown_price: reject`, a request whose model has no
+ * price (the config's `prices:`, else the maintained table, at `nowMs`) is refused with
+ * `price_unknown` before anything is reserved. A feature's own model is an error (every request to
+ * the feature is refused, unless it names a priced allowed model); an allowed model only fails the
+ * requests that name it, a warning. Nothing is refused under `allow_and_alert`.
+ */
+export function priceProblems(
+  config: ResolvedConfig,
+  nowMs: number,
+): { errors: string[]; warnings: string[] } {
+  const errors: string[] = [];
+  const warnings: string[] = [];
+  if (config.unknownPrice !== "reject") return { errors, warnings };
+  const prices = createPriceTable(config.prices);
+  const unpriced = (model: string) => prices.priceFor(model, nowMs) === undefined;
+  for (const f of Object.values(config.features)) {
+    if (unpriced(f.model)) {
+      // A request naming a priced model the feature allows is still admitted.
+      const escapes = [...new Set(f.allowedModels)].filter((m) => m !== f.model && !unpriced(m));
+      errors.push(
+        `feature ${f.name}: model "${f.model}" has no known price and unknown_price is reject: every request to the feature${escapes.length > 0 ? ` that does not name ${escapes.map((m) => `"${m}"`).join(" or ")}` : ""} is refused with price_unknown (add the model under prices:, or set unknown_price: allow_and_alert)`,
+      );
+    }
+    for (const m of new Set(f.allowedModels)) {
+      if (m !== f.model && unpriced(m))
+        warnings.push(
+          `feature ${f.name}: allowed model "${m}" has no known price and unknown_price is reject: requests naming it are refused with price_unknown (add it under prices:)`,
+        );
+    }
+  }
+  return { errors, warnings };
+}
+
+const list = (title: string, items: string[]) =>
+  items.length > 0 ? `\n${title}:\n${items.map((w) => `- ${w}\n`).join("")}` : "";
+
 interface Fixture {
   file: string;
   feature: string;
@@ -130,12 +168,15 @@ export async function runCheck(args: string[], io: CliIo): Promise<number> {
   // gate must not pass a config the gateway then refuses.
   checkGatewayUpstreams(config);
   checkUsageLogPath(config.usageLog);
-  const warnings = capWarnings(config);
+  // What the gateway accepts at start but then refuses on every request fails the check (exit 1).
+  const prices = priceProblems(config, Date.now());
+  const errors = prices.errors;
+  const warnings = [...capWarnings(config), ...prices.warnings];
   io.out(
-    `config OK: ${source}\n\n${budgetTable(config)}\n${warnings.length > 0 ? `\nwarnings:\n${warnings.map((w) => `- ${w}\n`).join("")}` : ""}`,
+    `${errors.length > 0 ? "config FAILED" : "config OK"}: ${source}\n\n${budgetTable(config)}\n${list("errors", errors)}${list("warnings", warnings)}`,
   );
   const dir = values.fixtures as string | undefined;
-  if (!dir) return 0;
+  if (!dir) return errors.length > 0 ? 1 : 0;
   let files: string[];
   try {
     if (!statSync(dir).isDirectory()) throw new Error("not a directory");
@@ -174,5 +215,5 @@ export async function runCheck(args: string[], io: CliIo): Promise<number> {
   io.out(
     `\n${renderTable(rows)}\n\n${files.length - failed} of ${files.length} fixtures fit their feature\n`,
   );
-  return failed > 0 ? 1 : 0;
+  return failed > 0 || errors.length > 0 ? 1 : 0;
 }

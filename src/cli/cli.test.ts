@@ -259,6 +259,48 @@ describe("tokenfuse check", () => {
     expect(existsSync(logPath)).toBe(false);
   });
 
+  it("fails (exit 1) a feature whose model has no price under unknown_price: reject, as the engine refuses its every request", async () => {
+    const features = [
+      "features:",
+      "  chat: { model: gpt-4o, max_input: 100, max_output: 10, on_exceed: trim }",
+      "  odd: { model: totally-unknown-model, max_input: 100, max_output: 10, on_exceed: trim }",
+      "  tuned: { model: my-finetune, max_input: 100, max_output: 10, on_exceed: trim, allowed_models: [gpt-4o, other-unknown-model] }",
+      "  mixed: { model: totally-unknown-model, max_input: 100, max_output: 10, on_exceed: trim, allowed_models: [gpt-4o] }",
+    ].join("\n");
+    const priced = "prices:\n  my-finetune: { input: 3, output: 12 }\n";
+    const t = io();
+    expect(await main(["check", "--config", file("unpriced.yaml", `${features}\n${priced}`)], t.cliIo)).toBe(
+      1,
+    );
+    expect(t.out()).not.toMatch(/config OK/);
+    const errors = t.out().split("\nerrors:\n")[1]?.split("\n\n")[0]?.trim().split("\n") ?? [];
+    expect(errors).toEqual([
+      '- feature odd: model "totally-unknown-model" has no known price and unknown_price is reject: every request to the feature is refused with price_unknown (add the model under prices:, or set unknown_price: allow_and_alert)',
+      // Requests naming a priced allowed model are admitted; every other one is refused.
+      '- feature mixed: model "totally-unknown-model" has no known price and unknown_price is reject: every request to the feature that does not name "gpt-4o" is refused with price_unknown (add the model under prices:, or set unknown_price: allow_and_alert)',
+    ]);
+    // A model the feature allows but does not use by default: only requests naming it are refused.
+    expect(t.out()).toMatch(
+      /- feature tuned: allowed model "other-unknown-model" has no known price and unknown_price is reject: requests naming it are refused with price_unknown/,
+    );
+    // What the engine admits passes: the same models under allow_and_alert, or priced in the config.
+    const alert = io();
+    expect(
+      await main(
+        ["check", "--config", file("alert.yaml", `${features}\n${priced}unknown_price: allow_and_alert\n`)],
+        alert.cliIo,
+      ),
+    ).toBe(0);
+    expect(alert.out()).toMatch(/config OK/);
+    expect(alert.out()).not.toMatch(/price_unknown/);
+    const allPriced = io();
+    const prices = `${priced}  totally-unknown-model: { input: 1, output: 2 }\n  other-unknown-model: { input: 1, output: 2 }\n`;
+    expect(
+      await main(["check", "--config", file("priced.yaml", `${features}\n${prices}`)], allPriced.cliIo),
+    ).toBe(0);
+    expect(allPriced.out()).not.toMatch(/price_unknown/);
+  });
+
   it("fixtures: exit 0 when every sample fits its feature, 1 when one does not", async () => {
     const fx = join(dir, "fixtures");
     mkdirSync(fx);
