@@ -75,6 +75,46 @@ export function capWarnings(config: ResolvedConfig): string[] {
 }
 
 /**
+ * Requests `on_error: local` refuses while Redis is unreachable. Each process then admits alone into
+ * `floor(limit × local_limit_fraction)` of every scope's limit (the guarded store's fallback), and a
+ * reservation is the input plus the output cap (`max_output` unless the caller asks for fewer), so a
+ * share below a feature's largest request refuses those requests, and a share below its smallest
+ * one (an empty message plus `max_output`) refuses every request that keeps the output cap. Warnings,
+ * not errors: the config works while Redis is up. A request larger than the whole limit is already
+ * in {@link capWarnings}.
+ */
+export function localShareWarnings(config: ResolvedConfig): string[] {
+  if (config.store.kind !== "redis" || config.store.onError !== "local") return [];
+  const fraction = config.store.localLimitFraction;
+  const out: string[] = [];
+  for (const f of Object.values(config.features)) {
+    const largest = f.maxInputTokens + f.maxOutputTokens;
+    // The least input any request has: one empty message, as the engine counts it for this model.
+    const leastInput = tokenizerForModel(f.model).countChat([{ role: "user", content: "" }]);
+    const smallest = leastInput + f.maxOutputTokens;
+    const check = (what: string, limit: number) => {
+      const share = Math.floor(limit * fraction);
+      const admits = `feature ${f.name}: while Redis is unreachable (on_error: local) each process admits at most ${num(share)} tokens of ${what} (local_limit_fraction ${fraction} × ${num(limit)})`;
+      if (smallest > share)
+        out.push(
+          `${admits}, less than even the feature's smallest request at its output cap (${num(smallest)}: ${num(leastInput)} input + max_output ${num(f.maxOutputTokens)}): every request that does not ask for fewer output tokens is refused until Redis is back`,
+        );
+      else if (largest > share && largest <= limit)
+        out.push(
+          `${admits}, less than the feature's largest request (${num(largest)}: max_input + max_output): its largest requests are refused until Redis is back`,
+        );
+    };
+    if (f.dailyTokens !== undefined) check(`feature ${f.name}'s daily_tokens`, f.dailyTokens);
+    for (const t of Object.values(config.tiers)) {
+      check(`tier ${t.name}'s daily_tokens`, t.dailyTokens);
+      if (t.tokensPerMinute !== undefined) check(`tier ${t.name}'s tokens_per_minute`, t.tokensPerMinute);
+    }
+    check("the global tokens_per_minute", config.global.tokensPerMinute);
+  }
+  return out;
+}
+
+/**
  * Models the engine refuses to admit: with `unknown_price: reject`, a request whose model has no
  * price (the config's `prices:`, else the maintained table, at `nowMs`) is refused with
  * `price_unknown` before anything is reserved. A feature's own model is an error (every request to
@@ -171,7 +211,7 @@ export async function runCheck(args: string[], io: CliIo): Promise<number> {
   // What the gateway accepts at start but then refuses on every request fails the check (exit 1).
   const prices = priceProblems(config, Date.now());
   const errors = prices.errors;
-  const warnings = [...capWarnings(config), ...prices.warnings];
+  const warnings = [...capWarnings(config), ...localShareWarnings(config), ...prices.warnings];
   io.out(
     `${errors.length > 0 ? "config FAILED" : "config OK"}: ${source}\n\n${budgetTable(config)}\n${list("errors", errors)}${list("warnings", warnings)}`,
   );

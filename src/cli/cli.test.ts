@@ -226,6 +226,40 @@ describe("tokenfuse check", () => {
     ]);
   });
 
+  it("warns (exit 0) of requests that on_error: local refuses while Redis is down: each process admits only its share of a budget", async () => {
+    const features = [
+      "features:",
+      "  chat: { model: gpt-4o, max_input: 4000, max_output: 1000, on_exceed: trim }",
+      "  mid: { model: gpt-4o, max_input: 2000, max_output: 100, on_exceed: trim }",
+      "  small: { model: gpt-4o, max_input: 800, max_output: 150, on_exceed: trim }",
+      "tiers:",
+      "  free: { daily_tokens: 10000 }",
+      "  pro: { daily_tokens: 100000, tokens_per_minute: 20000 }",
+      "default_tier: free",
+    ].join("\n");
+    const local = io();
+    const store = 'store: { url: "redis://127.0.0.1:1/0", on_error: local }\n';
+    expect(await main(["check", "--config", file("local.yaml", `${store}${features}\n`)], local.cliIo)).toBe(
+      0,
+    );
+    const warnings = local.out().split("\nwarnings:\n")[1]?.trim().split("\n") ?? [];
+    // The built-in chat feature's smallest request (an empty message: 7 tokens for gpt-4o) plus its
+    // max_output is 1,007 tokens, over 0.1 × 10,000: no request keeping the output cap fits.
+    expect(warnings).toEqual([
+      "- feature chat: while Redis is unreachable (on_error: local) each process admits at most 1,000 tokens of tier free's daily_tokens (local_limit_fraction 0.1 × 10,000), less than even the feature's smallest request at its output cap (1,007: 7 input + max_output 1,000): every request that does not ask for fewer output tokens is refused until Redis is back",
+      "- feature chat: while Redis is unreachable (on_error: local) each process admits at most 2,000 tokens of tier pro's tokens_per_minute (local_limit_fraction 0.1 × 20,000), less than the feature's largest request (5,000: max_input + max_output): its largest requests are refused until Redis is back",
+      "- feature mid: while Redis is unreachable (on_error: local) each process admits at most 1,000 tokens of tier free's daily_tokens (local_limit_fraction 0.1 × 10,000), less than the feature's largest request (2,100: max_input + max_output): its largest requests are refused until Redis is back",
+      "- feature mid: while Redis is unreachable (on_error: local) each process admits at most 2,000 tokens of tier pro's tokens_per_minute (local_limit_fraction 0.1 × 20,000), less than the feature's largest request (2,100: max_input + max_output): its largest requests are refused until Redis is back",
+    ]);
+    // Other on_error modes do not fall back to a per-process share.
+    const deny = io();
+    const denyStore = 'store: { url: "redis://127.0.0.1:1/0", on_error: deny }\n';
+    expect(
+      await main(["check", "--config", file("deny.yaml", `${denyStore}${features}\n`)], deny.cliIo),
+    ).toBe(0);
+    expect(deny.out()).not.toMatch(/warnings:/);
+  });
+
   it("an invalid config exits 2 naming the path", async () => {
     const p = file(
       "bad.yaml",
