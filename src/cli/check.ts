@@ -193,6 +193,32 @@ function loadFixture(file: string, raw: string): Fixture {
   };
 }
 
+/** The fixture files in `dir`, sorted; a CliError (exit 2) naming `dir` when it cannot be listed. */
+function listFixtures(dir: string): string[] {
+  // An empty value (`--fixtures "$DIR"` with DIR unset) must not skip the fixtures gate.
+  if (dir === "") throw new CliError("--fixtures needs a directory, got an empty value");
+  let files: string[];
+  try {
+    if (!statSync(dir).isDirectory()) throw Object.assign(new Error("not a directory"), { code: "ENOTDIR" });
+    files = readdirSync(dir)
+      .filter((f) => /\.(json|ya?ml)$/.test(f))
+      .sort();
+  } catch (e) {
+    const code = (e as NodeJS.ErrnoException).code;
+    const why =
+      code === "ENOENT"
+        ? "no such file or directory"
+        : code === "ENOTDIR"
+          ? "not a directory"
+          : code === "EACCES" || code === "EPERM"
+            ? "permission denied"
+            : (e as Error).message.split("\n")[0];
+    throw new CliError(`cannot read fixtures directory ${dir}: ${why}`);
+  }
+  if (files.length === 0) throw new CliError(`no fixtures (*.json, *.yaml) in ${dir}`);
+  return files;
+}
+
 /** `tokenfuse check [--config F] [--fixtures DIR]` */
 export async function runCheck(args: string[], io: CliIo): Promise<number> {
   const { values, positionals } = parseCliArgs(
@@ -204,6 +230,9 @@ export async function runCheck(args: string[], io: CliIo): Promise<number> {
   const { config, source } = resolveCliConfig(values.config as string | undefined, io, {
     adminFromEnv: true,
   });
+  // A fixtures directory that cannot be listed is bad usage (exit 2), found before anything is printed.
+  const dir = values.fixtures as string | undefined;
+  const files = dir === undefined ? [] : listFixtures(dir);
   // What `serve` (or a library with a usage log) would refuse at start fails here too: a deploy
   // gate must not pass a config the gateway then refuses.
   checkGatewayUpstreams(config);
@@ -215,18 +244,7 @@ export async function runCheck(args: string[], io: CliIo): Promise<number> {
   io.out(
     `${errors.length > 0 ? "config FAILED" : "config OK"}: ${source}\n\n${budgetTable(config)}\n${list("errors", errors)}${list("warnings", warnings)}`,
   );
-  const dir = values.fixtures as string | undefined;
-  if (!dir) return errors.length > 0 ? 1 : 0;
-  let files: string[];
-  try {
-    if (!statSync(dir).isDirectory()) throw new Error("not a directory");
-    files = readdirSync(dir)
-      .filter((f) => /\.(json|ya?ml)$/.test(f))
-      .sort();
-  } catch (e) {
-    throw new CliError(`cannot read fixtures directory ${dir}: ${(e as Error).message}`);
-  }
-  if (files.length === 0) throw new CliError(`no fixtures (*.json, *.yaml) in ${dir}`);
+  if (dir === undefined) return errors.length > 0 ? 1 : 0;
   const rows: string[][] = [["fixture", "feature", "model", "input_tokens", "max_input", "result"]];
   let failed = 0;
   for (const name of files) {

@@ -335,6 +335,23 @@ describe("tokenfuse check", () => {
     expect(allPriced.out()).not.toMatch(/price_unknown/);
   });
 
+  it("a fixtures directory that is missing or not a directory is bad usage: exit 2, one line naming it, before any output", async () => {
+    const notDir = file("not-a-dir.json", "{}");
+    for (const [path, why] of [
+      [join(dir, "no-such-fixtures"), "no such file or directory"],
+      [notDir, "not a directory"],
+    ] as const) {
+      const t = io();
+      expect(await main(["check", "--fixtures", path], t.cliIo)).toBe(2);
+      expect(t.err()).toBe(`tokenfuse check: cannot read fixtures directory ${path}: ${why}\n`);
+      expect(t.out()).toBe("");
+    }
+    // An empty value (`--fixtures "$DIR"` with DIR unset) does not skip the fixtures.
+    const empty = io();
+    expect(await main(["check", "--fixtures", ""], empty.cliIo)).toBe(2);
+    expect(empty.err()).toBe("tokenfuse check: --fixtures needs a directory, got an empty value\n");
+  });
+
   it("fixtures: exit 0 when every sample fits its feature, 1 when one does not", async () => {
     const fx = join(dir, "fixtures");
     mkdirSync(fx);
