@@ -260,6 +260,19 @@ describe("tokenfuse check", () => {
     expect(deny.out()).not.toMatch(/warnings:/);
   });
 
+  it("an empty --config is bad usage (exit 2), not the built-in example, for every command reading the config", async () => {
+    for (const args of [
+      ["check", "--config", ""],
+      ["demo", "--config", ""],
+      ["keys", "create", "--user", "alice", "--config", ""],
+    ]) {
+      const t = io();
+      expect(await main(args, t.cliIo)).toBe(2);
+      expect(t.err()).toBe(`tokenfuse ${args[0]}: --config needs a file path, got an empty value\n`);
+      expect(t.out()).toBe("");
+    }
+  });
+
   it("an invalid config exits 2 naming the path", async () => {
     const p = file(
       "bad.yaml",
