@@ -57,7 +57,16 @@ export async function runUsage(args: string[], io: CliIo): Promise<number> {
     },
     false,
   );
-  const hours = Number(values.hours);
+  // As GET /admin/usage parses `hours`: decimal digits only (Number() took "1e1", "0x10", " 24").
+  const rawHours = values.hours as string;
+  const hours = /^\d{1,4}$/.test(rawHours) ? Number(rawHours) : Number.NaN;
+  if (!(hours >= 1 && hours <= 24 * 8))
+    throw new CliError(
+      `--hours must be a whole number from 1 to 192 (spend is kept 8 days), got "${rawHours}"`,
+    );
+  // Any non-empty id: the library charges any (the engine refuses only an empty one), and
+  // GET /admin/usage?user= reads them alike. Checked before anything is read or printed.
+  if (values.user === "") throw new CliError("--user needs a user id, got an empty value");
   const { config } = resolveCliConfig(values.config as string | undefined, io);
   if (config.store.kind === "memory") {
     throw new CliError(
