@@ -388,6 +388,21 @@ describe("tokenfuse check", () => {
   });
 });
 
+describe("tokenfuse serve", () => {
+  it("refuses (exit 2) a port that is not a decimal number from 0 to 65535, from --port or PORT, before starting", async () => {
+    for (const bad of ["", "0x1f90", "8e3", " 8787", "8787.0", "-1", "65536", "http"]) {
+      const flag = io();
+      expect(await main(["serve", `--port=${bad}`], flag.cliIo)).toBe(2);
+      expect(flag.err()).toBe(
+        `tokenfuse serve: --port must be a port number from 0 to 65535, got "${bad}"\n`,
+      );
+      const env = io("", { PORT: bad });
+      expect(await main(["serve"], env.cliIo)).toBe(2);
+      expect(env.err()).toBe(`tokenfuse serve: PORT must be a port number from 0 to 65535, got "${bad}"\n`);
+    }
+  });
+});
+
 describe("tokenfuse keys create", () => {
   it("prints a new key once and a config entry holding only its hash, which the gateway accepts", async () => {
     const t = io();

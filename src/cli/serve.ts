@@ -14,10 +14,15 @@ export async function runServe(args: string[], io: CliIo): Promise<number> {
     { config: { type: "string" }, port: { type: "string" }, host: { type: "string" } },
     false,
   );
-  const portText = (values.port as string | undefined) ?? io.env.PORT ?? "8787";
-  const port = Number(portText);
-  if (!Number.isInteger(port) || port < 0 || port > 65535)
-    throw new CliError(`--port must be a port number, got "${portText}"`);
+  const portFlag = values.port as string | undefined;
+  const portText = portFlag ?? io.env.PORT ?? "8787";
+  // Decimal digits only: Number() read "" (an unset `--port "$P"`) as 0, a random port, and took
+  // "0x1f90" or "8e3". 0 still asks for a free port (the banner prints the one bound).
+  const port = /^\d{1,5}$/.test(portText) ? Number(portText) : Number.NaN;
+  if (!(port >= 0 && port <= 65535))
+    throw new CliError(
+      `${portFlag !== undefined ? "--port" : "PORT"} must be a port number from 0 to 65535, got "${portText}"`,
+    );
   const host = (values.host as string | undefined) ?? io.env.HOST ?? "127.0.0.1";
   const { config, source } = resolveCliConfig(values.config as string | undefined, io, {
     adminFromEnv: true,
