@@ -178,6 +178,11 @@ describe("tokenfuse count", () => {
     const k = io();
     expect(await main(["keys"], k.cliIo)).toBe(2);
     expect(k.err()).toMatch(/^tokenfuse keys: keys needs a command \(try: tokenfuse keys create/);
+    // An empty --model (`--model "$M"`, M unset) is not a model: it counted with the estimator.
+    const e = io("hello");
+    expect(await main(["count", "--model", ""], e.cliIo)).toBe(2);
+    expect(e.err()).toBe("tokenfuse count: --model needs a model name, got an empty value\n");
+    expect(e.out()).toBe("");
   });
 
   it("version prints the package's version", async () => {

@@ -85,6 +85,7 @@ export async function runCount(args: string[], io: CliIo): Promise<number> {
     true,
   );
   if (positionals.length > 1) throw new CliError("count takes at most one FILE (or - for standard input)");
+  if (values.model === "") throw new CliError("--model needs a model name, got an empty value");
   const raw = await readInput(positionals[0], io);
   const input = classifyCountInput(raw, values.text === true);
   // --model, else the request's own `model` (what the provider will count with), else gpt-4o.
