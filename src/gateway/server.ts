@@ -15,7 +15,7 @@ import { handleAdmin } from "./admin.js";
 import { type Authenticator, createAuthenticator } from "./auth.js";
 import { handleChatCompletions } from "./chat-completions.js";
 import { isDashboardPath, sendDashboard } from "./dashboard.js";
-import { gatewayError, sendError, sendJson } from "./http-errors.js";
+import { errorEnvelope, gatewayError, sendError, sendJson } from "./http-errors.js";
 import { createGatewayMetrics, type GatewayMetrics, registerUsageLogMetrics } from "./metrics.js";
 import { createUpstreamClients } from "./upstream/create-clients.js";
 
@@ -278,13 +278,23 @@ export function createGateway(options: GatewayOptions): Gateway {
       socket.destroy();
       return;
     }
-    const status =
+    // Answered in the OpenAI error envelope, as every other error (SPEC §5): `invalid_request`, the
+    // client's request being at fault, with the status that says how (as 413 for a body too large).
+    const [status, message] =
       err.code === "ERR_HTTP_REQUEST_TIMEOUT"
-        ? "408 Request Timeout"
+        ? [
+            "408 Request Timeout",
+            `the request was not received in time (headers within ${headersTimeout} ms, the whole request within ${requestTimeout} ms)`,
+          ]
         : err.code === "HPE_HEADER_OVERFLOW"
-          ? "431 Request Header Fields Too Large"
-          : "400 Bad Request";
-    socket.end(`HTTP/1.1 ${status}\r\nconnection: close\r\ncontent-length: 0\r\n\r\n`);
+          ? ["431 Request Header Fields Too Large", "the request headers are too large"]
+          : ["400 Bad Request", "the request is not valid HTTP/1.1"];
+    const body = JSON.stringify(
+      errorEnvelope(gatewayError("invalid_request", message, Number(status.slice(0, 3)))),
+    );
+    socket.end(
+      `HTTP/1.1 ${status}\r\ncontent-type: application/json\r\ncontent-length: ${Buffer.byteLength(body)}\r\nconnection: close\r\n\r\n${body}`,
+    );
   });
 
   return {
