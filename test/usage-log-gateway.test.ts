@@ -178,7 +178,13 @@ describe("usage log from the gateway", () => {
 
   it("a request in flight when the gateway closes is settled and logged before the log closes", async () => {
     const path = join(dir, "in-flight.jsonl");
-    const gw = createGateway({ config: configFor(mock, { path }), store: createMemoryStore(), logger });
+    // A short grace: the stalled request is still in flight when it ends, and is cut.
+    const gw = createGateway({
+      config: configFor(mock, { path }),
+      store: createMemoryStore(),
+      logger,
+      shutdownGraceMs: 100,
+    });
     const base = `http://127.0.0.1:${await gw.listen(0)}`;
     const stalled = fetch(`${base}/v1/chat/completions`, {
       method: "POST",

@@ -1,8 +1,11 @@
 import { createLogger } from "../core/logger.js";
-import { createGateway } from "../gateway/server.js";
+import { createGateway, DEFAULT_SHUTDOWN_GRACE_MS } from "../gateway/server.js";
 import { createStoreFromConfig } from "../stores/from-config.js";
 import { resolveCliConfig } from "./config-arg.js";
 import { CliError, type CliIo, parseCliArgs } from "./io.js";
+
+/** Longest time from a stop signal to the exit (ms): the gateway's grace, then settling what was cut. */
+const STOP_DEADLINE_MS = 10_000;
 
 /**
  * `tokenfuse serve [--config F] [--port N] [--host H]`: runs the gateway until SIGINT/SIGTERM; SIGHUP
@@ -64,15 +67,29 @@ export async function runServe(args: string[], io: CliIo): Promise<number> {
   const reopen = () => gateway.reopenUsageLog();
   if (config.usageLog?.kind === "file") process.on("SIGHUP", reopen);
   await new Promise<void>((resolve) => {
-    const stop = () => resolve();
-    process.once("SIGINT", stop);
-    process.once("SIGTERM", stop);
+    // One signal starts the stop; from then on a second one takes its default action (ends the
+    // process at once: Ctrl-C twice).
+    const stop = () => {
+      process.off("SIGINT", stop);
+      process.off("SIGTERM", stop);
+      resolve();
+    };
+    process.on("SIGINT", stop);
+    process.on("SIGTERM", stop);
   });
   process.off("SIGHUP", reopen);
-  // Stop accepting, finish what can finish, then exit: a stop signal must stop the process even if
-  // a connection or an upstream stalls.
-  const deadline = new Promise<"timeout">((resolve) => setTimeout(() => resolve("timeout"), 10_000).unref());
+  // Stop accepting, let the requests in flight finish (DEFAULT_SHUTDOWN_GRACE_MS), cut and settle what
+  // is left, then exit: a stop signal must stop the process even if a connection, an upstream or the
+  // store stalls, and within docker stop's 10 s.
+  logger.info(
+    { graceMs: DEFAULT_SHUTDOWN_GRACE_MS },
+    "stopping: no new connections; the requests in flight may finish",
+  );
+  const deadline = new Promise<"timeout">((resolve) =>
+    setTimeout(() => resolve("timeout"), STOP_DEADLINE_MS).unref(),
+  );
   const result = await Promise.race([gateway.close().then(() => "closed" as const), deadline]);
-  if (result === "timeout") logger.error({}, "shutdown took over 10 s; exiting anyway");
+  if (result === "timeout")
+    logger.error({}, `shutdown took over ${STOP_DEADLINE_MS / 1000} s; exiting anyway`);
   process.exit(0);
 }

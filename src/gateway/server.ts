@@ -1,5 +1,5 @@
 import { createServer, type IncomingMessage, type Server, type ServerResponse } from "node:http";
-import type { AddressInfo } from "node:net";
+import { type AddressInfo, Server as NetServer, type Socket } from "node:net";
 import { createKeyRing, type KeyRing } from "../access/key-ring.js";
 import { createTierOverrides, type TierOverrides } from "../access/tier-overrides.js";
 import type { ResolvedConfig } from "../config/types.js";
@@ -64,7 +64,22 @@ export interface GatewayOptions {
   requestTimeoutMs?: number;
   /** Upstream clients to use instead of those built from the config (tests). */
   upstreams?: Map<string, UpstreamClient>;
+  /**
+   * How long {@link Gateway.close} lets the requests in flight finish before it cuts them (ms,
+   * default {@link DEFAULT_SHUTDOWN_GRACE_MS}).
+   */
+  shutdownGraceMs?: number;
 }
+
+/**
+ * Default time the requests in flight get to finish at a stop (ms); see {@link Gateway.close}. Why 8 s:
+ * `tokenfuse serve` exits at most 10 s after SIGTERM (as `docker stop` kills at 10 s by default), and
+ * what is cut after the grace needs a moment to settle and the usage log to be flushed.
+ */
+export const DEFAULT_SHUTDOWN_GRACE_MS = 8_000;
+
+/** Longest wait, after the grace period, for the requests cut then to settle (ms). */
+export const SETTLE_AFTER_CUT_MS = 5_000;
 
 /** A running gateway. */
 export interface Gateway {
@@ -81,8 +96,13 @@ export interface Gateway {
   /** Opens the usage log file again (SIGHUP after logrotate); nothing without a usage log file. */
   reopenUsageLog(): void;
   /**
-   * Stops accepting, cuts open connections, waits (up to 5 s) for the requests in flight to settle,
-   * then closes the engine (flushing the usage log), the upstream clients and the store.
+   * Stops gracefully: stops accepting connections and closes the idle keep-alive ones at once
+   * (`/readyz` answers 503 from then on, to a request that still reaches it on an open connection);
+   * lets the requests in flight finish for up to `shutdownGraceMs`, each connection closed once its
+   * response has ended (responses not yet started say `connection: close`); then cuts what is left
+   * as a client disconnect (the upstream call is aborted, what was generated is charged, the rest
+   * released) and waits up to 5 s for those to settle; then closes the engine (flushing the usage
+   * log), the upstream clients and the store. A second call returns the same promise.
    */
   close(): Promise<void>;
 }
@@ -164,6 +184,13 @@ export function createGateway(options: GatewayOptions): Gateway {
   /** Chat requests in flight, and who waits for them to end (close: their settlements are recorded). */
   let inFlight = 0;
   let idle: Array<() => void> = [];
+  /** Set by close(): the gateway finishes what it has and takes nothing new. */
+  let draining = false;
+  /** Responses whose handler has not returned yet (close() lets them end, then closes their connection). */
+  const open = new Set<ServerResponse>();
+  /** Open connections (close() closes those that have sent nothing yet). */
+  const sockets = new Set<Socket>();
+  let closing: Promise<void> | undefined;
 
   async function route(req: IncomingMessage, res: ServerResponse): Promise<string> {
     const url = req.url ?? "/";
@@ -187,6 +214,11 @@ export function createGateway(options: GatewayOptions): Gateway {
       return "healthz";
     }
     if (req.method === "GET" && path === "/readyz") {
+      // Stopping: not ready, whatever the store says (a load balancer takes this instance out).
+      if (draining) {
+        sendJson(res, 503, { status: "draining", store: store.kind });
+        return "readyz";
+      }
       // Ready when the store answers and, with keys required, the run-time keys were read once
       // (until then a key created at run time would be answered 503).
       const ok = (await storeReachable(store)) && (!auth.required || keys.loaded);
@@ -259,15 +291,66 @@ export function createGateway(options: GatewayOptions): Gateway {
       connectionsCheckingInterval: Math.max(50, Math.min(1000, Math.floor(headersTimeout / 4))),
     },
     (req, res) => {
+      open.add(res);
+      if (draining) closeAfter(res);
       route(req, res).then(
-        (r) => metrics.httpRequests.cell(r, String(res.statusCode)).inc(),
+        (r) => {
+          open.delete(res);
+          metrics.httpRequests.cell(r, String(res.statusCode)).inc();
+        },
         (e: unknown) => {
           sendError(res, e);
+          open.delete(res);
           metrics.httpRequests.cell("error", String(res.statusCode)).inc();
         },
       );
     },
   );
+
+  server.on("connection", (socket: Socket) => {
+    sockets.add(socket);
+    socket.once("close", () => sockets.delete(socket));
+  });
+
+  /**
+   * While draining: the connection of `res` is closed once `res` has ended. Said before its headers
+   * (`connection: close`: node:http then closes it once the response is written); a response that
+   * announces keep-alive anyway (its headers already sent, or a stream's own header) has its
+   * connection ended once it is written, unless another request on it is under way.
+   */
+  function closeAfter(res: ServerResponse): void {
+    if (!res.headersSent) res.setHeader("connection", "close");
+    const socket = res.req.socket;
+    res.once("close", () => {
+      for (const other of open) if (other !== res && other.req.socket === socket) return;
+      socket.end(); // after the bytes already queued
+    });
+  }
+
+  /**
+   * Waits for the connections with no handler at work that still have bytes queued (an answer that has
+   * ended but not yet left the socket, to a slow reader); `undefined` when there are none.
+   */
+  function queuedBytesSent(): Promise<void> | undefined {
+    const busy = new Set<Socket>();
+    for (const res of open) busy.add(res.req.socket);
+    const waits: Promise<unknown>[] = [];
+    for (const socket of sockets) {
+      if (busy.has(socket) || socket.writableLength === 0 || socket.destroyed) continue;
+      waits.push(
+        new Promise<void>((resolve) => {
+          const done = () => {
+            socket.off("drain", done);
+            socket.off("close", done);
+            resolve();
+          };
+          socket.on("drain", done);
+          socket.on("close", done);
+        }),
+      );
+    }
+    return waits.length === 0 ? undefined : Promise.all(waits).then(() => {});
+  }
   // Long streams are bounded by the upstream timeout, not by the request timeout.
   server.on("clientError", (err: NodeJS.ErrnoException, socket) => {
     // A response already under way on this connection (e.g. a stream, then a malformed pipelined
@@ -316,24 +399,65 @@ export function createGateway(options: GatewayOptions): Gateway {
     reopenUsageLog() {
       configured.usageLog?.reopen();
     },
-    async close() {
-      keys.close();
-      tiers.close();
-      await new Promise<void>((resolve) => {
-        server.close(() => resolve());
-        server.closeAllConnections();
-      });
-      // Cut requests settle (release or charge what was generated) on their way out: wait for them, so
-      // the store and the usage log record them, but not forever (a stalled store must not hold a stop).
-      if (inFlight > 0) {
-        await Promise.race([
-          new Promise<void>((resolve) => idle.push(resolve)),
-          new Promise((resolve) => setTimeout(resolve, 5000).unref()),
-        ]);
-      }
-      await configured.close();
-      await Promise.all([...upstreams.values()].map((u) => u.close()));
-      await store.close();
+    close() {
+      closing ??= (async () => {
+        draining = true;
+        keys.close();
+        tiers.close();
+        // Stops listening: a new connection is refused. `closed` resolves once every connection has
+        // closed. Why net.Server's close and not http.Server's: the latter also closes the idle
+        // connections at once, and counts as idle one whose answer has ended but is still queued in
+        // the socket (a slow reader): it cut such an answer, already charged, short (measured: 4 MB
+        // of 20 MB arrived). The idle ones are closed below, once no answer is queued.
+        const closed = new Promise<void>((resolve) =>
+          NetServer.prototype.close.call(server, () => resolve()),
+        );
+        for (const res of open) closeAfter(res);
+        const graceMs = options.shutdownGraceMs ?? DEFAULT_SHUTDOWN_GRACE_MS;
+        let timer: NodeJS.Timeout | undefined;
+        const graceOver = new Promise<"grace over">((resolve) => {
+          timer = setTimeout(() => resolve("grace over"), graceMs);
+        });
+        const closeIdle = async () => {
+          // node:http's closeIdleConnections would cut those answers: it runs once none is queued.
+          for (let queued = queuedBytesSent(); queued; queued = queuedBytesSent()) {
+            if ((await Promise.race([queued, graceOver])) === "grace over") return;
+          }
+          server.closeIdleConnections();
+          // node:http counts a connection that has sent nothing yet as busy (its headers timeout runs):
+          // nothing is under way on it, close it too (a preconnect, a TCP probe).
+          for (const socket of sockets) if (socket.bytesRead === 0) socket.destroy();
+        };
+        void closeIdle();
+        const outcome = await Promise.race([closed.then(() => "drained" as const), graceOver]);
+        clearTimeout(timer);
+        if (outcome === "grace over") {
+          logger.warn(
+            { graceMs, chatRequests: inFlight },
+            "stopping: the grace period is over, cutting the requests still in flight",
+          );
+          // Cut as a client disconnect: the upstream call is aborted, what was generated is charged.
+          server.closeAllConnections();
+          await Promise.race([
+            closed,
+            new Promise((resolve) => setTimeout(resolve, SETTLE_AFTER_CUT_MS).unref()),
+          ]);
+        }
+        // Cut requests settle (release or charge what was generated) on their way out: wait for them, so
+        // the store and the usage log record them, but not forever (a stalled store must not hold a stop).
+        if (inFlight > 0) {
+          await Promise.race([
+            new Promise<void>((resolve) => idle.push(resolve)),
+            new Promise((resolve) => setTimeout(resolve, SETTLE_AFTER_CUT_MS).unref()),
+          ]);
+        }
+        // http.Server's own close now: it stops the timer that checks the header and request timeouts.
+        server.close();
+        await configured.close();
+        await Promise.all([...upstreams.values()].map((u) => u.close()));
+        await store.close();
+      })();
+      return closing;
     },
   };
 }
