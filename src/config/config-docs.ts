@@ -232,7 +232,10 @@ YAML is read as YAML 1.2 (\`yes\`/\`no\` are strings, not booleans). Anchors and
   may have at most 6 decimal places ($0.0375 / 1M tokens = 37 500 pico-USD per token). A value with
   more decimals is an error rather than being rounded.
 - A tier's \`time_zone\` is an IANA name (\`UTC\`, \`Europe/Paris\`, \`America/New_York\`); bare offsets
-  such as \`+05:00\` are errors. Daily budgets reset at that zone's midnight.
+  such as \`+05:00\` are errors. Daily budgets reset at that zone's midnight. A user's daily counter is
+  named by the local date (\`user:{alice}:day:2026-11-24\`), not by the zone: a user moved during a day
+  to a tier in another zone keeps what was used on the same-named date there (and a request that spans
+  midnight is charged to the day it was admitted on, while its cost counts in the hour it settled).
 
 ## Reference
 `;
