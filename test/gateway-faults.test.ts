@@ -1,3 +1,4 @@
+import { type AddressInfo, createServer, type Socket } from "node:net";
 import { afterAll, beforeAll, describe, expect, it } from "vitest";
 import { loadConfig } from "../src/config/load.js";
 import { silentLogger } from "../src/core/logger.js";
@@ -145,8 +146,12 @@ describe("gateway: upstream faults and client disconnects", () => {
       const before = await used("anonymous");
       const flagged = await estimated();
       const ac = new AbortController();
+      const seen = mock.upstream.ledger().totals.requests;
       const pending = post({ stream }, { "x-mock-fault": "stall" }, ac.signal).catch(() => "aborted");
-      await new Promise((r) => setTimeout(r, 200));
+      // Left once the provider has the request (not during admission: then nothing went upstream).
+      const until = Date.now() + 5000;
+      while (mock.upstream.ledger().totals.requests === seen && Date.now() < until)
+        await new Promise((r) => setTimeout(r, 10));
       ac.abort();
       expect(await pending).toBe("aborted");
       await new Promise((r) => setTimeout(r, 200));
@@ -179,5 +184,55 @@ describe("gateway: upstream faults and client disconnects", () => {
     // What passed through the gateway before the abort: at least one chunk, at most what the upstream sent.
     expect(charged).toBeGreaterThan(0);
     expect(charged).toBeLessThanOrEqual(rec?.completionTokens ?? 0);
+  });
+});
+
+describe("gateway: a client that leaves before its request reached the provider", () => {
+  it("is charged nothing while the upstream connection is still being set up (TLS handshake never answered)", async () => {
+    // Accepts TCP and never answers the TLS handshake: the request is never written.
+    const held: Socket[] = [];
+    const tcp = createServer((s) => {
+      held.push(s);
+      s.on("error", () => {});
+    });
+    await new Promise<void>((r) => tcp.listen(0, "127.0.0.1", r));
+    const port = (tcp.address() as AddressInfo).port;
+    const config = loadConfig(
+      {
+        upstreams: {
+          provider: { type: "openai", base_url: `https://127.0.0.1:${port}/v1`, timeout_ms: 5000 },
+        },
+        features: { chat: { model: "gpt-4o", max_input: 1000, max_output: 100, on_exceed: "trim" } },
+        tiers: { free: { daily_tokens: 1_000_000 } },
+        default_tier: "free",
+      },
+      {},
+    );
+    const gw = createGateway({ config, store: createMemoryStore(), logger: silentLogger });
+    try {
+      const base = `http://127.0.0.1:${await gw.listen(0)}`;
+      const ac = new AbortController();
+      const pending = fetch(`${base}/v1/chat/completions`, {
+        method: "POST",
+        headers: { "content-type": "application/json" },
+        body: JSON.stringify({ model: "gpt-4o", messages: [{ role: "user", content: "hello" }] }),
+        signal: ac.signal,
+      }).catch(() => "aborted");
+      const until = Date.now() + 5000;
+      while (held.length === 0 && Date.now() < until) await new Promise((r) => setTimeout(r, 10));
+      expect(held.length).toBe(1); // the gateway is connecting
+      ac.abort();
+      expect(await pending).toBe("aborted");
+      let day = (await gw.engine.remaining({ user: "anonymous" })).user.day;
+      for (let i = 0; i < 50 && day.reserved > 0; i++) {
+        await new Promise((r) => setTimeout(r, 20));
+        day = (await gw.engine.remaining({ user: "anonymous" })).user.day;
+      }
+      expect([day.used, day.reserved]).toEqual([0, 0]);
+    } finally {
+      await gw.close();
+      for (const s of held) s.destroy();
+      await new Promise((r) => tcp.close(r));
+    }
   });
 });

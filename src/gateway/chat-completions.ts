@@ -236,9 +236,6 @@ async function forward(
       (performance.now() - started) / 1000,
     );
   let upstreamRes: Awaited<ReturnType<UpstreamClient["send"]>>;
-  // Whether the call goes out: a client that left during admission has cancelled it already, and
-  // the transport sends nothing then.
-  const sent = !cancel.upstream.aborted;
   try {
     upstreamRes = await upstream.send({
       body: upstreamBody(body, a),
@@ -246,8 +243,9 @@ async function forward(
       headers: extra,
     });
   } catch (e) {
-    if (sent && cancel.clientGone) {
-      // The client left while the provider had its prompt (a whole answer is generated before its
+    if (cancel.upstream.sent && cancel.clientGone) {
+      // The client left while the provider had its prompt (the transport marks the request sent
+      // once it is written to a connected socket; not while connecting or queued) (a whole answer is generated before its
       // first byte, a reasoning model thinks before its first token): the provider bills that input,
       // so it is charged, estimated and flagged. A release would let a client that always leaves
       // just before the answer spend the operator's money without touching its budget.

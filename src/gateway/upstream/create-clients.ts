@@ -20,6 +20,7 @@ function createMockClient(u: Extract<UpstreamConfig, { type: "mock" }>): Upstrea
     type: "mock",
     timeoutMs: u.timeoutMs,
     async send({ body, cancel, headers }): Promise<UpstreamResponse> {
+      if (!cancel.aborted) cancel.sent = true; // in-process: handed over at once
       const r = await mock.handle({ body, headers: headers ?? {}, signal: cancel.signal });
       if ("stream" in r) {
         const stream = r.stream;

@@ -85,6 +85,8 @@ export class DispatchCall implements Dispatcher.DispatchHandler, UpstreamRespons
   onRequestStart(controller: Dispatcher.DispatchController): void {
     this.#controller = controller;
     if (this.#cancel.aborted) controller.abort(this.#cancel.reason as Error);
+    // undici calls this on a connected socket, right before it writes the request there.
+    else this.#cancel.sent = true;
   }
 
   onResponseStart(

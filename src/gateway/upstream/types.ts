@@ -15,6 +15,13 @@ import { EventEmitter } from "node:events";
  * Transports that need a real AbortSignal read `signal`, made on first use and aborted with this.
  */
 export class UpstreamCancel extends EventEmitter {
+  /**
+   * Set by the transport once the request is on its way to the provider (written to a connected
+   * socket, or handed to an in-process upstream); false while it waits for a connection, a TLS
+   * handshake or a pooled socket. A client that leaves after this is charged its input: the provider
+   * has the prompt. Before, nothing of it left the gateway.
+   */
+  sent = false;
   #aborted = false;
   #reason: unknown;
   #controller: AbortController | undefined;
