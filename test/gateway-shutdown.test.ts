@@ -189,6 +189,18 @@ describe("gateway: graceful stop", () => {
     expect(await day(g)).toEqual({ used: 2 * (prompt + 30), reserved: 0 });
   });
 
+  it("two pipelined calls on one connection are both answered whole before it closes, each charged once", async () => {
+    const { gw: g, mock: m, port } = await start({ completionTokens: 20, latencyMs: 300 }, 5000);
+    const r = rawRequest(port, chatRequest({}) + chatRequest({}));
+    await waitUntil(() => m.upstream.ledger().totals.requests === 2, "both calls at the mock");
+    await g.close();
+    const raw = await r.done;
+    const answers = raw.split(/(?=HTTP\/1\.1 )/).map(splitResponse);
+    expect(answers.map((a) => a.status)).toEqual([200, 200]);
+    for (const a of answers) expect(JSON.parse(a.body).usage.completion_tokens).toBe(20);
+    expect(await day(g)).toEqual({ used: 2 * (prompt + 20), reserved: 0 });
+  });
+
   it("past the grace period, what is left is cut as a client disconnect and settled once", async () => {
     // A stream of 30 chunks 50 ms apart (1.5 s), and a whole answer that never comes (stall).
     const {

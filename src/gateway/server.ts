@@ -319,8 +319,13 @@ export function createGateway(options: GatewayOptions): Gateway {
    * connection ended once it is written, unless another request on it is under way.
    */
   function closeAfter(res: ServerResponse): void {
-    if (!res.headersSent) res.setHeader("connection", "close");
     const socket = res.req.socket;
+    // Said only by a connection's sole response: with pipelined requests, node:http would close the
+    // connection after the first answer that says it, cutting the answers queued behind it (already
+    // charged). Those are closed by the socket.end() below, once the last has ended.
+    let shared = false;
+    for (const other of open) if (other !== res && other.req.socket === socket) shared = true;
+    if (!res.headersSent && !shared) res.setHeader("connection", "close");
     res.once("close", () => {
       for (const other of open) if (other !== res && other.req.socket === socket) return;
       socket.end(); // after the bytes already queued
