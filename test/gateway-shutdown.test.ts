@@ -1,6 +1,6 @@
 import { spawn } from "node:child_process";
 import { randomUUID } from "node:crypto";
-import { mkdtempSync, writeFileSync } from "node:fs";
+import { mkdtempSync, readFileSync, writeFileSync } from "node:fs";
 import { connect } from "node:net";
 import { tmpdir } from "node:os";
 import { join } from "node:path";
@@ -347,13 +347,14 @@ describe("gateway: graceful stop", () => {
 describe("tokenfuse serve: SIGTERM", () => {
   const dir = mkdtempSync(join(tmpdir(), "tf-shutdown-"));
 
-  function serve(latencyMs: number) {
+  function serve(latencyMs: number, extra: Record<string, unknown> = {}) {
     const configPath = join(dir, `${randomUUID()}.json`);
     writeFileSync(
       configPath,
       JSON.stringify({
         upstreams: { local: { type: "mock", latency_ms: latencyMs, completion_tokens: 20 } },
         features: { chat: { model: "gpt-4o", max_input: 1000, max_output: 100, on_exceed: "trim" } },
+        ...extra,
       }),
     );
     const child = spawn(
@@ -405,6 +406,31 @@ describe("tokenfuse serve: SIGTERM", () => {
         code: 0,
         signal: null,
       });
+    } finally {
+      p.child.kill("SIGKILL");
+    }
+  });
+
+  it("a SIGHUP while draining (logrotate) reopens the usage log and does not end the process", async () => {
+    const log = join(dir, `${randomUUID()}.jsonl`);
+    const p = serve(800, { usage_log: { path: log } });
+    try {
+      const port = await p.port;
+      const whole = rawRequest(port, chatRequest({}));
+      await new Promise((r) => setTimeout(r, 300)); // waits for the mock
+      p.child.kill("SIGTERM");
+      await new Promise((r) => setTimeout(r, 200));
+      p.child.kill("SIGHUP");
+      const w = await whole.done;
+      expect(splitResponse(w).status).toBe(200);
+      expect(
+        await Promise.race([p.exited, new Promise((r) => setTimeout(() => r("still running"), 5000))]),
+      ).toEqual({ code: 0, signal: null });
+      const lines = readFileSync(log, "utf8")
+        .trimEnd()
+        .split("\n")
+        .map((l) => JSON.parse(l));
+      expect(lines.map((l) => l.type)).toEqual(["decision", "settle"]);
     } finally {
       p.child.kill("SIGKILL");
     }

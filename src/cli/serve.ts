@@ -77,7 +77,6 @@ export async function runServe(args: string[], io: CliIo): Promise<number> {
     process.on("SIGINT", stop);
     process.on("SIGTERM", stop);
   });
-  process.off("SIGHUP", reopen);
   // Stop accepting, let the requests in flight finish (DEFAULT_SHUTDOWN_GRACE_MS), cut and settle what
   // is left, then exit: a stop signal must stop the process even if a connection, an upstream or the
   // store stalls, and within docker stop's 10 s.
@@ -88,7 +87,10 @@ export async function runServe(args: string[], io: CliIo): Promise<number> {
   const deadline = new Promise<"timeout">((resolve) =>
     setTimeout(() => resolve("timeout"), STOP_DEADLINE_MS).unref(),
   );
+  // SIGHUP keeps reopening the log while the requests in flight finish (a logrotate postrotate in
+  // that window must not kill the process with its answers and settlements half done).
   const result = await Promise.race([gateway.close().then(() => "closed" as const), deadline]);
+  process.off("SIGHUP", reopen);
   if (result === "timeout")
     logger.error({}, `shutdown took over ${STOP_DEADLINE_MS / 1000} s; exiting anyway`);
   process.exit(0);
