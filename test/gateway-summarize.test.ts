@@ -3,7 +3,9 @@ import { loadConfig } from "../src/config/load.js";
 import { silentLogger } from "../src/core/logger.js";
 import { type MockServer, startMockServer } from "../src/gateway/mock/mock-server.js";
 import { createGateway, type Gateway } from "../src/gateway/server.js";
+import { createStoreFromConfig } from "../src/stores/from-config.js";
 import { createMemoryStore } from "../src/stores/memory-store.js";
+import { freePort } from "./helpers/redis-server.js";
 
 describe("gateway: on_exceed summarize, wired to the upstream through summarize_with", () => {
   let mock: MockServer;
@@ -126,5 +128,63 @@ describe("gateway: a summary that would leave no room for the request", () => {
     };
     expect(report.features.digest?.used_today).toBe(0);
     expect(report.user.day).toMatchObject({ used: body.usage.total_tokens, reserved: 0 });
+  });
+});
+
+describe("gateway: summarize while the Redis store is down (on_error: local)", () => {
+  let mock: MockServer;
+  let gw: Gateway;
+  let base: string;
+  beforeAll(async () => {
+    mock = await startMockServer({ completionTokens: 10 });
+    const config = loadConfig(
+      {
+        upstreams: { provider: { type: "openai", base_url: mock.baseUrl, timeout_ms: 5000 } },
+        store: { url: `redis://127.0.0.1:${await freePort()}`, on_error: "local" },
+        features: {
+          chat: {
+            model: "gpt-4o",
+            max_input: 80,
+            max_output: 20,
+            on_exceed: "summarize",
+            summarize_with: "digest",
+          },
+          digest: { model: "gpt-4o-mini", max_input: 16000, max_output: 15, on_exceed: "reject" },
+        },
+        tiers: { free: { daily_tokens: 100_000, tokens_per_minute: 3500 } },
+        default_tier: "free",
+      },
+      {},
+    );
+    gw = createGateway({
+      config,
+      store: createStoreFromConfig(config.store, silentLogger),
+      logger: silentLogger,
+    });
+    base = `http://127.0.0.1:${await gw.listen(0)}`;
+  });
+  afterAll(async () => {
+    await gw.close();
+    await mock.close();
+  });
+
+  it("makes no summary that this process's share could not fit with the request: trims instead", async () => {
+    // The local share is 10 % of 3 500 a minute: the summary's reservation (~300) fits it, and then
+    // the request would not. Before, the summary was made and charged, and the request refused.
+    const messages = [{ role: "system", content: "Be brief." }];
+    for (let i = 0; i < 8; i++) {
+      messages.push({ role: "user", content: `question ${i} ${"about the budget ".repeat(4)}` });
+      messages.push({ role: "assistant", content: `answer ${i} ${"it is fine ".repeat(4)}` });
+    }
+    messages.push({ role: "user", content: "and now?" });
+    const res = await fetch(`${base}/v1/chat/completions`, {
+      method: "POST",
+      headers: { "content-type": "application/json", "x-tokenfuse-feature": "chat" },
+      body: JSON.stringify({ model: "gpt-4o", messages }),
+    });
+    expect(res.status).toBe(200);
+    await res.text();
+    expect(res.headers.get("x-tokenfuse-decision")).toBe("trim");
+    expect(mock.upstream.ledger().records.map((r) => r.model)).toEqual(["gpt-4o"]);
   });
 });

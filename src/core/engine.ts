@@ -395,8 +395,9 @@ export function createEngine(deps: EngineDeps): Engine {
   /**
    * Whether `req` at its largest (the feature's max_input plus its output cap × n) fits what its
    * scopes have left now. A read, not a reservation: another request may take the room first, and
-   * then the request is refused as any other. A store that cannot be read answers true (the
-   * reservation decides, under on_error).
+   * then the request is refused as any other. A store that cannot be read answers false: with
+   * on_error local the request would be admitted only into this process's share, which the summary
+   * has just used, and with deny it is refused anyway; trimming costs nothing extra.
    */
   async function roomForRequest(
     req: AdmitRequest,
@@ -413,7 +414,7 @@ export function createEngine(deps: EngineDeps): Engine {
         nowMs,
       );
     } catch {
-      return true;
+      return false;
     }
     return scopes.every((s, i) => {
       const st = states[i];
