@@ -214,8 +214,44 @@ describe("gateway: odd upstream answers", () => {
     await Promise.race([closed, new Promise((r) => setTimeout(r, 3000))]);
     sock.destroy();
     expect(received.startsWith("HTTP/1.1 200")).toBe(true);
-    // One status line only: the stream's. A second one would corrupt what the client reads.
+    // One status line only: the stream's. A second one would corrupt what the client reads. The
+    // stream, a valid request, is finished before the connection closes.
     expect(received.match(/HTTP\/1\.1 \d{3}/g)).toEqual(["HTTP/1.1 200"]);
+    expect(received).toContain("data: [DONE]");
+  });
+
+  it("a malformed request pipelined behind a call not yet answered leaves that call's answer whole", async () => {
+    const answer = JSON.stringify({
+      id: "x",
+      choices: [{ index: 0, message: { role: "assistant", content: "ok" }, finish_reason: "stop" }],
+      usage: { prompt_tokens: prompt, completion_tokens: 1 },
+    });
+    let arrived = false;
+    const g = await gatewayWith(async () => {
+      arrived = true;
+      await new Promise((r) => setTimeout(r, 300));
+      return whole(200, answer);
+    });
+    const body = JSON.stringify({ model: "gpt-4o", messages });
+    const sock = connect({ host: "127.0.0.1", port: Number(g.port) });
+    sock.on("error", () => {});
+    let received = "";
+    sock.on("data", (d) => {
+      received += d.toString("latin1");
+    });
+    const closed = new Promise((r) => sock.on("close", r));
+    sock.write(
+      `POST /v1/chat/completions HTTP/1.1\r\nHost: x\r\ncontent-type: application/json\r\ncontent-length: ${Buffer.byteLength(body)}\r\n\r\n${body}`,
+    );
+    const until = Date.now() + 5000;
+    while (!arrived && Date.now() < until) await new Promise((r) => setTimeout(r, 10));
+    sock.write("NOT HTTP AT ALL\r\n\r\n");
+    await Promise.race([closed, new Promise((r) => setTimeout(r, 3000))]);
+    sock.destroy();
+    // The call's own answer, whole, and nothing else; charged once as answered.
+    expect(received.match(/HTTP\/1\.1 \d{3}/g)).toEqual(["HTTP/1.1 200"]);
+    expect(received.endsWith(answer)).toBe(true);
+    expect(await g.day()).toMatchObject({ used: prompt + 1, reserved: 0 });
   });
 
   it("legacy functions and a response_format schema are counted as input: they cannot slip past max_input", async () => {

@@ -358,11 +358,29 @@ export function createGateway(options: GatewayOptions): Gateway {
   }
   // Long streams are bounded by the upstream timeout, not by the request timeout.
   server.on("clientError", (err: NodeJS.ErrnoException, socket) => {
-    // A response already under way on this connection (e.g. a stream, then a malformed pipelined
-    // request): writing a status line now would land inside that response. Cut it instead, as
-    // node:http's own handler does (`_httpMessage` is the response it is writing).
-    const current = (socket as { _httpMessage?: { headersSent?: boolean } })._httpMessage;
-    if (!socket.writable || current?.headersSent) {
+    if (!socket.writable) {
+      socket.destroy();
+      return;
+    }
+    // A response already under way on this connection (`_httpMessage`: the one node:http is
+    // writing on this socket).
+    const current = (socket as { _httpMessage?: ServerResponse })._httpMessage;
+    if (current?.req.complete) {
+      // Its request was whole and valid, so the error is a later pipelined request's (a stream or a
+      // slow answer, then bytes that are not HTTP): a status line written now would land inside that
+      // response, or be read as its answer (node:http's own handler does that when its headers are
+      // not out yet). It is charged: it is finished, then the connection closed; the bad request
+      // gets nothing.
+      if (!current.headersSent) current.setHeader("connection", "close");
+      const end = () => socket.end();
+      if (current.writableFinished) end();
+      else {
+        current.once("finish", end);
+        current.once("close", end);
+      }
+      return;
+    }
+    if (current?.headersSent) {
       socket.destroy();
       return;
     }
