@@ -4,64 +4,109 @@ import { silentLogger } from "../src/core/logger.js";
 import { type MockServer, startMockServer } from "../src/gateway/mock/mock-server.js";
 import { createGateway, type Gateway } from "../src/gateway/server.js";
 import { createStoreFromConfig } from "../src/stores/from-config.js";
-import { createMemoryStore } from "../src/stores/memory-store.js";
 import { freePort } from "./helpers/redis-server.js";
 
-describe("gateway: on_exceed summarize, wired to the upstream through summarize_with", () => {
-  let mock: MockServer;
-  let gw: Gateway;
-  let base: string;
-  beforeAll(async () => {
-    mock = await startMockServer({ completionTokens: 30 });
-    const config = loadConfig(
-      {
-        upstreams: { provider: { type: "openai", base_url: mock.baseUrl, timeout_ms: 5000 } },
-        features: {
-          chat: {
-            model: "gpt-4o",
-            max_input: 300,
-            max_output: 50,
-            on_exceed: "summarize",
-            summarize_with: "digest",
-          },
-          digest: { model: "gpt-4o-mini", max_input: 16000, max_output: 60, on_exceed: "reject" },
+interface Summarizing {
+  mock: MockServer;
+  gw: Gateway;
+  base: string;
+}
+
+/**
+ * A gateway on a mock server whose `chat` feature (gpt-4o) summarizes through `digest`
+ * (gpt-4o-mini), with the given caps, tier and store (memory unless given).
+ */
+async function startSummarizing(o: {
+  completionTokens: number;
+  maxInput: number;
+  maxOutput: number;
+  digestMaxOutput: number;
+  tier: Record<string, number>;
+  store?: Record<string, unknown>;
+}): Promise<Summarizing> {
+  const mock = await startMockServer({ completionTokens: o.completionTokens });
+  const config = loadConfig(
+    {
+      upstreams: { provider: { type: "openai", base_url: mock.baseUrl, timeout_ms: 5000 } },
+      ...(o.store ? { store: o.store } : {}),
+      features: {
+        chat: {
+          model: "gpt-4o",
+          max_input: o.maxInput,
+          max_output: o.maxOutput,
+          on_exceed: "summarize",
+          summarize_with: "digest",
         },
-        tiers: { free: { daily_tokens: 100_000 } },
-        default_tier: "free",
+        digest: {
+          model: "gpt-4o-mini",
+          max_input: 16000,
+          max_output: o.digestMaxOutput,
+          on_exceed: "reject",
+        },
       },
-      {},
-    );
-    gw = createGateway({ config, store: createMemoryStore(), logger: silentLogger });
-    base = `http://127.0.0.1:${await gw.listen(0)}`;
+      tiers: { free: o.tier },
+      default_tier: "free",
+    },
+    {},
+  );
+  const gw = createGateway({
+    config,
+    store: createStoreFromConfig(config.store, silentLogger),
+    logger: silentLogger,
+  });
+  return { mock, gw, base: `http://127.0.0.1:${await gw.listen(0)}` };
+}
+
+/** A system message, `turns` questions and answers of `repeat` phrases each, and a last question. */
+function history(turns: number, repeat: number) {
+  const messages = [{ role: "system", content: "Be brief." }];
+  for (let i = 0; i < turns; i++) {
+    messages.push({ role: "user", content: `question ${i} ${"about the budget ".repeat(repeat)}` });
+    messages.push({ role: "assistant", content: `answer ${i} ${"it is fine ".repeat(repeat)}` });
+  }
+  messages.push({ role: "user", content: "and now?" });
+  return messages;
+}
+
+function ask(base: string, messages: object[]) {
+  return fetch(`${base}/v1/chat/completions`, {
+    method: "POST",
+    headers: { "content-type": "application/json", "x-tokenfuse-feature": "chat" },
+    body: JSON.stringify({ model: "gpt-4o", messages }),
+  });
+}
+
+interface BudgetReport {
+  user: { day: { used: number; reserved: number } };
+  features: Record<string, { used_today: number }>;
+}
+
+describe("gateway: on_exceed summarize, wired to the upstream through summarize_with", () => {
+  let s: Summarizing;
+  beforeAll(async () => {
+    s = await startSummarizing({
+      completionTokens: 30,
+      maxInput: 300,
+      maxOutput: 50,
+      digestMaxOutput: 60,
+      tier: { daily_tokens: 100_000 },
+    });
   });
   afterAll(async () => {
-    await gw.close();
-    await mock.close();
+    await s.gw.close();
+    await s.mock.close();
   });
 
   it("replaces the dropped turns with a summary made (and charged) under the summarize_with feature", async () => {
-    const messages = [{ role: "system", content: "Be brief." }];
-    for (let i = 0; i < 10; i++) {
-      messages.push({ role: "user", content: `question ${i} ${"about the budget ".repeat(4)}` });
-      messages.push({ role: "assistant", content: `answer ${i} ${"it is fine ".repeat(4)}` });
-    }
-    messages.push({ role: "user", content: "and now?" });
-    const res = await fetch(`${base}/v1/chat/completions`, {
-      method: "POST",
-      headers: { "content-type": "application/json", "x-tokenfuse-feature": "chat" },
-      body: JSON.stringify({ model: "gpt-4o", messages }),
-    });
+    const res = await ask(s.base, history(10, 4));
     const body = (await res.json()) as { usage: { prompt_tokens: number; total_tokens: number } };
     expect(res.status).toBe(200);
     expect(res.headers.get("x-tokenfuse-decision")).toBe("trim");
     expect(body.usage.prompt_tokens).toBeLessThanOrEqual(300);
-    const records = mock.upstream.ledger().records;
+    const records = s.mock.upstream.ledger().records;
     expect(records.map((r) => r.model)).toEqual(["gpt-4o-mini", "gpt-4o"]);
     const digest = records[0];
-    const report = (await (await fetch(`${base}/v1/budget`)).json()) as {
-      user: { day: { used: number } };
-      features: Record<string, { used_today: number }>;
-    };
+    const report = (await (await fetch(`${s.base}/v1/budget`)).json()) as BudgetReport;
     expect(report.features.digest?.used_today).toBe(
       (digest?.promptTokens ?? 0) + (digest?.completionTokens ?? 0),
     );
@@ -71,120 +116,61 @@ describe("gateway: on_exceed summarize, wired to the upstream through summarize_
 });
 
 describe("gateway: a summary that would leave no room for the request", () => {
-  let mock: MockServer;
-  let gw: Gateway;
-  let base: string;
+  let s: Summarizing;
   beforeAll(async () => {
-    mock = await startMockServer({ completionTokens: 10 });
-    const config = loadConfig(
-      {
-        upstreams: { provider: { type: "openai", base_url: mock.baseUrl, timeout_ms: 5000 } },
-        features: {
-          chat: {
-            model: "gpt-4o",
-            max_input: 80,
-            max_output: 20,
-            on_exceed: "summarize",
-            summarize_with: "digest",
-          },
-          digest: { model: "gpt-4o-mini", max_input: 16000, max_output: 15, on_exceed: "reject" },
-        },
-        tiers: { free: { daily_tokens: 100_000, tokens_per_minute: 400 } },
-        default_tier: "free",
-      },
-      {},
-    );
-    gw = createGateway({ config, store: createMemoryStore(), logger: silentLogger });
-    base = `http://127.0.0.1:${await gw.listen(0)}`;
+    s = await startSummarizing({
+      completionTokens: 10,
+      maxInput: 80,
+      maxOutput: 20,
+      digestMaxOutput: 15,
+      tier: { daily_tokens: 100_000, tokens_per_minute: 400 },
+    });
   });
   afterAll(async () => {
-    await gw.close();
-    await mock.close();
+    await s.gw.close();
+    await s.mock.close();
   });
 
   it("is not made: the request is trimmed instead and nothing is charged for a summary", async () => {
     // The dropped turns make a summary request of over 300 tokens: it fits the 400 per minute, but
     // then the request (up to 80 + 20) would not. Before, the summary was made and charged, and the
     // request refused with 429, again at every retry.
-    const messages = [{ role: "system", content: "Be brief." }];
-    for (let i = 0; i < 8; i++) {
-      messages.push({ role: "user", content: `question ${i} ${"about the budget ".repeat(4)}` });
-      messages.push({ role: "assistant", content: `answer ${i} ${"it is fine ".repeat(4)}` });
-    }
-    messages.push({ role: "user", content: "and now?" });
-    const res = await fetch(`${base}/v1/chat/completions`, {
-      method: "POST",
-      headers: { "content-type": "application/json", "x-tokenfuse-feature": "chat" },
-      body: JSON.stringify({ model: "gpt-4o", messages }),
-    });
+    const res = await ask(s.base, history(8, 4));
     const body = (await res.json()) as { usage: { total_tokens: number } };
     expect(res.status).toBe(200);
     expect(res.headers.get("x-tokenfuse-decision")).toBe("trim");
     // One provider call, the request's; the digest feature charged nothing.
-    expect(mock.upstream.ledger().records.map((r) => r.model)).toEqual(["gpt-4o"]);
-    const report = (await (await fetch(`${base}/v1/budget`)).json()) as {
-      user: { day: { used: number; reserved: number } };
-      features: Record<string, { used_today: number }>;
-    };
+    expect(s.mock.upstream.ledger().records.map((r) => r.model)).toEqual(["gpt-4o"]);
+    const report = (await (await fetch(`${s.base}/v1/budget`)).json()) as BudgetReport;
     expect(report.features.digest?.used_today).toBe(0);
     expect(report.user.day).toMatchObject({ used: body.usage.total_tokens, reserved: 0 });
   });
 });
 
 describe("gateway: summarize while the Redis store is down (on_error: local)", () => {
-  let mock: MockServer;
-  let gw: Gateway;
-  let base: string;
+  let s: Summarizing;
   beforeAll(async () => {
-    mock = await startMockServer({ completionTokens: 10 });
-    const config = loadConfig(
-      {
-        upstreams: { provider: { type: "openai", base_url: mock.baseUrl, timeout_ms: 5000 } },
-        store: { url: `redis://127.0.0.1:${await freePort()}`, on_error: "local" },
-        features: {
-          chat: {
-            model: "gpt-4o",
-            max_input: 80,
-            max_output: 20,
-            on_exceed: "summarize",
-            summarize_with: "digest",
-          },
-          digest: { model: "gpt-4o-mini", max_input: 16000, max_output: 15, on_exceed: "reject" },
-        },
-        tiers: { free: { daily_tokens: 100_000, tokens_per_minute: 3500 } },
-        default_tier: "free",
-      },
-      {},
-    );
-    gw = createGateway({
-      config,
-      store: createStoreFromConfig(config.store, silentLogger),
-      logger: silentLogger,
+    s = await startSummarizing({
+      completionTokens: 10,
+      maxInput: 80,
+      maxOutput: 20,
+      digestMaxOutput: 15,
+      tier: { daily_tokens: 100_000, tokens_per_minute: 3500 },
+      store: { url: `redis://127.0.0.1:${await freePort()}`, on_error: "local" },
     });
-    base = `http://127.0.0.1:${await gw.listen(0)}`;
   });
   afterAll(async () => {
-    await gw.close();
-    await mock.close();
+    await s.gw.close();
+    await s.mock.close();
   });
 
   it("makes no summary that this process's share could not fit with the request: trims instead", async () => {
     // The local share is 10 % of 3 500 a minute: the summary's reservation (~300) fits it, and then
     // the request would not. Before, the summary was made and charged, and the request refused.
-    const messages = [{ role: "system", content: "Be brief." }];
-    for (let i = 0; i < 8; i++) {
-      messages.push({ role: "user", content: `question ${i} ${"about the budget ".repeat(4)}` });
-      messages.push({ role: "assistant", content: `answer ${i} ${"it is fine ".repeat(4)}` });
-    }
-    messages.push({ role: "user", content: "and now?" });
-    const res = await fetch(`${base}/v1/chat/completions`, {
-      method: "POST",
-      headers: { "content-type": "application/json", "x-tokenfuse-feature": "chat" },
-      body: JSON.stringify({ model: "gpt-4o", messages }),
-    });
+    const res = await ask(s.base, history(8, 4));
     expect(res.status).toBe(200);
     await res.text();
     expect(res.headers.get("x-tokenfuse-decision")).toBe("trim");
-    expect(mock.upstream.ledger().records.map((r) => r.model)).toEqual(["gpt-4o"]);
+    expect(s.mock.upstream.ledger().records.map((r) => r.model)).toEqual(["gpt-4o"]);
   });
 });

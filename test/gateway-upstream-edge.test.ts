@@ -187,19 +187,12 @@ describe("gateway: odd upstream answers", () => {
     }
   });
 
-  it("a malformed request pipelined behind a stream never lands inside that stream", async () => {
-    const g = await gatewayWith(async () =>
-      streamed(async function* () {
-        for (let i = 0; i < 4; i++) {
-          yield delta(`part ${i} `);
-          await new Promise((r) => setTimeout(r, 60));
-        }
-        yield sse({ id: "c1", choices: [], usage: { prompt_tokens: prompt, completion_tokens: 8 } });
-        yield "data: [DONE]\n\n";
-      }),
-    );
-    const body = JSON.stringify({ model: "gpt-4o", stream: true, messages });
-    const sock = connect({ host: "127.0.0.1", port: Number(g.port) });
+  /**
+   * One request on a raw connection, then, once the upstream has it (`arrived()`), bytes that are not
+   * HTTP on the same connection: all that was received by the time the server closed it (at most 3 s).
+   */
+  async function garbageBehind(port: string, body: string, arrived: () => boolean): Promise<string> {
+    const sock = connect({ host: "127.0.0.1", port: Number(port) });
     sock.on("error", () => {});
     let received = "";
     sock.on("data", (d) => {
@@ -209,10 +202,29 @@ describe("gateway: odd upstream answers", () => {
     sock.write(
       `POST /v1/chat/completions HTTP/1.1\r\nHost: x\r\ncontent-type: application/json\r\ncontent-length: ${Buffer.byteLength(body)}\r\n\r\n${body}`,
     );
-    await new Promise((r) => setTimeout(r, 80)); // the stream has started
+    const until = Date.now() + 5000;
+    while (!arrived() && Date.now() < until) await new Promise((r) => setTimeout(r, 10));
     sock.write("NOT HTTP AT ALL\r\n\r\n");
     await Promise.race([closed, new Promise((r) => setTimeout(r, 3000))]);
     sock.destroy();
+    return received;
+  }
+
+  it("a malformed request pipelined behind a stream never lands inside that stream", async () => {
+    let arrived = false;
+    const g = await gatewayWith(async () => {
+      arrived = true;
+      return streamed(async function* () {
+        for (let i = 0; i < 4; i++) {
+          yield delta(`part ${i} `);
+          await new Promise((r) => setTimeout(r, 60));
+        }
+        yield sse({ id: "c1", choices: [], usage: { prompt_tokens: prompt, completion_tokens: 8 } });
+        yield "data: [DONE]\n\n";
+      });
+    });
+    const body = JSON.stringify({ model: "gpt-4o", stream: true, messages });
+    const received = await garbageBehind(g.port, body, () => arrived);
     expect(received.startsWith("HTTP/1.1 200")).toBe(true);
     // One status line only: the stream's. A second one would corrupt what the client reads. The
     // stream, a valid request, is finished before the connection closes.
@@ -232,22 +244,11 @@ describe("gateway: odd upstream answers", () => {
       await new Promise((r) => setTimeout(r, 300));
       return whole(200, answer);
     });
-    const body = JSON.stringify({ model: "gpt-4o", messages });
-    const sock = connect({ host: "127.0.0.1", port: Number(g.port) });
-    sock.on("error", () => {});
-    let received = "";
-    sock.on("data", (d) => {
-      received += d.toString("latin1");
-    });
-    const closed = new Promise((r) => sock.on("close", r));
-    sock.write(
-      `POST /v1/chat/completions HTTP/1.1\r\nHost: x\r\ncontent-type: application/json\r\ncontent-length: ${Buffer.byteLength(body)}\r\n\r\n${body}`,
+    const received = await garbageBehind(
+      g.port,
+      JSON.stringify({ model: "gpt-4o", messages }),
+      () => arrived,
     );
-    const until = Date.now() + 5000;
-    while (!arrived && Date.now() < until) await new Promise((r) => setTimeout(r, 10));
-    sock.write("NOT HTTP AT ALL\r\n\r\n");
-    await Promise.race([closed, new Promise((r) => setTimeout(r, 3000))]);
-    sock.destroy();
     // The call's own answer, whole, and nothing else; charged once as answered.
     expect(received.match(/HTTP\/1\.1 \d{3}/g)).toEqual(["HTTP/1.1 200"]);
     expect(received.endsWith(answer)).toBe(true);
