@@ -110,8 +110,8 @@ export interface Gateway {
    * (`/readyz` answers 503 from then on, to a request that still reaches it on an open connection);
    * lets the requests in flight finish for up to `shutdownGraceMs`, each connection closed once its
    * response has ended (responses not yet started say `connection: close`); then cuts what is left
-   * as a client disconnect (the upstream call is aborted, what was generated is charged, the rest
-   * released) and waits up to 5 s for those to settle; then closes the engine (flushing the usage
+   * as a client disconnect (the upstream call is aborted; what was generated is charged, at least
+   * the input of a call that reached the provider) and waits up to 5 s for those to settle; then closes the engine (flushing the usage
    * log), the upstream clients and the store. A second call returns the same promise.
    */
   close(): Promise<void>;
