@@ -144,13 +144,14 @@ describe("usage log from the gateway", () => {
       cost_nano_usd: costOf(r2.input, COMPLETION),
     });
     const trimmed = pair(2);
-    const [sys, , reply, last] = history.messages;
-    const keptTokens = tok.countChat([sys, reply, last] as ChatMessage[]);
+    // The old question goes, and its answer with it (turns are dropped whole).
+    const [sys, , , last] = history.messages;
+    const keptTokens = tok.countChat([sys, last] as ChatMessage[]);
     expect(r3.input).toBe(keptTokens);
     expect(trimmed.d).toMatchObject({
       decision: "trim",
       messages: 4,
-      trimmed_messages: 1,
+      trimmed_messages: 2,
       input_tokens: keptTokens,
       input_tokens_before: tok.countChat(history.messages),
       input_tokens_floor: tok.countChat([sys, last] as ChatMessage[]),

@@ -84,6 +84,12 @@ function checkInvariants(input: ChatMessage[], out: ChatMessage[], policy: OnExc
     expect(copy).toBeDefined();
     expect((newestUser.content as string).startsWith(copy?.content as string)).toBe(true);
   }
+  // Turns go whole: when trim or summarize dropped messages, what is kept of the conversation (system
+  // messages and a summary aside) starts with a question, never with a reply to a dropped one.
+  if ((policy === "trim" || policy === "summarize") && out.length < input.length) {
+    const first = out.find((m) => m.role !== "system" && m.role !== "developer");
+    expect(first?.role).toBe("user");
+  }
   // Tool results never separated from their calls.
   const callIds = new Set(out.flatMap((m) => (m.tool_calls ?? []).map((c) => c.id)));
   for (const m of out) if (m.role === "tool") expect(callIds.has(m.tool_call_id as string)).toBe(true);
@@ -164,10 +170,11 @@ describe("input policies (examples)", () => {
       tokenizer: tok,
     });
     if (res instanceof TokenBudgetError) throw res;
-    expect(res.messages[0]).toBe(sys);
-    expect(res.messages.at(-1)).toBe(history[5]);
-    expect(res.droppedMessages).toBe(3);
-    expect(res.messages).toHaveLength(3);
+    // The newest reply (300 words) would fit, but its question does not: the turn goes whole, and
+    // the conversation never starts with a reply to nothing.
+    expect(res.messages).toEqual([sys, history[5]]);
+    expect(res.droppedMessages).toBe(4);
+    expect(res.inputTokens).toBe(tok.countChat(res.messages));
   });
 
   it("reject refuses with input_budget_exceeded and the cap", async () => {
@@ -253,7 +260,7 @@ describe("input policies (examples)", () => {
       if (res instanceof TokenBudgetError) throw res;
       expect(res.summarized).toBe(false);
       expect(res.summaryFallback).toBeDefined();
-      expect(res.droppedMessages).toBe(3);
+      expect(res.droppedMessages).toBe(4);
     }
   });
 

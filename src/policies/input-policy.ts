@@ -118,6 +118,25 @@ function walk(req: InputPolicyRequest): Walk | TokenBudgetError {
   return { conv, fixedTokens: fixed, keptFrom, remaining };
 }
 
+/**
+ * Drops the kept units older than the first kept user message (below the anchor): an assistant reply
+ * or tool call whose question was dropped. SPEC §2 drops older turns whole, and a conversation that
+ * starts with a reply to nothing confuses models (and some providers refuse it). Their tokens are
+ * given back to `remaining`.
+ */
+function startAtTurn(req: InputPolicyRequest, w: Walk): Walk {
+  const { conv } = w;
+  let { keptFrom, remaining } = w;
+  if (keptFrom === 0) return w;
+  while (keptFrom < conv.anchor) {
+    const unit = conv.units[keptFrom] as Unit;
+    if ((req.messages[unit.indexes[0] as number] as ChatMessage).role === "user") break;
+    remaining += unitTokensUpTo(req.messages, unit, Number.MAX_SAFE_INTEGER, req.tokenizer, req.counts);
+    keptFrom++;
+  }
+  return keptFrom === w.keptFrom ? w : { ...w, keptFrom, remaining };
+}
+
 function collect(
   messages: readonly ChatMessage[],
   conv: Conversation,
@@ -272,6 +291,7 @@ export async function applyInputPolicy(
     return overError(req.maxInputTokens, "the system messages and the newest user message do not fit");
   }
 
+  const turns = startAtTurn(req, w);
   if (req.onExceed === "summarize") {
     // Keep room for the summary: choose the newest turns within the cap minus that room, so the
     // summary is not squeezed out by turns that would fit without it.
@@ -279,13 +299,13 @@ export async function applyInputPolicy(
     const w2 = walk({ ...req, maxInputTokens: req.maxInputTokens - room });
     let reason = "no room for a summary next to the newest turns";
     if (!(w2 instanceof TokenBudgetError) && w2.keptFrom <= w2.conv.anchor) {
-      const summarized = await trySummary(req, { ...w2, remaining: w2.remaining + room });
+      const summarized = await trySummary(req, startAtTurn(req, { ...w2, remaining: w2.remaining + room }));
       if (typeof summarized !== "string") return summarized;
       reason = summarized;
     }
-    return fitted(req, w, undefined, { summaryFallback: reason });
+    return fitted(req, turns, undefined, { summaryFallback: reason });
   }
-  return fitted(req, w);
+  return fitted(req, turns);
 }
 
 /** Tokens of the cap kept free for a summary: a quarter of it, at least 32 (at most half). */

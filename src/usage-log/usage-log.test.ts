@@ -267,7 +267,8 @@ describe("usage log from the library", () => {
       input_tokens_before: 4 * 120 + 1,
       input_tokens_before_capped: true,
       input_tokens_floor: tok.countChat([m[2] as ChatMessage]),
-      trimmed_messages: 1,
+      // The old question and its answer "ok" (which fits, but not without its question).
+      trimmed_messages: 2,
     });
   });
 });
@@ -286,7 +287,10 @@ describe("usage log: long histories", () => {
     await a.settle({ prompt_tokens: a.inputTokens, completion_tokens: 1 });
     await tf.close();
     const kept = a.messages.length - 1; // without the system message
-    const counted = [sys, ...turns.slice(-(kept + 32))];
+    // The policy counted one reply more than it kept: the oldest message that fit was an answer,
+    // dropped with its question (turns go whole, so what is kept starts with a question).
+    expect(a.messages[1]?.role).toBe("user");
+    const counted = [sys, ...turns.slice(-(kept + 1 + 32))];
     const [d] = readLines(path);
     expect(tok.countChat(counted)).toBeLessThan(tok.countChat([sys, ...turns]));
     expect(d).toMatchObject({
