@@ -177,6 +177,24 @@ describe("input policies (examples)", () => {
     expect(res.inputTokens).toBe(tok.countChat(res.messages));
   });
 
+  it("trim of a conversation without any user message keeps the newest messages that fit", async () => {
+    const notes: ChatMessage[] = [
+      sys,
+      { role: "assistant", content: long(300) },
+      { role: "assistant", content: long(50) },
+      { role: "assistant", content: long(50) },
+    ];
+    const res = await applyInputPolicy({
+      messages: notes,
+      maxInputTokens: 200,
+      onExceed: "trim",
+      tokenizer: tok,
+    });
+    if (res instanceof TokenBudgetError) throw res;
+    expect(res.messages).toEqual([sys, notes[2], notes[3]]);
+    expect(res.droppedMessages).toBe(1);
+  });
+
   it("reject refuses with input_budget_exceeded and the cap", async () => {
     const res = await applyInputPolicy({
       messages: history,

@@ -128,6 +128,9 @@ function startAtTurn(req: InputPolicyRequest, w: Walk): Walk {
   const { conv } = w;
   let { keptFrom, remaining } = w;
   if (keptFrom === 0) return w;
+  // Without any user message there are no turns to keep whole: the newest messages that fit stay.
+  const anchorUnit = conv.units[conv.anchor] as Unit;
+  if ((req.messages[anchorUnit.indexes[0] as number] as ChatMessage).role !== "user") return w;
   while (keptFrom < conv.anchor) {
     const unit = conv.units[keptFrom] as Unit;
     if ((req.messages[unit.indexes[0] as number] as ChatMessage).role === "user") break;
