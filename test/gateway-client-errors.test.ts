@@ -6,17 +6,22 @@ import { createGateway, type Gateway } from "../src/gateway/server.js";
 import { createMemoryStore } from "../src/stores/memory-store.js";
 
 /**
- * Requests node:http refuses before the gateway sees them (timeouts, oversized headers, not HTTP)
- * are answered in the OpenAI error envelope too (SPEC §5), and the connection is closed.
+ * Requests node:http refuses before the gateway sees them (header and request timeouts, oversized
+ * headers, not HTTP) are answered in the OpenAI error envelope too (SPEC §5), and the connection is
+ * closed: a client that never finishes its request does not hold a connection (or a handler).
  */
 
-/** Sends `text` on a raw socket; resolves with what the server answered once it closed the connection. */
+/**
+ * Sends `text` on a raw socket; resolves with what the server answered, whether it ended the
+ * connection and when it closed.
+ */
 function rawExchange(
   port: number,
   text: string,
   waitMs = 5000,
-): Promise<{ answer: string; closed: boolean }> {
+): Promise<{ answer: string; closed: boolean; closedAfterMs: number }> {
   return new Promise((resolve) => {
+    const started = Date.now();
     const sock = connect({ host: "127.0.0.1", port });
     let answer = "";
     let closed = false;
@@ -29,7 +34,7 @@ function rawExchange(
     });
     sock.on("close", () => {
       clearTimeout(giveUp);
-      resolve({ answer, closed });
+      resolve({ answer, closed, closedAfterMs: Date.now() - started });
     });
     sock.on("error", () => {});
     sock.write(text);
@@ -79,6 +84,7 @@ describe("gateway: requests refused by the HTTP layer", () => {
     const r = await rawExchange(port, "POST /v1/chat/completions HTTP/1.1\r\nHost: x\r\n");
     expect(expectEnvelope(r.answer, 408)).toMatch(/not received in time/);
     expect(r.closed).toBe(true);
+    expect(r.closedAfterMs).toBeLessThan(3000);
   });
 
   it("a body not received in time: 408 in the error envelope, connection closed", async () => {
@@ -88,6 +94,7 @@ describe("gateway: requests refused by the HTTP layer", () => {
     );
     expectEnvelope(r.answer, 408);
     expect(r.closed).toBe(true);
+    expect(r.closedAfterMs).toBeLessThan(3000);
   });
 
   it("headers too large: 431 in the error envelope", async () => {

@@ -57,6 +57,21 @@ async function startSummarizing(o: {
   return { mock, gw, base: `http://127.0.0.1:${await gw.listen(0)}` };
 }
 
+/** {@link startSummarizing} for the tests of a describe block: started before them, closed after. */
+function useSummarizing(
+  o: Parameters<typeof startSummarizing>[0] | (() => Promise<Parameters<typeof startSummarizing>[0]>),
+) {
+  const box: { s?: Summarizing } = {};
+  beforeAll(async () => {
+    box.s = await startSummarizing(typeof o === "function" ? await o() : o);
+  });
+  afterAll(async () => {
+    await box.s?.gw.close();
+    await box.s?.mock.close();
+  });
+  return () => box.s as Summarizing;
+}
+
 /** A system message, `turns` questions and answers of `repeat` phrases each, and a last question. */
 function history(turns: number, repeat: number) {
   const messages = [{ role: "system", content: "Be brief." }];
@@ -82,22 +97,16 @@ interface BudgetReport {
 }
 
 describe("gateway: on_exceed summarize, wired to the upstream through summarize_with", () => {
-  let s: Summarizing;
-  beforeAll(async () => {
-    s = await startSummarizing({
-      completionTokens: 30,
-      maxInput: 300,
-      maxOutput: 50,
-      digestMaxOutput: 60,
-      tier: { daily_tokens: 100_000 },
-    });
-  });
-  afterAll(async () => {
-    await s.gw.close();
-    await s.mock.close();
+  const summarizing = useSummarizing({
+    completionTokens: 30,
+    maxInput: 300,
+    maxOutput: 50,
+    digestMaxOutput: 60,
+    tier: { daily_tokens: 100_000 },
   });
 
   it("replaces the dropped turns with a summary made (and charged) under the summarize_with feature", async () => {
+    const s = summarizing();
     const res = await ask(s.base, history(10, 4));
     const body = (await res.json()) as { usage: { prompt_tokens: number; total_tokens: number } };
     expect(res.status).toBe(200);
@@ -116,22 +125,16 @@ describe("gateway: on_exceed summarize, wired to the upstream through summarize_
 });
 
 describe("gateway: a summary that would leave no room for the request", () => {
-  let s: Summarizing;
-  beforeAll(async () => {
-    s = await startSummarizing({
-      completionTokens: 10,
-      maxInput: 80,
-      maxOutput: 20,
-      digestMaxOutput: 15,
-      tier: { daily_tokens: 100_000, tokens_per_minute: 400 },
-    });
-  });
-  afterAll(async () => {
-    await s.gw.close();
-    await s.mock.close();
+  const summarizing = useSummarizing({
+    completionTokens: 10,
+    maxInput: 80,
+    maxOutput: 20,
+    digestMaxOutput: 15,
+    tier: { daily_tokens: 100_000, tokens_per_minute: 400 },
   });
 
   it("is not made: the request is trimmed instead and nothing is charged for a summary", async () => {
+    const s = summarizing();
     // The dropped turns make a summary request of over 300 tokens: it fits the 400 per minute, but
     // then the request (up to 80 + 20) would not. Before, the summary was made and charged, and the
     // request refused with 429, again at every retry.
@@ -148,23 +151,17 @@ describe("gateway: a summary that would leave no room for the request", () => {
 });
 
 describe("gateway: summarize while the Redis store is down (on_error: local)", () => {
-  let s: Summarizing;
-  beforeAll(async () => {
-    s = await startSummarizing({
-      completionTokens: 10,
-      maxInput: 80,
-      maxOutput: 20,
-      digestMaxOutput: 15,
-      tier: { daily_tokens: 100_000, tokens_per_minute: 3500 },
-      store: { url: `redis://127.0.0.1:${await freePort()}`, on_error: "local" },
-    });
-  });
-  afterAll(async () => {
-    await s.gw.close();
-    await s.mock.close();
-  });
+  const summarizing = useSummarizing(async () => ({
+    completionTokens: 10,
+    maxInput: 80,
+    maxOutput: 20,
+    digestMaxOutput: 15,
+    tier: { daily_tokens: 100_000, tokens_per_minute: 3500 },
+    store: { url: `redis://127.0.0.1:${await freePort()}`, on_error: "local" },
+  }));
 
   it("makes no summary that this process's share could not fit with the request: trims instead", async () => {
+    const s = summarizing();
     // The local share is 10 % of 3 500 a minute: the summary's reservation (~300) fits it, and then
     // the request would not. Before, the summary was made and charged, and the request refused.
     const res = await ask(s.base, history(8, 4));
